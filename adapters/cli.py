@@ -1,0 +1,178 @@
+"""The `autogpt-bot` command: the composition root that knows every adapter.
+
+autogpt-bot run            start every adapter that has credentials (the console when none has)
+autogpt-bot console ...    one session in the terminal, like AutoGPT's CLI
+autogpt-bot check-config   print the effective settings, secrets masked
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from typing import Protocol
+
+from adapters.console.app import EXIT_CONFIG, EXIT_ERROR, NO_LLM, ConsoleArgs, run_console
+from bot import logs
+from bot.core import Core
+from bot.ops import OpsServer
+from bot.settings import ConfigError, Settings, load_settings, masked
+from bot.store.base import StoreError
+
+log = logging.getLogger(__name__)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="autogpt-bot", description="The autonomous AutoGPT agent in team chat.")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    sub.add_parser("run", help="start every adapter that has credentials (the console when none has)")
+    sub.add_parser("check-config", help="print the effective settings, secrets masked")
+    c = sub.add_parser("console", help="run one session in this terminal")
+    c.add_argument("goals", nargs="*", metavar="GOAL", help="one to five goals")
+    c.add_argument("--name", help="the AI's name (ai_name)")
+    c.add_argument("--role", help="the AI's role (ai_role)")
+    c.add_argument("--continuous", action="store_true", help="run without asking for approval")
+    c.add_argument("--continuous-limit", type=int, metavar="N", help="with --continuous: at most N cycles")
+    only = c.add_mutually_exclusive_group()
+    only.add_argument("--gpt3only", action="store_true", help="use FAST_LLM for everything")
+    only.add_argument("--gpt4only", action="store_true", help="use SMART_LLM for everything")
+    c.add_argument("--resume", metavar="ID", help="continue a saved session")
+    return p
+
+
+def console_args(ns: argparse.Namespace) -> ConsoleArgs:
+    return ConsoleArgs(
+        goals=[g for g in ns.goals if g.strip()],
+        name=ns.name,
+        role=ns.role,
+        continuous=ns.continuous,
+        continuous_limit=ns.continuous_limit,
+        llm_mode="fast" if ns.gpt3only else "smart" if ns.gpt4only else "default",
+        resume=ns.resume,
+    )
+
+
+class ChatAdapter(Protocol):
+    """A chat platform's connection: `start` registers its platform and connects; `stop` stops
+    receiving and lets running handlers finish."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+def chat_wanted(settings: Settings) -> bool:
+    """Whether any chat platform is configured (then `run` serves chat instead of the console)."""
+    from adapters.slack.serve import wanted as slack_wanted
+
+    return slack_wanted(settings) or settings.discord_bot_token is not None
+
+
+async def run_chat(settings: Settings) -> int:
+    """`run` with chat credentials: every configured adapter on one core, until SIGINT/SIGTERM."""
+    from adapters.discord import DiscordAdapter, DiscordStartError
+    from adapters.discord import configured as discord_problem
+    from adapters.slack.serve import SlackAdapter, SlackStartError, config_problem
+    from adapters.slack.serve import wanted as slack_wanted
+
+    slack, discord = slack_wanted(settings), settings.discord_bot_token is not None
+    problem = (config_problem(settings) if slack else None) or (
+        discord_problem(settings) if discord else None
+    )
+    if problem:
+        print(problem, file=sys.stderr)
+        return EXIT_CONFIG
+    if not settings.llm_configured():
+        print(NO_LLM, file=sys.stderr)
+        return EXIT_CONFIG
+    try:
+        core = await Core.start(settings)
+    except StoreError as exc:
+        print(f"Cannot open the session store: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    signals = (signal.SIGINT, signal.SIGTERM)
+    for sig in signals:
+        loop.add_signal_handler(sig, stop.set)
+    started: list[ChatAdapter] = []
+    ops = OpsServer(core, settings)
+    try:
+        adapters: list[tuple[str, ChatAdapter]] = []
+        if slack:
+            adapters.append(("Slack", SlackAdapter(core, settings)))
+        if discord:
+            adapters.append(("Discord", DiscordAdapter(core, settings)))
+        for _, adapter in adapters:
+            await adapter.start()
+            started.append(adapter)
+        resumed = await core.resume_all()
+        core.start_background()  # schedules (when this process leads) and orphaned sessions
+        await start_ops(ops)
+        names = ", ".join(name for name, _ in adapters)
+        print(f"autogpt-bot is running on {names} ({resumed} sessions resumed).", file=sys.stderr)
+        await stop.wait()
+        print("Stopping: sessions are saved and continue at the next start.", file=sys.stderr)
+        return 0
+    except (SlackStartError, DiscordStartError) as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_CONFIG
+    finally:
+        for sig in signals:
+            loop.remove_signal_handler(sig)
+        await ops.stop()
+        for adapter in reversed(started):
+            await adapter.stop()
+        await core.close()
+
+
+async def start_ops(ops: OpsServer) -> None:
+    """/healthz and /metrics; a port that is taken is said loudly, but does not stop the bot."""
+    try:
+        await ops.start()
+    except OSError as exc:
+        log.error("ops: cannot listen on %s:%s (%s): /healthz and /metrics are off", ops.host, ops.port, exc)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ns = parser().parse_args(argv)
+    if ns.command == "console" and ns.continuous_limit is not None:
+        if not ns.continuous:
+            print("--continuous-limit can only be used with --continuous", file=sys.stderr)
+            return EXIT_CONFIG
+        if ns.continuous_limit < 1:
+            print("--continuous-limit must be at least 1", file=sys.stderr)
+            return EXIT_CONFIG
+    if ns.command == "console" and len(ns.goals) > 5:
+        print("At most 5 goals.", file=sys.stderr)
+        return EXIT_CONFIG
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_CONFIG
+    if ns.command == "check-config":
+        for key, value in masked(settings).items():
+            print(f"{key}={value}")
+        return 0
+    chat = ns.command in (None, "run") and chat_wanted(settings)
+    logs.setup(settings, quiet=not chat)
+    try:
+        if ns.command == "console":
+            return asyncio.run(run_console(settings, console_args(ns)))
+        # `run` (and no command): the chat adapters that have credentials; the console otherwise.
+        if chat:
+            return asyncio.run(run_chat(settings))
+        return asyncio.run(run_console(settings, ConsoleArgs()))
+    except KeyboardInterrupt:
+        print(
+            "\nInterrupted. Sessions are saved; resume one with: autogpt-bot console --resume ID",
+            file=sys.stderr,
+        )
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The console adapter: the same agent in a terminal."""

@@ -1,0 +1,324 @@
+"""The discord.py client and what it does with mentions, thread replies, buttons, the feedback
+modal and the `/autogpt` command. Everything is handed to the core's `Service`; nothing here
+knows how a session works.
+
+Every interaction is answered within Discord's 3 seconds: a button's owner check is one store
+read (bounded), then the click is deferred and the decision made; the command is deferred first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+from collections.abc import AsyncIterator
+from typing import Any, Final
+
+import discord
+from discord import app_commands
+
+from adapters.discord import ids
+from adapters.discord.components import DecisionButton, FeedbackModal, modal_values
+from adapters.discord.ids import Click
+from adapters.discord.limits import reply_chunks
+from adapters.discord.platform import NAME, ORIGIN, SEND_ERRORS, DiscordPlatform, Origin
+from bot.models import Actor, Outcome, Place
+from bot.service import Service
+from bot.settings import Settings
+
+log = logging.getLogger(__name__)
+
+CHECK_WITHIN_S: Final = 1.5  # of the 3 s to answer a click: the owner check
+COMMAND_NAME: Final = "autogpt"
+COMMAND_HELP: Final = (
+    "Talk to AutoGPT: goal ..., status, list, stop ID, approve ID [N], feedback ID ..., help"
+)
+OPTION_HELP: Final = "e.g. goal research X; write a summary (or: help)"
+SORRY: Final = "Something went wrong on my side. Check with `status` before trying again."
+
+
+class Inflight:
+    """Counts running handlers, so a shutdown (or a test) can wait for them."""
+
+    def __init__(self) -> None:
+        self.busy = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    @contextlib.asynccontextmanager
+    async def track(self) -> AsyncIterator[None]:
+        self.busy += 1
+        self._idle.clear()
+        try:
+            yield
+        finally:
+            self.busy -= 1
+            if self.busy == 0:
+                self._idle.set()
+
+    async def wait(self) -> None:
+        await self._idle.wait()
+
+
+class Handlers:
+    """What the bot does with each Discord event."""
+
+    def __init__(self, service: Service, settings: Settings, platform: DiscordPlatform) -> None:
+        self.service = service
+        self.settings = settings
+        self.platform = platform
+        self.inflight = Inflight()
+
+    @property
+    def client(self) -> discord.Client:
+        return self.platform.client
+
+    # ------------------------------------------------------------------ who and where
+
+    def actor(self, user: discord.abc.User) -> Actor:
+        user_id = str(user.id)
+        return Actor(
+            platform=NAME,
+            user_id=user_id,
+            name=user.display_name,
+            is_admin=user_id in self.settings.discord_admin_user_ids,
+        )
+
+    async def place(self, channel: Any, channel_id: int | None, guild_id: int | None) -> Place:
+        """Where a message or command is: a thread is (parent channel, thread)."""
+        team = str(guild_id) if guild_id else None
+        if channel is None or isinstance(channel, discord.PartialMessageable):
+            if channel_id is None:
+                raise ValueError("no channel")
+            if guild_id:  # a thread not in the cache: ask what it is
+                with contextlib.suppress(*SEND_ERRORS):
+                    channel = await self.platform.channel(channel_id)
+        if isinstance(channel, discord.Thread):
+            return Place(platform=NAME, channel=str(channel.parent_id), thread=str(channel.id), team=team)
+        return Place(platform=NAME, channel=str(getattr(channel, "id", channel_id)), team=team)
+
+    # ------------------------------------------------------------------ messages
+
+    async def on_message(self, message: discord.Message) -> None:
+        me = self.client.user
+        if me is None or message.author.bot or message.webhook_id is not None:
+            return
+        mentioned = any(u.id == me.id for u in message.mentions)
+        async with self.inflight.track():
+            try:
+                if mentioned or message.guild is None:
+                    await self._command(message, strip_mention(message.content, me.id))
+                elif self.settings.discord_message_content and message.content.strip():
+                    await self._thread_reply(message)
+            except Exception:
+                log.exception("Discord: handling message %s failed", message.id)
+
+    async def _command(self, message: discord.Message, text: str) -> None:
+        """A mention: `goal ...` opens a thread from the answer; anything else is answered here."""
+        place = await self.place(message.channel, message.channel.id, guild_id(message))
+        origin = Origin(message=message)
+        token = ORIGIN.set(origin)
+        try:
+            outcome = await self.service.handle_text(self.actor(message.author), place, text or "help")
+        finally:
+            ORIGIN.reset(token)
+        if outcome.ok and origin.answered:
+            return  # the session's root message answered the mention
+        answer = outcome.message
+        if outcome.ok and origin.opened is not None and origin.opened.thread:
+            answer += f" It runs in <#{origin.opened.thread}>."
+        await self.reply(message, answer)
+
+    async def _thread_reply(self, message: discord.Message) -> None:
+        """With the Message Content intent: the owner's plain reply in a session's thread while a
+        step waits is feedback on it; anything else is conversation."""
+        if not isinstance(message.channel, discord.Thread | discord.PartialMessageable):
+            return
+        place = await self.place(message.channel, message.channel.id, guild_id(message))
+        if place.thread is None:
+            return
+        outcome = await self.service.reply_in_thread(self.actor(message.author), place, message.content)
+        if outcome is not None:
+            await self.reply(message, outcome.message)
+
+    async def reply(self, message: discord.Message, text: str) -> None:
+        try:
+            chunks = reply_chunks(text)
+            await message.reply(chunks[0], mention_author=False)
+            for chunk in chunks[1:]:
+                await message.channel.send(chunk)
+        except discord.DiscordException as exc:
+            log.warning("Discord: could not answer message %s: %s", message.id, exc)
+
+    # ------------------------------------------------------------------ the /autogpt command
+
+    async def on_command(self, interaction: discord.Interaction[Any], text: str) -> None:
+        """Deferred first (privately), then the shared grammar; the answer is for the user alone.
+        `goal` posts the session's root message in the channel and opens its thread from it."""
+        async with self.inflight.track():
+            await interaction.response.defer(ephemeral=True, thinking=True)
+            try:
+                place = await self.place(interaction.channel, interaction.channel_id, interaction.guild_id)
+                origin = Origin(channel=interaction.channel)
+                token = ORIGIN.set(origin)
+                try:
+                    outcome = await self.service.handle_text(self.actor(interaction.user), place, text)
+                finally:
+                    ORIGIN.reset(token)
+                answer = outcome.message
+                if outcome.ok and origin.opened is not None and origin.opened.thread:
+                    answer += f" It runs in <#{origin.opened.thread}>."
+            except Exception:
+                log.exception("Discord: /%s failed", COMMAND_NAME)
+                answer = SORRY
+            await self._answer(interaction, answer)
+
+    async def _answer(self, interaction: discord.Interaction[Any], text: str) -> None:
+        """The (private) answer to a deferred interaction."""
+        try:
+            chunks = reply_chunks(text)
+            await interaction.edit_original_response(content=chunks[0])
+            for chunk in chunks[1:]:
+                await interaction.followup.send(chunk, ephemeral=True)
+        except discord.DiscordException as exc:
+            log.warning("Discord: could not answer interaction %s: %s", interaction.id, exc)
+
+    # ------------------------------------------------------------------ buttons and the modal
+
+    async def on_button(self, interaction: discord.Interaction[Any], click: Click) -> None:
+        async with self.inflight.track():
+            try:
+                await self._button(interaction, click)
+            except Exception:
+                log.exception("Discord: click %s failed", click)
+                await self._private(interaction, SORRY)
+
+    async def _button(self, interaction: discord.Interaction[Any], click: Click) -> None:
+        actor = self.actor(interaction.user)
+        allowed: bool | None
+        try:
+            allowed = await asyncio.wait_for(self.service.may_decide(click.session_id, actor), CHECK_WITHIN_S)
+        except Exception as exc:  # slow or down: defer, and let the decision itself say
+            log.warning("Discord: checking a click on %s: %s", click.session_id, exc)
+            allowed = None
+        if allowed is False:
+            # Refused before anything changes; the core says why (not the owner, no such session...)
+            refusal = await self._refusal(click, actor)
+            await interaction.response.send_message(refusal, ephemeral=True)
+            return
+        if click.action == "feedback":
+            await interaction.response.send_modal(FeedbackModal(click.session_id, click.step_no))
+            return
+        await interaction.response.defer()
+        outcome = await self.service.decide(
+            click.session_id, actor, click.action, step_no=click.step_no, count=click.count
+        )
+        if not outcome.ok:
+            await self._private(interaction, outcome.message)
+
+    async def _refusal(self, click: Click, actor: Actor) -> str:
+        try:
+            outcome: Outcome = await asyncio.wait_for(
+                self.service.decide(click.session_id, actor, click.action, step_no=click.step_no),
+                CHECK_WITHIN_S / 2,
+            )
+            if not outcome.ok:
+                return outcome.message
+        except Exception:
+            pass
+        return f"Only the owner of session {click.session_id} or an admin can decide on it."
+
+    async def on_interaction(self, interaction: discord.Interaction[Any]) -> None:
+        """Modal submissions, by custom id: the feedback form works even after a restart."""
+        if interaction.type is not discord.InteractionType.modal_submit:
+            return
+        data: dict[str, Any] = dict(interaction.data or {})
+        parsed = ids.parse_modal(str(data.get("custom_id", "")))
+        if parsed is None:
+            return
+        session_id, step_no = parsed
+        async with self.inflight.track():
+            try:
+                await interaction.response.defer()
+                text = modal_values(interaction.data).get(ids.FEEDBACK_INPUT, "")
+                outcome = await self.service.decide(
+                    session_id, self.actor(interaction.user), "feedback", step_no=step_no, text=text
+                )
+                if not outcome.ok:
+                    await self._private(interaction, outcome.message)
+            except Exception:
+                log.exception("Discord: feedback on %s failed", session_id)
+                await self._private(interaction, SORRY)
+
+    async def _private(self, interaction: discord.Interaction[Any], text: str) -> None:
+        """A note only the clicking user sees: the response if none was sent, else a follow-up."""
+        try:
+            chunks = reply_chunks(text)
+            if not interaction.response.is_done():
+                await interaction.response.send_message(chunks[0], ephemeral=True)
+                chunks = chunks[1:]
+            for chunk in chunks:
+                await interaction.followup.send(chunk, ephemeral=True)
+        except discord.DiscordException as exc:
+            log.warning("Discord: could not answer interaction %s: %s", interaction.id, exc)
+
+
+MENTION = r"<@!?{}>"
+
+
+def guild_id(message: discord.Message) -> int | None:
+    return message.guild.id if message.guild is not None else None
+
+
+def strip_mention(content: str, bot_id: int) -> str:
+    """The command in a message that mentions the bot."""
+    return re.sub(MENTION.format(bot_id), " ", content).strip()
+
+
+def make_command(handlers: Handlers) -> app_commands.Command[Any, ..., None]:
+    @app_commands.command(name=COMMAND_NAME, description=COMMAND_HELP)
+    @app_commands.describe(command=OPTION_HELP)
+    async def autogpt(interaction: discord.Interaction, command: str) -> None:
+        await handlers.on_command(interaction, command)
+
+    return autogpt
+
+
+class AutoGPTClient(discord.Client):
+    """A plain `discord.Client` (its gateway address is `DiscordWebSocket.DEFAULT_GATEWAY`) with
+    the platform the core posts through and the handlers of what users do."""
+
+    def __init__(
+        self,
+        service: Service,
+        settings: Settings,
+        *,
+        intents: discord.Intents,
+        sync_commands: bool = True,
+        **options: Any,
+    ) -> None:
+        # no voice here: spare the admin discord.py's warnings about voice libraries
+        discord.VoiceClient.warn_nacl = False
+        discord.VoiceClient.warn_dave = False
+        super().__init__(intents=intents, allowed_mentions=discord.AllowedMentions.none(), **options)
+        self.platform = DiscordPlatform(self)
+        self.handlers = Handlers(service, settings, self.platform)
+        self.sync_commands = sync_commands
+        self.tree: app_commands.CommandTree[AutoGPTClient] = app_commands.CommandTree(self)
+        self.tree.add_command(make_command(self.handlers))
+
+    async def setup_hook(self) -> None:
+        self.add_dynamic_items(DecisionButton)
+        if self.sync_commands:
+            try:
+                synced = await self.tree.sync()
+                log.info("Discord: application commands synced: %s", ", ".join(c.name for c in synced))
+            except discord.DiscordException as exc:
+                log.warning("Discord: could not register /%s: %s", COMMAND_NAME, exc)
+
+    async def on_message(self, message: discord.Message) -> None:
+        await self.handlers.on_message(message)
+
+    async def on_interaction(self, interaction: discord.Interaction[Any]) -> None:
+        await self.handlers.on_interaction(interaction)

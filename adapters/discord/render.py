@@ -1,0 +1,229 @@
+"""The core's views as Discord messages: an embed each, buttons on steps, long output attached.
+
+Every message fits Discord's limits (see `limits.py`): text is shortened in the embed and, for a
+command's result or a long proposed command, attached in full as a file.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Final
+
+import discord
+
+from adapters.discord.components import decision_view
+from adapters.discord.limits import THREAD_NAME, Code, EmbedSpec, clip
+from bot.views import (
+    NoticeView,
+    ResultView,
+    SessionHeaderView,
+    StepView,
+    SummaryView,
+    TaskListView,
+    View,
+)
+
+RESULT_INLINE: Final = 1500  # characters of a result shown in the message; longer ones are attached
+ARGS_INLINE: Final = 900  # characters of a proposed command shown; longer ones are attached
+
+BLURPLE: Final = 0x5865F2
+GREEN: Final = 0x57F287
+YELLOW: Final = 0xFEE75C
+ORANGE: Final = 0xE67E22
+RED: Final = 0xED4245
+GREY: Final = 0x95A5A6
+
+STEP_COLORS: Final = {
+    "pending": BLURPLE,
+    "auto": GREEN,
+    "decided": GREEN,
+    "running": YELLOW,
+    "done": GREEN,
+    "invalid": ORANGE,
+    "interrupted": ORANGE,
+}
+OUTCOME: Final = {
+    "finished": ("finished", GREEN),
+    "stopped": ("stopped", GREY),
+    "failed": ("failed", RED),
+    "paused": ("paused", ORANGE),
+}
+LEVEL: Final = {"info": ("ℹ️", GREY), "warning": ("⚠️", ORANGE), "error": ("⛔", RED)}
+
+
+@dataclass
+class Attachment:
+    filename: str
+    content: bytes
+
+    def file(self) -> discord.File:
+        return discord.File(io.BytesIO(self.content), filename=self.filename)
+
+
+@dataclass
+class Rendered:
+    content: str | None = None
+    embeds: list[discord.Embed] = field(default_factory=list)
+    view: discord.ui.View | None = None
+    attachments: list[Attachment] = field(default_factory=list)
+
+    def files(self) -> list[discord.File]:
+        return [a.file() for a in self.attachments]
+
+
+def render(view: View) -> Rendered:
+    match view:
+        case SessionHeaderView():
+            return header(view)
+        case TaskListView():
+            return tasks(view)
+        case StepView():
+            return step(view)
+        case ResultView():
+            return result(view)
+        case SummaryView():
+            return summary(view)
+        case NoticeView():
+            return notice(view)
+    raise TypeError(f"no Discord rendering for {type(view).__name__}")
+
+
+def when(moment: datetime | None) -> str:
+    return discord.utils.format_dt(moment, "f") if moment is not None else ""
+
+
+def thread_name(view: SessionHeaderView) -> str:
+    goal = view.goals[0] if view.goals else view.title or ""
+    return clip(" ".join(f"{view.ai_name} {view.session_id}: {goal}".split()), THREAD_NAME)
+
+
+def header(view: SessionHeaderView) -> Rendered:
+    spec = EmbedSpec(
+        title=view.title or f"{view.ai_name} · session {view.session_id}",
+        description="\n".join(f"{i}. {g}" for i, g in enumerate(view.goals, 1)),
+        color=BLURPLE,
+        footer=f"Session {view.session_id} · commands: status {view.session_id}, stop {view.session_id}",
+    )
+    spec.add("Role", view.ai_role)
+    spec.add("Owner", view.owner, inline=True)
+    spec.add("Mode", view.mode, inline=True)
+    content = clip(f"Session `{view.session_id}` for {discord.utils.escape_markdown(view.owner)}.", 2000)
+    return Rendered(content=content, embeds=[spec.build()])
+
+
+def tasks(view: TaskListView) -> Rendered:
+    lines = [f"~~{t}~~ ✓" for t in view.done[-10:]]
+    lines += [f"**{i}. {t}**" if i == 1 else f"{i}. {t}" for i, t in enumerate(view.tasks, 1)]
+    spec = EmbedSpec(
+        title="Task list",
+        description="\n".join(lines) or "No tasks left.",
+        color=GREY,
+        footer=f"Session {view.session_id} · {len(view.tasks)} to do, {len(view.done)} done",
+    )
+    return Rendered(embeds=[spec.build()])
+
+
+def _args_text(args: dict[str, Any]) -> str:
+    return json.dumps(args, indent=2, ensure_ascii=False, default=str) if args else "{}"
+
+
+def _status_line(view: StepView) -> str:
+    decided = ""
+    if view.decided_by and view.decision:
+        decided = f"{view.decision} by {view.decided_by}"
+        if view.decided_at:
+            decided += f" · {when(view.decided_at)}"
+    match view.status:
+        case "pending":
+            budget = f" Budget left: ${view.budget_left_usd:.4f}." if view.budget_left_usd is not None else ""
+            return "⏸️ Waiting for a decision." + budget
+        case "auto":
+            left = f" ({view.approvals_left} more approved in advance)" if view.approvals_left else ""
+            return f"✅ {decided or 'approved in advance'}{left}."
+        case "decided":
+            mark = "⏹️" if view.decision == "stopped" else "💬" if view.decision == "gave feedback" else "✅"
+            return f"{mark} {decided or 'decided'}."
+        case "running":
+            return (f"✅ {decided}.\n" if decided else "") + f"⏳ Running `{view.command}`…"
+        case "done":
+            return (f"✅ {decided}.\n" if decided else "") + "✔️ Done: the result follows."
+        case "invalid":
+            return "⚠️ Not run: the command is not valid (the agent is told why)."
+        case "interrupted":
+            return "⚠️ Interrupted: the process stopped while the command ran."
+    return view.status
+
+
+def step(view: StepView, attach_args: bool = False) -> Rendered:
+    """A cycle: thoughts as fields, the proposed command, its status, and its buttons."""
+    t = view.thoughts
+    spec = EmbedSpec(
+        title=f"Step {view.step_no} · {view.command}",
+        description=_status_line(view),
+        color=STEP_COLORS.get(view.status, GREY),
+        footer=f"Session {view.session_id} · step {view.step_no}",
+    )
+    spec.add("Thoughts", t.text)
+    spec.add("Reasoning", t.reasoning)
+    spec.add("Plan", t.plan)
+    spec.add("Criticism", t.criticism)
+    if t.speak and t.speak.strip() != t.text.strip():
+        spec.add("Says", t.speak)
+    args = _args_text(view.args)
+    spec.add("Command", Code(args, "json", prefix=f"`{clip(view.command, 100)}`\n"))
+    if view.note:
+        spec.add("Note", view.note)
+    attachments: list[Attachment] = []
+    if attach_args and len(args) > ARGS_INLINE:
+        name = f"step-{view.step_no}-{view.command}.json"
+        attachments.append(Attachment(name, args.encode("utf-8")))
+        spec.add("Full command", f"{len(args):,} characters, attached as {name}.")
+    return Rendered(
+        embeds=[spec.build()],
+        view=decision_view(view.session_id, view.step_no, view.options),
+        attachments=attachments,
+    )
+
+
+def result(view: ResultView, inline: int = RESULT_INLINE) -> Rendered:
+    output = view.output or "(no output)"
+    spec = EmbedSpec(
+        title=f"{'Result' if view.ok else 'Error'} of step {view.step_no} · {view.command}",
+        description=Code(output),
+        color=GREEN if view.ok else RED,
+        footer=f"Session {view.session_id} · step {view.step_no}",
+    )
+    attachments: list[Attachment] = []
+    if len(output) > inline:
+        spec.description = Code(output[:inline] + "\n…")
+        name = f"result-{view.session_id}-step{view.step_no}.txt"
+        attachments.append(Attachment(name, output.encode("utf-8")))
+        spec.add("Full output", f"{len(output):,} characters, attached as {name}.")
+    return Rendered(embeds=[spec.build()], attachments=attachments)
+
+
+def summary(view: SummaryView) -> Rendered:
+    word, color = OUTCOME.get(view.outcome, (view.outcome, GREY))
+    spec = EmbedSpec(
+        title=f"Session {view.session_id} {word}",
+        description=view.reason or "",
+        color=color,
+        footer=f"Session {view.session_id}",
+    )
+    spec.add("Cycles", str(view.cycles), inline=True)
+    spec.add("Spent", f"${view.cost_usd:.4f}", inline=True)
+    spec.add("Tokens", f"{view.prompt_tokens:,} in, {view.completion_tokens:,} out", inline=True)
+    return Rendered(embeds=[spec.build()])
+
+
+def notice(view: NoticeView) -> Rendered:
+    mark, color = LEVEL.get(view.level, ("", GREY))
+    spec = EmbedSpec(
+        description=f"{mark} {view.text}".strip(),
+        color=color,
+        footer=f"Session {view.session_id}" if view.session_id else "",
+    )
+    return Rendered(embeds=[spec.build()])

@@ -1,0 +1,638 @@
+"""Block Kit for the core's views, always within Slack's limits.
+
+Blocks are built with `slack_sdk.models` (which refuses many over-long values) and every text is
+shortened or split before it gets there: 3,000 characters a section, 150 a header, 75 a button,
+50 blocks a message (100 in the Home tab and modals), and the blocks of one message kept under
+`BLOCKS_BUDGET` characters in all (Slack refuses messages near 13,000). Long texts share a
+budget: the longest are shortened first, so short fields are always shown whole.
+
+Text from users and the agent is escaped (`&`, `<`, `>`) as Slack's mrkdwn requires.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Final
+
+from slack_sdk.models.blocks import (
+    ActionsBlock,
+    Block,
+    ButtonElement,
+    ConfirmObject,
+    ContextBlock,
+    DividerBlock,
+    HeaderBlock,
+    InputBlock,
+    MarkdownTextObject,
+    PlainTextInputElement,
+    PlainTextObject,
+    SectionBlock,
+)
+from slack_sdk.models.views import View as SlackView
+
+from adapters.slack import ids
+from bot.grammar import USAGE
+from bot.models import Session, SessionState
+from bot.schedules import Schedule
+from bot.views import (
+    DecisionOption,
+    NoticeView,
+    ResultView,
+    SessionHeaderView,
+    StepView,
+    SummaryView,
+    TaskListView,
+    View,
+)
+
+SECTION_MAX: Final = 3000
+HEADER_MAX: Final = 150
+BUTTON_MAX: Final = 75
+CONTEXT_MAX: Final = 2000
+MAX_BLOCKS: Final = 50
+VIEW_MAX_BLOCKS: Final = 100
+BLOCKS_BUDGET: Final = 11_000  # compact JSON characters of one message's blocks
+TEXT_BUDGET: Final = 7_000  # characters of long text (thoughts, goals, tasks) in one message
+FALLBACK_MAX: Final = 3_000  # the notification `text` of a message (Slack's limit: 40,000)
+RESULT_INLINE: Final = 2_500  # characters of a result shown in the message; longer ones are attached
+MAX_HOME_SESSIONS: Final = 20
+FEEDBACK_MAX: Final = 3000
+
+ELLIPSIS: Final = "…"
+_MENTION = re.compile(r"^<@[UW][A-Z0-9]+>$")
+_MENTIONS = re.compile(r"(<@[UW][A-Z0-9]+>)")
+
+
+@dataclass(frozen=True)
+class SlackMessage:
+    """What one chat.postMessage / chat.update sends: the notification text and the blocks."""
+
+    text: str
+    blocks: list[dict[str, Any]]
+
+
+# ---------------------------------------------------------------------------- text
+
+
+def escape(text: str, mentions: bool = False) -> str:
+    """Text for mrkdwn. With `mentions`, user mentions (`<@U123>`, how this adapter names users
+    to the core) are kept, so texts the core writes about a user show that user's name."""
+    if mentions:
+        parts = _MENTIONS.split(text)
+        return "".join(p if i % 2 else escape(p) for i, p in enumerate(parts))
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def unescape(text: str) -> str:
+    """A message's text as the user typed it (Slack escapes &, < and >)."""
+    return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+
+
+def _safe_cut(escaped: str, n: int) -> int:
+    """A cut position at or before n that splits neither an `&amp;`-style entity nor a mention."""
+    if n >= len(escaped):
+        return len(escaped)
+    amp = escaped.rfind("&", max(0, n - 5), n)
+    if amp != -1 and ";" not in escaped[amp:n]:
+        n = amp
+    angle = escaped.rfind("<", max(0, n - 160), n)
+    if angle != -1 and ">" not in escaped[angle:n]:
+        n = angle
+    return n
+
+
+def clip(raw: str, limit: int, mentions: bool = False) -> str:
+    """`raw` escaped, shortened to at most `limit` characters (ending with … when shortened).
+    Triple backticks become triple quotes, so no text opens a code block it does not close."""
+    raw = raw.replace("```", "'''")
+    if len(raw) > limit * 2 + 16:  # a huge text: no need to escape what is cut anyway
+        raw = raw[: limit * 2 + 16]
+        cut = True
+    else:
+        cut = False
+    escaped = escape(raw, mentions)
+    if len(escaped) <= limit and not cut:
+        return escaped
+    return clip_escaped(escaped, limit)
+
+
+def clip_escaped(escaped: str, limit: int) -> str:
+    if len(escaped) <= limit:
+        return escaped
+    keep = _safe_cut(escaped, max(0, limit - len(ELLIPSIS)))
+    return escaped[:keep].rstrip() + ELLIPSIS
+
+
+def split_escaped(escaped: str, size: int) -> list[str]:
+    """Pieces of at most `size` characters, cut at a line break, else a space, else anywhere."""
+    pieces: list[str] = []
+    rest = escaped
+    while len(rest) > size:
+        cut = rest.rfind("\n", 0, size + 1)
+        if cut < size // 2:
+            cut = rest.rfind(" ", 0, size + 1)
+        if cut < size // 2:
+            cut = size
+        cut = _safe_cut(rest, cut) or size
+        piece, rest = rest[:cut].rstrip(), rest[cut:].lstrip("\n ")
+        if piece:
+            pieces.append(piece)
+    if rest.strip():
+        pieces.append(rest)
+    return pieces
+
+
+def plain(text: str, limit: int) -> str:
+    """A plain_text value (no escaping), at most `limit` characters, on one line."""
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + ELLIPSIS
+
+
+def code(raw: str, limit: int) -> str:
+    """A code block of at most `limit` characters."""
+    raw = raw.replace("```", "'''")
+    return "```" + (clip(raw, limit - 6) or " ") + "```"
+
+
+def inline(raw: str, limit: int) -> str:
+    """Inline code: backticks inside would end it early, so they become quotes."""
+    return "`" + (clip(" ".join(raw.replace("`", "'").split()), limit - 2) or " ") + "`"
+
+
+def who(label: str | None) -> str:
+    """A user label: a `<@U123>` mention as is (Slack shows the name), anything else escaped."""
+    if not label:
+        return "someone"
+    return label if _MENTION.match(label) else escape(label)
+
+
+def mention(user_id: str) -> str:
+    return f"<@{user_id}>"
+
+
+def when(moment: datetime | None) -> str:
+    """A time every reader sees in their own time zone."""
+    if moment is None:
+        return ""
+    fallback = moment.strftime("%Y-%m-%d %H:%M UTC")
+    return f"<!date^{int(moment.timestamp())}^{{date_short_pretty}} at {{time}}|{fallback}>"
+
+
+def allot(lengths: Sequence[int], budget: int) -> list[int]:
+    """Share `budget` characters among texts: short ones whole, the longest cut to one cap."""
+    if sum(lengths) <= budget:
+        return list(lengths)
+    remaining, left = budget, len(lengths)
+    cap = 0
+    for length in sorted(lengths):
+        share = remaining // left
+        if length > share:
+            cap = share
+            break
+        remaining -= length
+        left -= 1
+    return [min(length, cap) for length in lengths]
+
+
+def bullets(plan: str) -> str:
+    lines = [ln.strip().lstrip("-*•").strip() for ln in plan.splitlines()]
+    return "\n".join(f"• {ln}" for ln in lines if ln)
+
+
+# ---------------------------------------------------------------------------- blocks
+
+
+def _dict(block: Block) -> dict[str, Any]:
+    return block.to_dict()  # validates the limits slack_sdk knows
+
+
+def header(text: str) -> dict[str, Any]:
+    return _dict(HeaderBlock(text=PlainTextObject(text=plain(text, HEADER_MAX) or " ", emoji=True)))
+
+
+def section(mrkdwn: str, accessory: ButtonElement | None = None) -> dict[str, Any]:
+    text = clip_escaped(mrkdwn, SECTION_MAX) if mrkdwn.strip() else ELLIPSIS  # Slack refuses empty text
+    return _dict(SectionBlock(text=MarkdownTextObject(text=text), accessory=accessory))
+
+
+def context(mrkdwn: str) -> dict[str, Any]:
+    text = clip_escaped(mrkdwn, CONTEXT_MAX) if mrkdwn.strip() else ELLIPSIS
+    return _dict(ContextBlock(elements=[MarkdownTextObject(text=text)]))
+
+
+def labelled(label: str, raw: str, allowance: int) -> list[dict[str, Any]]:
+    """`*Label*` and a text, shortened to `allowance`, split over as many sections as it needs."""
+    title = f"*{label}*\n"
+    pieces = split_escaped(clip(raw.strip(), max(allowance, 40)), SECTION_MAX - len(title))
+    return [section((title if i == 0 else "") + piece) for i, piece in enumerate(pieces)]
+
+
+def fit(
+    blocks: list[dict[str, Any]], max_blocks: int = MAX_BLOCKS, budget: int = BLOCKS_BUDGET
+) -> list[dict[str, Any]]:
+    """The last guard: at most `max_blocks` blocks and `budget` characters, whatever came in.
+    Drops sections from the middle (keeping the head and the last three: status, buttons,
+    footer), then shortens the longest section texts."""
+    if len(blocks) > max_blocks:
+        tail = blocks[-3:]
+        blocks = [*blocks[: max_blocks - 4], context(f"{ELLIPSIS} (shortened)"), *tail]
+    while _size(blocks) > budget:
+        texts = [
+            (len(b["text"]["text"]), i)
+            for i, b in enumerate(blocks)
+            if b.get("type") == "section" and isinstance(b.get("text"), dict)
+        ]
+        if not texts:
+            break
+        longest, i = max(texts)
+        if longest < 200:
+            break
+        excess = _size(blocks) - budget
+        blocks[i] = dict(
+            blocks[i], text=dict(blocks[i]["text"], text=_recut(blocks[i]["text"]["text"], excess))
+        )
+    return blocks
+
+
+def _recut(text: str, excess: int) -> str:
+    target = max(100, len(text) - excess - 50)
+    if text.startswith("```") and text.endswith("```") and len(text) > 6:
+        return "```" + clip_escaped(text[3:-3], target - 6) + "```"
+    return clip_escaped(text, target)
+
+
+def _size(blocks: list[dict[str, Any]]) -> int:
+    return len(json.dumps(blocks, ensure_ascii=False, separators=(",", ":")))
+
+
+def message(text: str, blocks: list[dict[str, Any]]) -> SlackMessage:
+    return SlackMessage(text=clip(text, FALLBACK_MAX, mentions=True), blocks=fit(blocks))
+
+
+# ---------------------------------------------------------------------------- the views
+
+
+def render(view: View) -> SlackMessage:
+    match view:
+        case SessionHeaderView():
+            return header_message(view)
+        case TaskListView():
+            return tasks_message(view)
+        case StepView():
+            return step_message(view)
+        case ResultView():
+            return result_message(view)
+        case SummaryView():
+            return summary_message(view)
+        case NoticeView():
+            return notice_message(view)
+    # a view this adapter does not know yet: shown plainly rather than failing the session
+    fields = view.model_dump(mode="json") if hasattr(view, "model_dump") else {"view": str(view)}
+    body = "\n".join(f"{k}: {v}" for k, v in fields.items() if k != "kind")
+    return message(f"{type(view).__name__}", [section(code(body, SECTION_MAX))])
+
+
+def header_message(view: SessionHeaderView) -> SlackMessage:
+    first = view.goals[0] if view.goals else ""
+    allowances = allot([len(escape(g)) for g in view.goals], TEXT_BUDGET - 600)
+    goals = "\n".join(
+        f"{i}. {clip(g, a)}" for i, (g, a) in enumerate(zip(view.goals, allowances, strict=True), 1)
+    )
+    blocks = [
+        header(view.title or f"{view.ai_name}: {first}"),
+        section(f"*{clip(view.ai_name, 80)}* is {clip(view.ai_role, 400)}."),
+        *[
+            section(("*Goals*\n" if i == 0 else "") + p)
+            for i, p in enumerate(split_escaped(goals, SECTION_MAX - 10))
+        ],
+        context(f"Started by {who(view.owner)} · session `{view.session_id}` · {escape(view.mode)}"),
+        context(
+            "Each step is posted in this thread. Decide with its buttons, or reply in the thread to "
+            "give the agent feedback on the step that waits."
+        ),
+    ]
+    return message(f"{view.ai_name} session {view.session_id} by {view.owner}: {first}", blocks)
+
+
+def tasks_message(view: TaskListView) -> SlackMessage:
+    done = [" ".join(t.split()) for t in view.done[-10:]]
+    todo = [" ".join(t.split()) for t in view.tasks]
+    allowances = allot([len(escape(t)) for t in [*done, *todo]], TEXT_BUDGET - 500)
+    lines: list[str] = []
+    if len(view.done) > len(done):
+        lines.append(f"_{len(view.done) - len(done)} earlier tasks done_")
+    lines += [f":heavy_check_mark: ~{clip(t, max(20, a))}~" for t, a in zip(done, allowances, strict=False)]
+    lines += [
+        f"{i}. {clip(t, a)}" for i, (t, a) in enumerate(zip(todo, allowances[len(done) :], strict=True), 1)
+    ]
+    if not todo:
+        lines.append("_No tasks left._")
+    pieces = split_escaped("\n".join(lines), SECTION_MAX - 20)
+    blocks = [section(("*Task list*\n" if i == 0 else "") + p) for i, p in enumerate(pieces)]
+    blocks.append(context(f"Session `{view.session_id}` · {len(view.tasks)} to do, {len(view.done)} done"))
+    return message(f"Task list of session {view.session_id}: {len(view.tasks)} to do", blocks)
+
+
+_STATUS_TEXT: Final[dict[str, str]] = {
+    "pending": ":hourglass_flowing_sand: Waiting for a decision.",
+    "done": ":heavy_check_mark: Ran; the result follows in the thread.",
+    "invalid": ":no_entry: Not run: the command was not valid (see the note); the agent was told.",
+    "interrupted": ":warning: Interrupted: the process running it stopped. It may or may not have "
+    "taken effect; check before repeating it.",
+}
+_DECISION_ICON: Final[dict[str, str]] = {
+    "gave feedback": ":speech_balloon:",
+    "stopped": ":octagonal_sign:",
+}
+
+
+def decision_line(view: StepView) -> str | None:
+    if view.decided_by == "auto":
+        left = f" ({view.approvals_left} more to go)" if view.approvals_left else ""
+        return f":fast_forward: Approved in advance{left}"
+    if view.decided_by == "continuous":
+        return ":repeat: Approved automatically (continuous mode)"
+    if not view.decided_by:
+        return None
+    decision = view.decision or "decided"
+    icon = _DECISION_ICON.get(decision, ":white_check_mark:")
+    stamp = f" · {when(view.decided_at)}" if view.decided_at else ""
+    return f"{icon} {who(view.decided_by)} {escape(decision)}{stamp}"
+
+
+def step_message(view: StepView) -> SlackMessage:
+    t = view.thoughts
+    fields = [
+        ("Thoughts", t.text),
+        ("Reasoning", t.reasoning),
+        ("Plan", bullets(t.plan)),
+        ("Criticism", t.criticism),
+        ("Speak", t.speak),
+    ]
+    args = json.dumps(view.args, ensure_ascii=False)
+    note = view.note or ""
+    texts = [raw for _, raw in fields] + [args, note]
+    allowances = allot([len(escape(x)) for x in texts], TEXT_BUDGET)
+    blocks = [header(f"Step {view.step_no}: {view.command}")]
+    for (label, raw), allowance in zip(fields, allowances, strict=False):
+        if raw.strip():
+            blocks += labelled(label, raw, allowance)
+    command = f"*Command* {inline(view.command, 200)}\n"
+    blocks.append(section(command + code(args, min(allowances[-2] + 6, SECTION_MAX - len(command)))))
+    if note.strip():
+        blocks += labelled(":warning: Note", note, allowances[-1])
+    if line := decision_line(view):
+        blocks.append(context(line))
+    if view.status == "running":
+        blocks.append(context(f":gear: Running {inline(view.command, 200)} {ELLIPSIS}"))
+    elif view.status in _STATUS_TEXT:
+        blocks.append(context(_STATUS_TEXT[view.status]))
+    if view.options:  # pending: the decisions; a continuous run's step: Pause and Stop
+        blocks.append(buttons(view))
+    footer = f"Session `{view.session_id}` · step {view.step_no}"
+    if view.budget_left_usd is not None:
+        footer += f" · budget left ${view.budget_left_usd:.2f}"
+    blocks.append(context(footer))
+    return message(f"Step {view.step_no}: {view.command} ({_status_word(view)})", blocks)
+
+
+def _status_word(view: StepView) -> str:
+    if view.status == "pending":
+        return "waiting for a decision"
+    if view.status == "decided" and view.decision:
+        return view.decision
+    return {"auto": "approved in advance", "running": "running"}.get(view.status, view.status)
+
+
+def buttons(view: StepView) -> dict[str, Any]:
+    elements = [button(view, option) for option in view.options if option.action in ids.ACTION_IDS]
+    return _dict(ActionsBlock(block_id=f"autogpt_step_{view.session_id}_{view.step_no}", elements=elements))
+
+
+def button(view: StepView, option: DecisionOption) -> ButtonElement:
+    count = option.count if option.action == "approve_n" else 1
+    style = {"approve": "primary", "stop": "danger"}.get(option.action)
+    confirm = None
+    if option.action == "stop":
+        confirm = ConfirmObject(
+            title="Stop this session?",
+            text=f"Session {view.session_id} stops for good; the agent will not go on.",
+            confirm="Stop it",
+            deny="Keep going",
+            style="danger",
+        )
+    return ButtonElement(
+        text=PlainTextObject(text=plain(option.label, BUTTON_MAX), emoji=True),
+        action_id=ids.ACTION_IDS[option.action],
+        value=ids.step_value(view.session_id, view.step_no, count),
+        style=style,
+        confirm=confirm,
+    )
+
+
+def needs_attachment(view: ResultView, shown: int = RESULT_INLINE) -> bool:
+    return len(escape(view.output)) > shown
+
+
+def result_message(
+    view: ResultView, shown: int = RESULT_INLINE, attach_error: str | None = None
+) -> SlackMessage:
+    """A command's result; past `shown` characters it is shortened and attached in full, or,
+    with `attach_error`, says why the full result could not be attached."""
+    icon = ":page_facing_up:" if view.ok else ":x:"
+    blocks = [
+        section(f"{icon} *Result of step {view.step_no}* {inline(view.command, 200)}"),
+        section(code(view.output, shown + 6)),
+    ]
+    if needs_attachment(view, shown):
+        where = (
+            "the full result is attached below as a file."
+            if attach_error is None
+            else f"the full result could not be attached ({escape(attach_error)})."
+        )
+        blocks.append(context(f"Shortened: the result has {len(view.output):,} characters; {where}"))
+    return message(f"Result of step {view.step_no} ({view.command})", blocks)
+
+
+_OUTCOME_HEADER: Final[dict[str, str]] = {
+    "finished": ":checkered_flag: Session finished",
+    "stopped": ":octagonal_sign: Session stopped",
+    "failed": ":x: Session failed",
+    "paused": ":double_vertical_bar: Session paused",
+}
+
+
+def summary_message(view: SummaryView) -> SlackMessage:
+    blocks = [header(f"{_OUTCOME_HEADER[view.outcome]} ({view.session_id})")]
+    if view.reason:
+        blocks.append(section(clip(view.reason, SECTION_MAX, mentions=True)))
+    fields = [
+        MarkdownTextObject(text=f"*Cycles*\n{view.cycles}"),
+        MarkdownTextObject(text=f"*Spent*\n${view.cost_usd:.4f}"),
+        MarkdownTextObject(
+            text=f"*Tokens*\n{view.prompt_tokens:,} prompt + {view.completion_tokens:,} completion"
+        ),
+    ]
+    blocks.append(_dict(SectionBlock(fields=fields)))
+    if view.outcome == "paused":
+        blocks.append(
+            context(
+                f"Resume it with `{ids.COMMAND} approve {view.session_id}`, or end it with "
+                f"`{ids.COMMAND} stop {view.session_id}`."
+            )
+        )
+    spent = f"{view.cycles} cycles, ${view.cost_usd:.4f}"
+    return message(f"Session {view.session_id} {view.outcome} after {spent}: {view.reason}", blocks)
+
+
+_NOTICE_ICON: Final[dict[str, str]] = {"info": ":information_source:", "warning": ":warning:", "error": ":x:"}
+
+
+def notice_message(view: NoticeView) -> SlackMessage:
+    body = f"{_NOTICE_ICON[view.level]} " + clip(view.text, TEXT_BUDGET, mentions=True)
+    return message(view.text, [section(p) for p in split_escaped(body, SECTION_MAX)])
+
+
+# ---------------------------------------------------------------------------- replies to one user
+
+
+def reply(text: str, *, verbatim: str | None = None, monospace: bool = False) -> SlackMessage:
+    """An ephemeral answer: `text`, then `verbatim` (or the grammar's usage text found in `text`)
+    in a code block; with `monospace`, all but the first line of `text` in a code block too."""
+    if verbatim is None and USAGE in text:
+        text, verbatim = text.replace(USAGE, "").strip(), USAGE
+    blocks: list[dict[str, Any]] = []
+    if monospace and "\n" in text.strip():
+        first, rest = text.strip().split("\n", 1)
+        blocks += [section(clip(first, SECTION_MAX, mentions=True)), section(code(rest, SECTION_MAX))]
+    elif text.strip():
+        blocks += [section(p) for p in split_escaped(clip(text, TEXT_BUDGET, mentions=True), SECTION_MAX)]
+    if verbatim:
+        blocks.append(section(code(verbatim, SECTION_MAX)))
+    fallback = "\n".join(x for x in (text, verbatim) if x)
+    return message(fallback or ELLIPSIS, blocks or [section(ELLIPSIS)])
+
+
+# ---------------------------------------------------------------------------- modal and Home tab
+
+
+def feedback_modal(session_id: str, step_no: int, command: str) -> dict[str, Any]:
+    view = SlackView(
+        type="modal",
+        callback_id=ids.FEEDBACK_VIEW,
+        private_metadata=ids.step_value(session_id, step_no),
+        title=PlainTextObject(text="Feedback"),
+        submit=PlainTextObject(text="Send"),
+        close=PlainTextObject(text="Cancel"),
+        blocks=[
+            SectionBlock(
+                text=MarkdownTextObject(
+                    text=f"Step {step_no} of session `{session_id}` proposes {inline(command, 200)}. "
+                    "Tell the agent what to do instead: the command is skipped and your words go "
+                    "into its next prompt."
+                )
+            ),
+            InputBlock(
+                block_id=ids.FEEDBACK_BLOCK,
+                label=PlainTextObject(text="Your feedback"),
+                element=PlainTextInputElement(
+                    action_id=ids.FEEDBACK_INPUT, multiline=True, max_length=FEEDBACK_MAX, focus_on_load=True
+                ),
+            ),
+        ],
+    )
+    return view.to_dict()
+
+
+_STATE_WORDS: Final[dict[SessionState, str]] = {
+    SessionState.PLANNING: ":memo: planning",
+    SessionState.RUNNING: ":gear: running",
+    SessionState.AWAITING_APPROVAL: ":hourglass_flowing_sand: waiting for you",
+    SessionState.PAUSED: ":double_vertical_bar: paused",
+    SessionState.FINISHED: ":checkered_flag: finished",
+    SessionState.STOPPED: ":octagonal_sign: stopped",
+    SessionState.FAILED: ":x: failed",
+}
+
+
+def thread_link(session: Session) -> str:
+    place = session.place
+    if not place.thread:
+        return ""
+    return f" · <https://slack.com/archives/{place.channel}/p{place.thread.replace('.', '')}|thread>"
+
+
+def home_view(
+    sessions: Sequence[Session], notice: str | None = None, schedules: Sequence[Schedule] = ()
+) -> dict[str, Any]:
+    """The App Home tab: the user's sessions, each with a Stop button while it is open."""
+    blocks: list[dict[str, Any]] = [
+        header("AutoGPT"),
+        section(
+            f"Start a session in any channel with `{ids.COMMAND} goal &lt;your goal&gt;`; "
+            f"`{ids.COMMAND} help` lists every command. Each session lives in its own thread."
+        ),
+    ]
+    if notice:
+        blocks.append(context(clip(notice, CONTEXT_MAX)))
+    blocks.append(header("Your sessions"))
+    if not sessions:
+        blocks.append(section("_You have no sessions yet._"))
+    for s in sessions[:MAX_HOME_SESSIONS]:
+        goal = s.goals[0] if s.goals else ""
+        text = (
+            f"*`{s.id}`* · {_STATE_WORDS[s.state]} · {s.cycles} cycles · ${s.usage.cost_usd:.4f}"
+            f"{thread_link(s)}\n{clip(goal, 300)}"
+        )
+        accessory = None
+        if not s.state.terminal:
+            accessory = ButtonElement(
+                text=PlainTextObject(text="Stop"),
+                action_id=ids.HOME_STOP,
+                value=s.id,
+                style="danger",
+                confirm=ConfirmObject(
+                    title="Stop this session?",
+                    text=f"Session {s.id} stops for good.",
+                    confirm="Stop it",
+                    deny="Keep going",
+                    style="danger",
+                ),
+            )
+        blocks.append(section(text, accessory))
+    if len(sessions) > MAX_HOME_SESSIONS:
+        blocks.append(context(f"and {len(sessions) - MAX_HOME_SESSIONS} more: `{ids.COMMAND} list`"))
+    blocks += schedules_blocks(schedules)
+    return {"type": "home", "blocks": fit(blocks, VIEW_MAX_BLOCKS, BLOCKS_BUDGET * 2)}
+
+
+def schedules_blocks(schedules: Sequence[Schedule]) -> list[dict[str, Any]]:
+    """The Home tab's scheduled goals, with their next run."""
+    out = [_dict(DividerBlock()), header("Your schedules")]
+    if not schedules:
+        out.append(
+            context(f'No schedules. `{ids.COMMAND} schedule "every day at 09:00" &lt;goal&gt;` makes one.')
+        )
+    for sch in schedules[:MAX_HOME_SESSIONS]:
+        next_run = sch.next_run()
+        when = (
+            "paused"
+            if sch.paused
+            else (
+                f"next run <!date^{int(next_run.timestamp())}^{{date_short_pretty}} "
+                f"{{time}}|{next_run:%Y-%m-%d %H:%M} UTC>"
+                if next_run
+                else "no next run"
+            )
+        )
+        out.append(
+            section(
+                f"*`{sch.id}`* · {escape(sch.when)} ({escape(sch.tz)}) · {when} · {sch.runs} runs\n"
+                f"{clip(sch.goals[0], 300)}"
+            )
+        )
+    return out

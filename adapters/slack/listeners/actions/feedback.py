@@ -1,0 +1,47 @@
+"""The Feedback button of a step: opens a modal for the text (its metadata holds only ids)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from slack_bolt.async_app import AsyncAck, AsyncBoltContext
+
+from adapters.slack import blocks, ids
+from adapters.slack.app import deps_of, feedback_refusal, where
+from bot.views import PlatformError
+
+
+async def feedback_button(
+    ack: AsyncAck, body: dict[str, Any], action: dict[str, Any], context: AsyncBoltContext
+) -> None:
+    deps = deps_of(context)
+    async with deps.inflight():
+        await ack()
+        user = body["user"]["id"]
+        channel, thread = where(body)
+        parsed = ids.parse_step_value(action.get("value"))
+        if parsed is None:
+            await deps.tell(
+                channel, user, "This button is not one the bot understands; nothing changed.", thread
+            )
+            return
+        session_id, step_no, _ = parsed
+        refusal = await feedback_refusal(deps, session_id, step_no, deps.actor(user))
+        if refusal is not None:
+            await deps.tell(channel, user, refusal, thread)
+            return
+        session = await deps.session(session_id)
+        step = next((s for s in session.steps if s.no == step_no), None) if session else None
+        command = step.command.name if step else "a command"
+        try:
+            await deps.platform.open_modal(
+                body["trigger_id"], blocks.feedback_modal(session_id, step_no, command)
+            )
+        except PlatformError as exc:
+            await deps.tell(
+                channel,
+                user,
+                f"Could not open the feedback form ({exc}). Reply in this thread instead, or use "
+                f"`{ids.COMMAND} feedback {session_id} <text>`.",
+                thread,
+            )

@@ -1,0 +1,27 @@
+"""The Stop button of a session in the App Home tab."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from slack_bolt.async_app import AsyncAck, AsyncBoltContext
+
+from adapters.slack import ids
+from adapters.slack.app import deps_of
+from adapters.slack.listeners.events.app_home import publish_home
+
+
+async def home_stop_button(
+    ack: AsyncAck, body: dict[str, Any], action: dict[str, Any], context: AsyncBoltContext
+) -> None:
+    deps = deps_of(context)
+    async with deps.inflight():
+        await ack()
+        user = body["user"]["id"]
+        session_id = ids.session_value(action.get("value"))
+        if session_id is None:
+            notice = "That button is not one the bot understands; nothing changed."
+        else:
+            outcome = await deps.core.service.decide(session_id, deps.actor(user), "stop")
+            notice = outcome.message
+        await publish_home(deps, user, context.team_id, notice)

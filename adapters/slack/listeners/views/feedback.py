@@ -1,0 +1,41 @@
+"""The feedback modal submitted: the step is skipped and the text goes to the agent."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from slack_bolt.async_app import AsyncAck, AsyncBoltContext
+
+from adapters.slack import ids
+from adapters.slack.app import deps_of
+
+
+def typed_text(view: dict[str, Any]) -> str:
+    values = (view.get("state") or {}).get("values") or {}
+    return str(((values.get(ids.FEEDBACK_BLOCK) or {}).get(ids.FEEDBACK_INPUT) or {}).get("value") or "")
+
+
+async def feedback_submitted(
+    ack: AsyncAck, body: dict[str, Any], view: dict[str, Any], context: AsyncBoltContext
+) -> None:
+    deps = deps_of(context)
+    async with deps.inflight():
+        parsed = ids.parse_step_value(view.get("private_metadata"))
+        text = typed_text(view)
+        if parsed is not None and not text.strip():
+            await ack(
+                response_action="errors", errors={ids.FEEDBACK_BLOCK: "Tell the agent what to do instead."}
+            )
+            return
+        await ack()
+        if parsed is None:
+            return
+        session_id, step_no, _ = parsed
+        user = body["user"]["id"]
+        outcome = await deps.core.service.decide(
+            session_id, deps.actor(user), "feedback", step_no=step_no, text=text
+        )
+        if not outcome.ok:
+            session = await deps.session(session_id)
+            if session is not None:
+                await deps.tell(session.place.channel, user, outcome.message, session.place.thread)

@@ -1,0 +1,385 @@
+"""Load benchmark: K `autogpt-bot run` processes on one Redis serve S concurrent continuous
+sessions through the Slack adapter in HTTP mode.
+
+    python -m bench.load [--processes 2] [--sessions 500] [--delay 0.5] [--cycles 3]
+                         [--redis-url redis://127.0.0.1:6379/14]
+
+- The scripted LLM runs in its own process (this module with `--llm-server`: a `ScriptedLLM`
+  with `.delay` set and a default agent that appends a line per cycle and finishes at cycle C).
+- The local fake Slack Web API (`tests/fakes/slack_api.py`) runs in this process and records
+  every post; commands and clicks are signed as Slack signs them and spread over the processes.
+- S sessions are started with `/autogpt goal --continuous C` (one user each), round robin over the
+  processes. Meanwhile a few step-by-step sessions are approved by clicks sent to another process
+  than the one that started them, and `/autogpt list` is sent every 100 ms, to time
+  acknowledgements under load.
+
+Reported:
+- cycles/s against the ideal S / (3 x delay): a cycle between two step posts makes 3 LLM calls
+  (execution, task creation, prioritisation), so one session cannot do better than one cycle per
+  3 x delay;
+- engine overhead per cycle: the time between two consecutive step posts of a session (as the
+  Web API received them) minus 3 x delay (median, p99);
+- acknowledgement latency of commands and clicks (median, p99) against Slack's 3-second limit;
+- Redis commands and bytes (in + out) per cycle: `INFO stats` deltas over the run (the whole
+  server: run it on a quiet Redis);
+- VmRSS per process when S/4, S/2 and S sessions were started, and at the end.
+
+Targets: >= 80 % of the ideal throughput, acknowledgements < 100 ms at p99, memory flat as S
+grows. Prints a table and a last line `LOAD {json}`. Everything (processes, Redis keys, temporary
+folders) is cleaned up on exit and on Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import contextlib
+import itertools
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import redis
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:  # `python bench/load.py`: `tests` (the fakes) is not installed
+    sys.path.insert(0, str(REPO))
+
+from adapters.slack import ids  # noqa: E402
+from tests.fakes.cluster import Cluster, cluster_env, free_port  # noqa: E402
+from tests.fakes.llm_server import ReplyLike, ScriptedLLM, agent_reply, tasks_reply  # noqa: E402
+from tests.fakes.slack_api import FakeSlackAPI, Posted  # noqa: E402
+
+ACK_LIMIT_S = 3.0
+TARGET_THROUGHPUT = 0.8
+TARGET_ACK_P99_MS = 100.0
+
+
+# ---------------------------------------------------------------------------- the LLM process
+
+
+def llm_server(port: int, delay: float, cycles: int) -> None:
+    """Serve the scripted LLM: every answer after `delay`; cycle k < C appends, cycle C finishes."""
+
+    def execution(body: dict[str, Any]) -> ReplyLike:
+        cycle = 1 + sum(1 for m in body["messages"] if m["role"] == "assistant")
+        if cycle >= cycles:
+            return agent_reply("finish", {"reason": "done"})
+        return agent_reply(
+            "append_to_file", {"filename": "log.txt", "text": f"{cycle}\n"}, text=f"cycle {cycle}"
+        )
+
+    listed = re.compile(r"^\d+\. (.+)$", re.MULTILINE)
+    counter = itertools.count(1)
+
+    def task_list(body: dict[str, Any]) -> ReplyLike:  # two new tasks; prioritisation echoes them
+        prompt = str(body["messages"][0].get("content") or "")
+        if "task prioritization AI" in prompt:
+            return tasks_reply(*listed.findall(prompt.split("Consider the ultimate objective")[0]))
+        n = next(counter)
+        return tasks_reply(f"task {n}.1", f"task {n}.2")
+
+    with ScriptedLLM("127.0.0.1", port) as llm:
+        llm.requests = collections.deque(maxlen=10)  # type: ignore[assignment]
+        llm.delay = delay
+        llm.default["execution_reply"] = execution
+        llm.default["task_list"] = task_list
+        print(f"READY {llm.base_url}", flush=True)
+        stop = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        with contextlib.suppress(KeyboardInterrupt):
+            stop.wait()
+
+
+# ---------------------------------------------------------------------------- measuring
+
+
+def pct(values: list[float], p: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(p / 100 * (len(ordered) - 1))))]
+
+
+def redis_stats(client: redis.Redis) -> tuple[int, int]:
+    info = client.info("stats")
+    return int(info["total_commands_processed"]), int(info["total_net_input_bytes"]) + int(
+        info["total_net_output_bytes"]
+    )
+
+
+class Load:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.acks: dict[str, list[float]] = {"command": [], "click": []}
+        self.slow: dict[str, int] = {"command": 0, "click": 0}
+        self.failed: list[str] = []
+        self.rss: dict[str, list[int]] = {}
+
+    async def timed(self, kind: str, send: Any) -> None:
+        try:
+            sent = await send
+        except Exception as exc:  # a refused connection under load is a result too
+            self.failed.append(f"{kind}: {type(exc).__name__}: {exc}")
+            return
+        self.acks[kind].append(sent.seconds)
+        if sent.status != 200:
+            self.failed.append(f"{kind}: HTTP {sent.status} {sent.body[:100]}")
+        if sent.seconds > ACK_LIMIT_S:
+            self.slow[kind] += 1
+
+    def sample_rss(self, label: str, cluster: Cluster) -> None:
+        self.rss[label] = [p.rss_kib() for p in cluster.procs]
+
+    async def run(self, api: FakeSlackAPI, cluster: Cluster, rstats: redis.Redis) -> dict[str, Any]:
+        a = self.args
+        s, k = a.sessions, a.processes
+        senders = [cluster.sender(i) for i in range(k)]
+        manual_n = max(2, min(20, s // 25))
+        marks = {max(1, s // 4): "S/4", max(1, s // 2): "S/2", s: "S"}
+        ops0, bytes0 = redis_stats(rstats)
+        started = time.monotonic()
+        stop_probe = asyncio.Event()
+
+        async def probe() -> None:  # a command every 100 ms, through each process in turn
+            n = 0
+            while not stop_probe.is_set():
+                await self.timed("command", senders[n % k].command("list", user="UPROBE"))
+                n += 1
+                await asyncio.sleep(0.1)
+
+        probing = asyncio.create_task(probe())
+        # the step-by-step sessions whose steps are approved by clicks through another process
+        for j in range(manual_n):
+            await self.timed("command", senders[j % k].command("goal approve me", user=f"UM{j}"))
+        limit = asyncio.Semaphore(64)
+
+        async def start(i: int) -> None:
+            async with limit:
+                await self.timed(
+                    "command", senders[i % k].command(f"goal --continuous {a.cycles} load {i}", user=f"UL{i}")
+                )
+            if i + 1 in marks:
+                self.sample_rss(marks[i + 1], cluster)
+
+        starting = asyncio.gather(*(start(i) for i in range(s)))
+        clicked: set[str] = set()
+        seen = 0
+        step_at: dict[str, list[float]] = collections.defaultdict(list)
+        finished: set[str] = set()
+        manual_threads: dict[str, int] = {}
+        clicks: list[asyncio.Task[None]] = []
+        deadline = started + a.timeout
+        while True:
+            calls = api.calls
+            for call in calls[seen:]:
+                if call.method != "chat.postMessage" or call.status != 200 or not call.response.get("ok"):
+                    continue
+                text = str(call.payload.get("text") or "")
+                thread = str(call.payload.get("thread_ts") or "")
+                if text.startswith("Step "):
+                    step_at[thread].append(call.at)
+                elif text.startswith("Session ") and "finished" in text:
+                    finished.add(thread)
+                elif "approve me" in json.dumps(call.payload.get("blocks")) and not thread:
+                    manual_threads[str(call.response.get("ts"))] = len(manual_threads)
+            seen = len(calls)
+            # approve each pending step of the manual sessions, through the next process
+            for (channel, ts), message in list(api.messages.items()):
+                if (
+                    message.thread_ts in manual_threads
+                    and ts not in clicked
+                    and message.text.startswith("Step ")
+                ):
+                    buttons = [b["action_id"] for _, b in message.buttons()]
+                    if ids.APPROVE in buttons:
+                        clicked.add(ts)
+                        j = manual_threads[message.thread_ts]
+                        click = senders[(j + 1) % k].click(
+                            Posted(channel, ts, message.thread_ts, message.versions), ids.APPROVE, f"UM{j}"
+                        )
+                        clicks.append(asyncio.create_task(self.timed("click", click)))
+            if len(finished - set(manual_threads)) >= s and starting.done():
+                break
+            if time.monotonic() > deadline:
+                self.failed.append(f"timeout: {len(finished)} of {s} sessions finished")
+                break
+            await asyncio.sleep(0.05)
+        wall = time.monotonic() - started
+        stop_probe.set()
+        await probing
+        await starting
+        await asyncio.gather(*clicks)
+        ops1, bytes1 = redis_stats(rstats)
+        self.sample_rss("end", cluster)
+
+        load_threads = [t for t in step_at if t not in manual_threads]
+        cycles = sum(len(step_at[t]) for t in load_threads)
+        overhead: list[float] = []
+        for t in load_threads:
+            times = sorted(step_at[t])
+            overhead += [(b - a_) - 3 * a.delay for a_, b in itertools.pairwise(times)]
+        ideal = s / (3 * a.delay)
+        return {
+            "processes": k,
+            "sessions": s,
+            "delay_s": a.delay,
+            "cycles_per_session": a.cycles,
+            "wall_s": round(wall, 2),
+            "cycles": cycles,
+            "finished": len(set(load_threads) & finished),
+            "cycles_per_s": round(cycles / wall, 2),
+            "ideal_cycles_per_s": round(ideal, 2),
+            "throughput_ratio": round(cycles / wall / ideal, 3),
+            "overhead_ms_median": round(1000 * pct(overhead, 50), 1),
+            "overhead_ms_p99": round(1000 * pct(overhead, 99), 1),
+            "command_ack_ms_median": round(1000 * pct(self.acks["command"], 50), 1),
+            "command_ack_ms_p99": round(1000 * pct(self.acks["command"], 99), 1),
+            "click_ack_ms_median": round(1000 * pct(self.acks["click"], 50), 1),
+            "click_ack_ms_p99": round(1000 * pct(self.acks["click"], 99), 1),
+            "commands": len(self.acks["command"]),
+            "clicks": len(self.acks["click"]),
+            "acks_over_3s": self.slow["command"] + self.slow["click"],
+            "redis_ops_per_cycle": round((ops1 - ops0) / max(1, cycles), 1),
+            "redis_bytes_per_cycle": round((bytes1 - bytes0) / max(1, cycles)),
+            "rss_mib": {label: [round(v / 1024, 1) for v in vals] for label, vals in self.rss.items()},
+            "violations": len(api.violations),
+            "failures": self.failed[:10],
+        }
+
+
+def table(r: dict[str, Any]) -> str:
+    rows = [
+        (
+            "processes x sessions",
+            f"{r['processes']} x {r['sessions']} (delay {r['delay_s']} s, {r['cycles_per_session']} cycles)",
+        ),
+        ("wall", f"{r['wall_s']} s, {r['cycles']} cycles, {r['finished']} sessions finished"),
+        (
+            "throughput",
+            f"{r['cycles_per_s']} cycles/s of ideal {r['ideal_cycles_per_s']} (S / 3 x delay): "
+            f"{100 * r['throughput_ratio']:.0f} % (target >= {100 * TARGET_THROUGHPUT:.0f} %)",
+        ),
+        ("engine overhead / cycle", f"median {r['overhead_ms_median']} ms, p99 {r['overhead_ms_p99']} ms"),
+        (
+            "command acks",
+            f"median {r['command_ack_ms_median']} ms, p99 {r['command_ack_ms_p99']} ms ({r['commands']}; "
+            f"limit 3000 ms, target p99 < {TARGET_ACK_P99_MS:.0f} ms)",
+        ),
+        (
+            "click acks",
+            f"median {r['click_ack_ms_median']} ms, p99 {r['click_ack_ms_p99']} ms ({r['clicks']})",
+        ),
+        ("acks over 3 s", str(r["acks_over_3s"])),
+        ("redis / cycle", f"{r['redis_ops_per_cycle']} commands, {r['redis_bytes_per_cycle']} bytes"),
+        *[(f"RSS at {label} (MiB)", ", ".join(map(str, v))) for label, v in r["rss_mib"].items()],
+        ("payload violations", str(r["violations"])),
+        ("failures", "; ".join(r["failures"]) or "none"),
+    ]
+    width = max(len(k) for k, _ in rows)
+    return "\n".join(f"{k.ljust(width)}  {v}" for k, v in rows)
+
+
+async def main_async(args: argparse.Namespace) -> dict[str, Any]:
+    work = Path(tempfile.mkdtemp(prefix="autogpt-load-"))
+    prefix = f"bench:{uuid.uuid4().hex[:10]}:"
+    llm_port = free_port()
+    llm = subprocess.Popen(  # noqa: ASYNC220 (started once, before the load)
+        [
+            sys.executable,
+            "-m",
+            "bench.load",
+            "--llm-server",
+            str(llm_port),
+            "--delay",
+            str(args.delay),
+            "--cycles",
+            str(args.cycles),
+        ],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    rstats = redis.Redis.from_url(args.redis_url)
+    cluster: Cluster | None = None
+    try:
+        assert llm.stdout is not None
+        line = await asyncio.to_thread(llm.stdout.readline)
+        if not line.startswith("READY "):
+            raise RuntimeError(f"the LLM server did not start: {line!r}")
+        llm_url = line.split()[1]
+        async with FakeSlackAPI() as api:
+            env = cluster_env(
+                api,
+                llm_url,
+                args.redis_url,
+                prefix,
+                work / "data",
+                lease_seconds=15,
+                LOG_LEVEL="WARNING",
+                CONTINUOUS_LIMIT=str(args.cycles + 2),
+            )
+            cluster = Cluster(args.processes, env, work, api)
+            await cluster.start(within=60)
+            try:
+                return await Load(args).run(api, cluster, rstats)
+            finally:
+                await cluster.stop()
+    finally:
+        if cluster is not None:
+            cluster.stop_sync(grace=5)
+        if llm.poll() is None:
+            llm.send_signal(signal.SIGTERM)
+            try:
+                llm.wait(5)
+            except subprocess.TimeoutExpired:
+                llm.kill()
+        keys = list(rstats.scan_iter(match=f"{prefix}*", count=1000))
+        for i in range(0, len(keys), 500):
+            rstats.delete(*keys[i : i + 500])
+        rstats.close()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--processes", type=int, default=2)
+    p.add_argument("--sessions", type=int, default=500)
+    p.add_argument("--delay", type=float, default=0.5, help="seconds the scripted LLM takes per answer")
+    p.add_argument("--cycles", type=int, default=3, help="cycles per session (the last one finishes)")
+    p.add_argument("--timeout", type=float, default=600.0, help="give up after this many seconds")
+    p.add_argument("--redis-url", default=os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/14"))
+    p.add_argument("--llm-server", type=int, metavar="PORT", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.llm_server:
+        llm_server(args.llm_server, args.delay, args.cycles)
+        return 0
+
+    def interrupt(*_: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)  # a SIGTERM cleans up as Ctrl-C does
+    try:
+        result = asyncio.run(main_async(args))
+    except KeyboardInterrupt:
+        print("interrupted: processes stopped, keys and folders removed", file=sys.stderr)
+        return 130
+    print(table(result))
+    print("LOAD " + json.dumps(result))
+    return 0 if not result["failures"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,128 @@
+"""The core assembled: store, archive, LLM, tools, memory, engine, runner and service.
+Adapters get a `Core`, add their platform, and call `core.service`."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from bot.engine import Engine
+from bot.llm.client import LLMClient
+from bot.memory import Memory, NoMemory, open_memory
+from bot.metrics import Metrics
+from bot.runner import Runner
+from bot.schedules import ScheduleBook, ScheduleRunner
+from bot.service import Service
+from bot.settings import Settings
+from bot.store import make_archive, make_store
+from bot.store.archive import Archive
+from bot.store.base import SessionStore
+from bot.tools import ToolRegistry, default_registry
+from bot.views import ChatPlatform
+
+log = logging.getLogger(__name__)
+
+CLOSE_TIMEOUT_S = 10.0
+
+
+class Core:
+    def __init__(
+        self,
+        settings: Settings,
+        store: SessionStore,
+        archive: Archive,
+        llm: LLMClient,
+        tools: ToolRegistry | None = None,
+        memory: Memory | None = None,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self.settings = settings
+        self.metrics = metrics or llm.metrics  # one registry for everything this core records
+        self.store = store
+        self.archive = archive
+        self.llm = llm
+        self.tools = tools or default_registry()
+        self.memory: Memory = memory or NoMemory()
+        self.platforms: dict[str, ChatPlatform] = {}
+        self.engine = Engine(
+            settings, store, archive, llm, self.tools, self.memory, self.platforms, metrics=self.metrics
+        )
+        self.scheduler = AsyncIOScheduler(timezone=settings.scheduler_timezone)
+        self.runner = Runner(self.engine, self.scheduler)
+        self.schedules = ScheduleBook(settings, store)
+        self.service = Service(
+            settings, store, archive, self.engine, self.runner, self.schedules, metrics=self.metrics
+        )
+        self.leader = ScheduleRunner(
+            settings, self.schedules, self.scheduler, self.engine.holder, self.service.fire
+        )
+
+    @classmethod
+    async def start(cls, settings: Settings, store: SessionStore | None = None) -> Core:
+        """Open the store and the archive (raising StoreError with a clear message if unreachable)."""
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        store = store or make_store(settings)
+        await store.open()
+        archive = make_archive(settings)
+        try:
+            await archive.open()
+        except Exception:
+            await store.close()
+            raise
+        llm = LLMClient(settings, metrics=Metrics())
+        try:
+            memory = await open_memory(settings, client=llm.client)
+        except Exception:
+            await llm.close()
+            await archive.close()
+            await store.close()
+            raise
+        core = cls(settings, store, archive, llm, memory=memory)
+        core.scheduler.start()
+        return core
+
+    def add_platform(self, platform: ChatPlatform) -> None:
+        self.platforms[platform.name] = platform
+        if getattr(platform, "metrics", False) is None:  # it counts its API errors (bot/ops.py)
+            platform.metrics = self.metrics  # type: ignore[attr-defined]
+
+    def start_background(self) -> None:
+        """For a long-running process: take part in running the schedules, and pick up sessions
+        whose process died (their lease lapsed) every lease period."""
+        self.leader.start()
+        self.scheduler.add_job(
+            self.resume_all,
+            "interval",
+            seconds=self.settings.lease_seconds,
+            id="recover-sessions",
+            replace_existing=True,
+            coalesce=True,
+            max_instances=1,
+        )
+
+    async def resume_all(self) -> int:
+        """After a start: drive again every session that was being worked on."""
+        ids = await self.engine.recover()
+        for session_id in ids:
+            self.runner.kick(session_id)
+        if ids:
+            log.info("resuming %d sessions", len(ids))
+        return len(ids)
+
+    async def close(self) -> None:
+        """Stop everything; a part that does not stop within CLOSE_TIMEOUT_S is logged and left,
+        so shutting down can never hang the process."""
+        for name, step in (
+            ("schedules", self.leader.stop),
+            ("sessions", self.runner.stop),
+            ("LLM client", self.llm.close),
+            ("memory", self.memory.close),
+            ("archive", self.archive.close),
+            ("store", self.store.close),
+        ):
+            try:
+                await asyncio.wait_for(step(), CLOSE_TIMEOUT_S)
+            except TimeoutError:
+                log.error("closing the %s took longer than %g s; going on", name, CLOSE_TIMEOUT_S)

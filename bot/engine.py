@@ -1,0 +1,933 @@
+"""The agent cycle: planning (task creation + prioritisation), thinking (the execution agent
+proposes a command), a human decision, executing, and updating the task list.
+
+Nothing about a session is kept in process memory between steps: every step loads the session
+from the store, does its work, and writes the result back with one compare-and-set whose
+mutation re-checks the state, so a Stop click, a second process or a second click that got there
+first wins and the late writer's change is dropped. A lease in the store makes sure only one
+process drives a session at a time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from bot.llm import prompts, tokens
+from bot.llm.client import LLMClient, LLMError, LLMReplyError, add_usage, cost
+from bot.llm.schemas import ExecutionReply, TaskListReply
+from bot.logs import bind, logged
+from bot.memory import Memory
+from bot.metrics import Metrics
+from bot.models import (
+    Actor,
+    MessageRef,
+    Outcome,
+    Phase,
+    Session,
+    SessionState,
+    Step,
+    StepStatus,
+    Usage,
+    utcnow,
+)
+from bot.settings import Settings
+from bot.store.archive import Archive
+from bot.store.base import SessionStore
+from bot.tools import FINISH, ToolContext, ToolError, ToolRegistry
+from bot.tools.files import workspace_of
+from bot.views import (
+    ChatPlatform,
+    DecisionOption,
+    NoticeView,
+    PlatformError,
+    StepView,
+    SummaryView,
+    TaskListView,
+    View,
+)
+
+log = logging.getLogger(__name__)
+
+MAX_TASKS = 20
+RESULT_VIEW_LIMIT = 1_000_000
+TOOL_TIMEOUT_S = 300.0
+INTERRUPTED = (
+    "Interrupted: the process running this command stopped before recording its result. "
+    "It may or may not have taken effect; check before repeating it."
+)
+
+
+def sum_usage(first: Usage, *more: Usage) -> Usage:
+    for usage in more:
+        first = add_usage(first, usage)
+    return first
+
+
+def today() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%d")
+
+
+def may_decide(session: Session, actor: Actor, settings: Settings) -> bool:
+    if actor.is_admin or settings.is_admin(actor.user_id):
+        return True
+    return actor.platform == session.place.platform and actor.user_id == session.owner
+
+
+RUNNING_OPTIONS = [DecisionOption(action="pause", label="Pause"), DecisionOption(action="stop", label="Stop")]
+
+
+def step_view(session: Session, step: Step, settings: Settings) -> StepView:
+    status: Any
+    options: list[DecisionOption] = []
+    last = session.last_step
+    live = not session.state.terminal and last is not None and last.no == step.no
+    match step.status:
+        case StepStatus.PENDING:
+            status = "pending"
+            options = [
+                DecisionOption(action="approve", label="Approve"),
+                DecisionOption(
+                    action="approve_n",
+                    label=f"Approve next {settings.approve_next_n}",
+                    count=settings.approve_next_n,
+                ),
+                DecisionOption(action="feedback", label="Feedback"),
+                DecisionOption(action="stop", label="Stop"),
+            ]
+        case StepStatus.APPROVED if step.decided_by in ("auto", "continuous"):
+            status = "auto"
+            options = RUNNING_OPTIONS
+        case StepStatus.EXECUTING:
+            status = "running"
+            options = RUNNING_OPTIONS if step.decided_by in ("auto", "continuous") else []
+        case StepStatus.DONE:
+            status = "done"
+            options = RUNNING_OPTIONS if step.decided_by in ("auto", "continuous") else []
+        case StepStatus.INVALID:
+            status = "invalid"
+        case StepStatus.INTERRUPTED:
+            status = "interrupted"
+        case _:
+            status = "decided"
+    if options is RUNNING_OPTIONS and not live:
+        options = []
+    return StepView(
+        session_id=session.id,
+        step_no=step.no,
+        thoughts=step.thoughts,
+        command=step.command.name,
+        args=step.command.args,
+        status=status,
+        options=options,
+        decided_by=step.decided_by,
+        decision=step.decision,
+        decided_at=step.decided_at,
+        approvals_left=session.approvals_left,
+        budget_left_usd=max(0.0, session.budget(settings.session_budget_usd) - session.usage.cost_usd),
+        note="\n".join(step.notes) or None,
+    )
+
+
+def summary_view(session: Session) -> SummaryView:
+    outcome: Any = session.state.value if session.state.terminal else "paused"
+    return SummaryView(
+        session_id=session.id,
+        outcome=outcome,
+        reason=session.reason or "",
+        cycles=session.cycles,
+        cost_usd=session.usage.cost_usd,
+        prompt_tokens=session.usage.prompt_tokens,
+        completion_tokens=session.usage.completion_tokens,
+    )
+
+
+def tasks_view(session: Session) -> TaskListView:
+    return TaskListView(session_id=session.id, tasks=session.tasks, done=session.done_tasks)
+
+
+def merge_priorities(before: list[str], reply: list[str]) -> list[str]:
+    """Take the prioritised order, but never lose a task ("Do not remove any tasks")."""
+    if not reply:
+        return before
+    if len(reply) >= len(before):
+        return reply[:MAX_TASKS]
+    ordered = [t for t in reply if t in before]
+    ordered += [t for t in before if t not in ordered]
+    return ordered[:MAX_TASKS]
+
+
+class Engine:
+    def __init__(
+        self,
+        settings: Settings,
+        store: SessionStore,
+        archive: Archive,
+        llm: LLMClient,
+        tools: ToolRegistry,
+        memory: Memory,
+        platforms: dict[str, ChatPlatform],
+        metrics: Metrics | None = None,
+    ) -> None:
+        self.settings = settings
+        self.metrics = metrics or Metrics()
+        self.store = store
+        self.archive = archive
+        self.llm = llm
+        self.tools = tools
+        self.memory = memory
+        self.platforms = platforms
+        self.holder = f"engine-{uuid.uuid4().hex[:12]}"
+        # The session each step of a drive saved last, so the next step need not read it back;
+        # only for sessions being driven right now (emptied when their drive ends).
+        self._fresh: dict[str, Session] = {}
+        self._driving: set[str] = set()
+
+    # ------------------------------------------------------------------ driving
+
+    @logged
+    async def drive(self, session_id: str) -> Session | None:
+        """Advance a session until it needs a human or ends. Returns its last state, or None when
+        another process holds it."""
+        ttl = self.settings.lease_seconds
+        if not await self.store.acquire_lease(session_id, self.holder, ttl):
+            return None
+        renewer = asyncio.create_task(self._renew(session_id, ttl))
+        self._driving.add(session_id)
+        try:
+            while True:
+                session = self._fresh.pop(session_id, None) or await self.store.get(session_id)
+                if session is not None:
+                    bind(user=session.owner, platform=session.place.platform)
+                if session is not None and session.state == SessionState.AWAITING_APPROVAL:
+                    await self._post_unposted(session)
+                if session is None or session.state not in (SessionState.PLANNING, SessionState.RUNNING):
+                    return session
+                try:
+                    await self._advance(session)
+                except Exception as exc:  # a bug must not lose the session: pause it, keep the trace in logs
+                    log.exception("session %s: unexpected error", session_id)
+                    await self._halt(
+                        session_id, SessionState.PAUSED, f"internal error: {type(exc).__name__}: {exc}"
+                    )
+        finally:
+            self._driving.discard(session_id)
+            self._fresh.pop(session_id, None)
+            renewer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renewer
+            with contextlib.suppress(Exception):
+                await self.store.release_lease(session_id, self.holder)
+
+    async def _post_unposted(self, session: Session) -> None:
+        """A step saved by a process that died before posting it (waiting for a human, or
+        approved in advance and about to run): post it now, so every cycle is posted."""
+        last = session.last_step
+        unposted = (StepStatus.PENDING, StepStatus.APPROVED, StepStatus.EXECUTING)
+        if last is None or last.message is not None or last.status not in unposted:
+            return
+        if session.place.platform not in self.platforms:
+            return
+        ref = await self._post_checked(session, step_view(session, last, self.settings))
+        if ref is not None:
+            await self._commit(session.id, lambda s: _set_message(s, last.no, ref), current=session)
+
+    async def _renew(self, session_id: str, ttl: float) -> None:
+        while True:
+            await asyncio.sleep(ttl / 3)
+            try:
+                await self.store.acquire_lease(session_id, self.holder, ttl)
+            except Exception:
+                log.warning("session %s: could not renew the lease", session_id, exc_info=True)
+
+    async def _advance(self, session: Session) -> None:
+        if session.state == SessionState.PLANNING:
+            await self._plan(session)
+        elif session.phase == Phase.THINK:
+            await self._think(session)
+        elif session.phase == Phase.EXECUTE:
+            await self._execute(session)
+        else:
+            await self._update_tasks(session)
+
+    # ------------------------------------------------------------------ store helpers
+
+    async def _commit(
+        self,
+        session_id: str,
+        mutate: Callable[[Session], bool | None],
+        usage: Usage | None = None,
+        current: Session | None = None,
+    ) -> Session | None:
+        """One atomic transition. The LLM usage of the work is recorded in the same write, or on
+        its own if the transition no longer applies (the money was spent either way)."""
+
+        def apply(s: Session) -> bool | None:
+            if mutate(s) is False:
+                return False
+            if usage is not None:
+                s.usage = add_usage(s.usage, usage)
+            s.updated_at = utcnow()
+            return None
+
+        saved = await self.store.update(session_id, apply, current=current)
+        if saved is not None and session_id in self._driving:
+            self._fresh[session_id] = saved
+        if usage is not None and usage.calls:
+            if saved is None:
+                await self.store.update(session_id, lambda s: setattr(s, "usage", add_usage(s.usage, usage)))
+            owner = saved or await self.store.get(session_id)
+            if owner is not None:
+                await self.store.add_spend(owner.user_key, today(), usage.cost_usd)
+        return saved
+
+    async def _halt(
+        self,
+        session_id: str,
+        state: SessionState,
+        reason: str,
+        usage: Usage | None = None,
+        kind: Literal["limit", "error", "chat"] = "error",
+    ) -> Session | None:
+        """Pause, stop or fail a session, saying why in its thread."""
+
+        def mutate(s: Session) -> bool | None:
+            if s.state.terminal:
+                return False
+            s.state = state
+            s.reason = reason
+            if state == SessionState.PAUSED:
+                s.pause_kind = kind
+                if kind == "limit":
+                    s.continuous = False
+                    s.approvals_left = 0
+                else:
+                    s.error = reason
+            if state.terminal:
+                s.finished_at = utcnow()
+                if (p := s.pending_step) is not None:
+                    p.status = StepStatus.REJECTED
+            return None
+
+        saved = await self._commit(session_id, mutate, usage)
+        if saved is not None:
+            log.info("session %s: %s (%s)", session_id, state.value, reason)
+            await self._ended(saved)
+        return saved
+
+    async def _ended(self, session: Session) -> None:
+        """After a session paused or ended: say so, archive what is final."""
+        await self.post(session, summary_view(session))
+        if session.state.terminal:
+            self.metrics.ended(session)
+            try:
+                await self.archive.save(session)
+            except Exception:
+                log.exception("session %s: archiving failed", session.id)
+
+    # ------------------------------------------------------------------ budgets
+
+    async def _limit(
+        self, session: Session, model: str, messages: list[dict[str, Any]], think: bool
+    ) -> str | None:
+        """Why the next call may not be made, or None. The call's cost is estimated before it is
+        made (its prompt, and a full reply), so a run stops before it overspends, not after."""
+        s = self.settings
+        max_cycles = session.cycle_limit(s.max_cycles)
+        if think and session.cycles >= max_cycles:
+            return f"cycle limit reached: {session.cycles} of {max_cycles} cycles used"
+        if (
+            think
+            and session.continuous
+            and session.continuous_limit
+            and session.cycles >= session.continuous_limit
+        ):
+            return f"continuous limit reached: {session.cycles} of {session.continuous_limit} cycles used"
+        estimate = cost(s, model, tokens.count_messages(messages), s.max_reply_tokens)
+        spent = session.usage.cost_usd
+        budget = session.budget(s.session_budget_usd)
+        if spent + estimate > budget:
+            return (
+                f"session budget reached: ${spent:.4f} spent of ${budget:.4f}; "
+                f"the next call could cost ${estimate:.4f}"
+            )
+        daily = await self.store.get_spend(session.user_key, today())
+        if daily + estimate > s.user_daily_budget_usd:
+            return f"daily budget reached: ${daily:.4f} spent today of ${s.user_daily_budget_usd:.4f}"
+        return None
+
+    def _token_limit(self, model: str) -> int:
+        return (
+            self.settings.fast_token_limit
+            if model == self.settings.fast_llm
+            else self.settings.smart_token_limit
+        )
+
+    # ------------------------------------------------------------------ phases
+
+    async def _tasks_call(
+        self, session: Session, messages: list[dict[str, Any]], model: str
+    ) -> tuple[list[str], Usage]:
+        reply, usage = await self.llm.structured(model, messages, TaskListReply, "task_list", strict=True)
+        return reply.tasks, usage
+
+    async def _prioritise(
+        self, session: Session, tasks: list[str], model: str, usage: Usage
+    ) -> tuple[list[str], Usage]:
+        if len(tasks) <= 1:
+            return tasks, usage
+        limit = self._token_limit(model)
+        msgs = prompts.prioritisation_messages(session, tasks, limit, self.settings.max_reply_tokens)
+        probe = session.model_copy(update={"usage": add_usage(session.usage, usage)})
+        if await self._limit(probe, model, msgs, think=False):
+            return tasks, usage  # the next think call will stop the run with the reason
+        try:
+            ordered, more = await self._tasks_call(session, msgs, model)
+        except LLMError as exc:
+            exc.usage = add_usage(usage, exc.usage)
+            raise
+        return merge_priorities(tasks, ordered), add_usage(usage, more)
+
+    async def _plan(self, session: Session) -> None:
+        model = self.llm.model_for("fast", session.llm_mode)
+        msgs = prompts.creation_messages(session, self._token_limit(model), self.settings.max_reply_tokens)
+        if reason := await self._limit(session, model, msgs, think=False):
+            await self._halt(session.id, SessionState.PAUSED, reason, kind="limit")
+            return
+        try:
+            created, usage = await self._tasks_call(session, msgs, model)
+            tasks = created[:MAX_TASKS] or list(session.goals)
+            ordered, usage = await self._prioritise(session, tasks, model, usage)
+        except LLMError as exc:
+            await self._llm_failed(session, exc)
+            return
+
+        def mutate(s: Session) -> bool | None:
+            if s.state != SessionState.PLANNING:
+                return False
+            s.tasks = ordered
+            s.state = SessionState.RUNNING
+            s.phase = Phase.THINK
+            return None
+
+        saved = await self._commit(session.id, mutate, usage, current=session)
+        if saved is not None:
+            await self.show_tasks(saved)
+
+    async def _think(self, session: Session) -> None:
+        settings = self.settings
+        tools = self.tools.available(settings)
+        model = self.llm.model_for("smart", session.llm_mode)
+        limit = self._token_limit(model)
+        query = session.tasks[0] if session.tasks else "; ".join(session.goals)
+        embedding: list[Usage] = []
+        memories = await self.memory.relevant(session, query, spend=embedding.append)
+        self.metrics.embedded(self.settings.embedding_model, embedding)
+        budget = session.budget(settings.session_budget_usd)
+        budget_left = max(0.0, budget - session.usage.cost_usd)
+        cycles_left = session.cycle_limit(settings.max_cycles) - session.cycles
+        if session.continuous and session.continuous_limit:
+            cycles_left = min(cycles_left, session.continuous_limit - session.cycles)
+        budget_line = prompts.budget_block(session, budget_left, budget, cycles_left)
+        msgs = prompts.execution_messages(
+            session, tools, limit, settings.max_reply_tokens, memories, budget_line
+        )
+        if reason := await self._limit(session, model, msgs, think=True):
+            await self._halt(session.id, SessionState.PAUSED, reason, kind="limit")
+            return
+        try:
+            reply, usage = await self.llm.structured(model, msgs, ExecutionReply, "execution_reply")
+        except LLMError as exc:
+            exc.usage = sum_usage(exc.usage, *embedding)
+            await self._llm_failed(session, exc)
+            return
+        usage = sum_usage(usage, *embedding)
+
+        step = Step(
+            no=len(session.steps) + 1, thoughts=reply.thoughts.to_thoughts(), command=reply.command.to_call()
+        )
+        tool = self.tools.get(step.command.name, settings)
+        if tool is None:
+            step.status = StepStatus.INVALID
+            names = ", ".join(t.name for t in tools)
+            step.notes.append(
+                f"Unknown command '{step.command.name}'. Use only the commands listed: {names}. "
+                "Respond only in the specified JSON format."
+            )
+        else:
+            try:
+                tool.validate(step.command.args)
+            except ToolError as exc:
+                step.status = StepStatus.INVALID
+                step.notes.append(str(exc))
+        repeating = (
+            step.status == StepStatus.PENDING
+            and len(session.steps) >= 2
+            and all(s.command == step.command for s in session.steps[-2:])
+        )
+        if repeating:
+            step.notes.append(
+                "You have proposed the same command with the same arguments three times in a row. "
+                "It is not getting you closer to your goals: do something different, or finish."
+            )
+        n_before = len(session.steps)
+        proposal = step
+
+        def mutate(s: Session) -> bool | None:
+            nonlocal step
+            if s.state != SessionState.RUNNING or s.phase != Phase.THINK or len(s.steps) != n_before:
+                return False
+            step = proposal.model_copy(deep=True)  # a lost race runs this again: start from the proposal
+            s.cycles += 1
+            if step.status == StepStatus.PENDING:
+                auto = s.approvals_left > 0 or s.continuous
+                if auto and repeating:
+                    step.notes.append("Paused for a human: the agent is repeating itself.")
+                    s.approvals_left = 0
+                elif s.approvals_left > 0:
+                    s.approvals_left -= 1
+                    step.status = StepStatus.APPROVED
+                    step.decided_by, step.decision = "auto", "approved in advance"
+                elif s.continuous and tool is not None:
+                    if tool.outside_effects and not settings.allow_outside_effects_in_continuous:
+                        step.notes.append(
+                            f"Waiting for a human: {tool.name} has effects outside the session, and "
+                            "continuous mode does not run those on its own."
+                        )
+                    else:
+                        step.status = StepStatus.APPROVED
+                        step.decided_by, step.decision = "continuous", "continuous mode"
+                if step.status == StepStatus.APPROVED:
+                    step.decided_at = utcnow()
+                    s.phase = Phase.EXECUTE
+                else:
+                    s.state = SessionState.AWAITING_APPROVAL
+            s.steps.append(step)
+            return None
+
+        saved = await self._commit(session.id, mutate, usage, current=session)
+        if saved is None:
+            return
+        self.metrics.cycles.inc()
+        ref = await self._post_checked(saved, step_view(saved, saved.steps[-1], settings))
+        if ref is not None:
+            await self._commit(session.id, lambda s: _set_message(s, step.no, ref), current=saved)
+
+    async def _execute(self, session: Session) -> None:
+        await self._post_unposted(session)
+        step = session.last_step
+        if step is None or step.status not in (StepStatus.APPROVED, StepStatus.EXECUTING):
+            await self._commit(session.id, lambda s: _set_phase(s, Phase.THINK))
+            return
+        if step.status == StepStatus.EXECUTING:  # the process that ran it died: say so, never rerun silently
+            saved = await self._commit(
+                session.id, lambda s: _record(s, step.no, INTERRUPTED, StepStatus.INTERRUPTED)
+            )
+            if saved is not None:
+                await self.post(
+                    saved,
+                    NoticeView(
+                        session_id=session.id,
+                        level="warning",
+                        text=f"Step {step.no} ({step.command.name}): {INTERRUPTED}",
+                    ),
+                )
+                await self._refresh_step(saved, step.no)
+            return
+
+        def start(s: Session) -> bool | None:
+            last = s.last_step
+            if (
+                s.state != SessionState.RUNNING
+                or s.phase != Phase.EXECUTE
+                or last is None
+                or last.no != step.no
+            ):
+                return False
+            if last.status != StepStatus.APPROVED:
+                return False
+            last.status = StepStatus.EXECUTING
+            return None
+
+        running = await self._commit(session.id, start, current=session)
+        if running is None:
+            return
+        await self._refresh_step(running, step.no)
+
+        if step.command.name == FINISH:
+            reason = str(step.command.args.get("reason") or "goals accomplished")
+
+            def finish(s: Session) -> bool | None:
+                recorded = _record(s, step.no, reason, StepStatus.DONE)
+                if s.state.terminal:  # stopped meanwhile: keep the record, not the finish
+                    return recorded
+                s.state = SessionState.FINISHED
+                s.reason = reason
+                s.finished_at = utcnow()
+                return None
+
+            saved = await self._commit(session.id, finish)
+            if saved is not None:
+                await self._refresh_step(saved, step.no)
+                if saved.state == SessionState.FINISHED:
+                    await self._ended(saved)
+            return
+
+        output, ok, spent = await self._run_tool(running, step)
+        if not ok:
+            self.metrics.tool_error(step.command.name)
+        stored = output
+        if len(stored) > self.settings.max_result_chars:
+            stored = (
+                stored[: self.settings.max_result_chars]
+                + f"\n[... cut: the result had {len(output)} characters; the rest is not kept]"
+            )
+        remembered: list[Usage] = []
+        text = f"Command {step.command.name} returned: {stored}"
+        await self.memory.remember(running, text, spend=remembered.append)
+        self.metrics.embedded(self.settings.embedding_model, remembered)
+        record = sum_usage(spent, *remembered)
+        saved = await self._commit(
+            session.id, lambda s: _record(s, step.no, stored, StepStatus.DONE), record, current=running
+        )
+        if saved is None:
+            return
+        await self._refresh_step(saved, step.no)
+        await self.post(saved, _result_view(saved, step, output, ok))
+
+    async def _run_tool(self, session: Session, step: Step) -> tuple[str, bool, Usage]:
+        """Run a command; whatever goes wrong becomes an "Error: ..." result for the agent."""
+        tool = self.tools.get(step.command.name, self.settings)
+        if tool is None:
+            return f"Error: unknown command '{step.command.name}'", False, Usage()
+        ctx = ToolContext(
+            session=session,
+            settings=self.settings,
+            workspace=workspace_of(self.settings.data_dir, session.id),
+            llm=self.llm,
+            memory=self.memory,
+        )
+        ctx.workspace.mkdir(parents=True, exist_ok=True)
+        try:
+            args = tool.validate(step.command.args)
+            result = await asyncio.wait_for(tool.run(ctx, args), timeout=TOOL_TIMEOUT_S)
+            return str(result), True, ctx.usage
+        except ToolError as exc:
+            return f"Error: {exc}", False, ctx.usage
+        except TimeoutError:
+            return f"Error: {tool.name} did not finish within {TOOL_TIMEOUT_S:g} s", False, ctx.usage
+        except Exception as exc:
+            log.exception("session %s: tool %s failed", session.id, tool.name)
+            return f"Error: {tool.name} failed: {type(exc).__name__}: {exc}", False, ctx.usage
+
+    async def _update_tasks(self, session: Session) -> None:
+        model = self.llm.model_for("fast", session.llm_mode)
+        limit = self._token_limit(model)
+        msgs = prompts.creation_messages(session, limit, self.settings.max_reply_tokens)
+        current = session.tasks[0] if session.tasks else None
+        rest = session.tasks[1:]
+        usage = Usage()
+        if await self._limit(session, model, msgs, think=False) is None:
+            try:
+                created, usage = await self._tasks_call(session, msgs, model)
+                known = set(rest) | set(session.done_tasks) | ({current} if current else set())
+                combined = rest + [t for t in created if t not in known]
+                ordered, usage = await self._prioritise(session, combined[:MAX_TASKS], model, usage)
+            except LLMError as exc:
+                await self._llm_failed(session, exc)
+                return
+        else:
+            ordered = rest
+
+        def mutate(s: Session) -> bool | None:
+            if s.state != SessionState.RUNNING or s.phase != Phase.UPDATE_TASKS:
+                return False
+            if current is not None and s.tasks[:1] == [current]:
+                s.done_tasks.append(current)
+            s.tasks = ordered
+            s.phase = Phase.THINK
+            return None
+
+        saved = await self._commit(session.id, mutate, usage, current=session)
+        if saved is not None:
+            await self.show_tasks(saved)
+
+    async def _llm_failed(self, session: Session, exc: LLMError) -> None:
+        if isinstance(exc, LLMReplyError):
+            reason = f"The step failed: {exc.message}"
+        else:
+            reason = f"Paused: {exc.message}"
+        await self._halt(session.id, SessionState.PAUSED, reason, exc.usage)
+
+    # ------------------------------------------------------------------ decisions
+
+    @logged
+    async def decide(
+        self,
+        session_id: str,
+        actor: Actor,
+        action: str,
+        *,
+        step_no: int | None = None,
+        count: int = 1,
+        text: str | None = None,
+        continuous_limit: int | None = None,
+    ) -> Outcome:
+        """A human decision on a session:
+        approve (count > 1: this step and the next count-1 without asking; on a paused session it
+        resumes step by step), feedback (skip the command, tell the agent), stop, pause (a
+        continuous run goes back to step-by-step approval), resume (a paused session goes on;
+        `continuous_limit` set: continuously, for that many more cycles)."""
+        session = await self.store.get(session_id)
+        if session is None:
+            archived = await self.archive.get(session_id)
+            if archived is not None:
+                return Outcome(ok=False, message=f"Session {session_id} has ended ({archived.state.value}).")
+            return Outcome(ok=False, message=f"No session {session_id}.")
+        if not may_decide(session, actor, self.settings):
+            return Outcome(
+                ok=False,
+                message=f"Only {session.owner_name or session.owner} or an admin can decide on "
+                f"session {session_id}.",
+                session_id=session_id,
+            )
+        message = ""
+        decided: Step | None = None
+        now = utcnow()
+
+        def mutate(s: Session) -> bool | None:
+            nonlocal message, decided
+            decided = None
+            if s.state.terminal:
+                message = f"Session {s.id} has already {s.state.value}; nothing changed."
+                return False
+            pending = s.pending_step
+            last = s.last_step
+            if action == "stop":
+                on_its_own = s.continuous or s.approvals_left > 0
+                if step_no is not None and not on_its_own and (last is None or last.no != step_no):
+                    message = _not_pending(s, step_no)  # a Stop button of an old step
+                    return False
+                s.state = SessionState.STOPPED
+                s.reason = f"stopped by {actor.label}"
+                s.finished_at = now
+                if pending is not None:
+                    pending.status = StepStatus.REJECTED
+                    pending.decided_by, pending.decision, pending.decided_at = actor.label, "stopped", now
+                    decided = pending
+                message = f"Session {s.id} stopped."
+                return None
+            if action == "pause":
+                if not (s.continuous or s.approvals_left > 0):
+                    message = f"Session {s.id} is not running on its own; nothing to pause."
+                    return False
+                s.continuous = False
+                s.approvals_left = 0
+                message = f"Session {s.id} paused: the next step will wait for approval."
+                return None
+            resuming = (
+                s.state == SessionState.PAUSED and pending is None and action in ("approve", "approve_n")
+            )
+            if action == "resume" or resuming:
+                if s.state != SessionState.PAUSED and not (action == "resume" and continuous_limit):
+                    message = f"Session {s.id} is not paused ({s.state.value})."
+                    return False
+                self._resume(s, continuous_limit, count)
+                if pending is not None and s.continuous:  # resuming continuously approves the waiting step
+                    _approve(pending, actor.label, "approved (resumed continuously)", now)
+                    s.phase = Phase.EXECUTE
+                    decided = pending
+                s.state = (
+                    SessionState.RUNNING if pending is None or decided else SessionState.AWAITING_APPROVAL
+                )
+                message = f"Session {s.id} resumed" + (" continuously." if s.continuous else ".")
+                return None
+            if (
+                s.state not in (SessionState.AWAITING_APPROVAL, SessionState.PAUSED)
+                or pending is None
+                or (step_no is not None and pending.no != step_no)
+            ):
+                message = _not_pending(s, step_no)
+                return False
+            if action in ("approve", "approve_n"):
+                what = "approved" if count <= 1 else f"approved this and the next {count - 1}"
+                _approve(pending, actor.label, what, now)
+                s.approvals_left = max(0, count - 1)
+                s.phase = Phase.EXECUTE
+                message = f"Step {pending.no} approved" + (
+                    f", and the next {count - 1}." if count > 1 else "."
+                )
+            elif action == "feedback":
+                pending.status = StepStatus.SKIPPED
+                pending.feedback = (text or "").strip()
+                pending.decided_by, pending.decided_at, pending.decision = actor.label, now, "gave feedback"
+                s.approvals_left = 0
+                s.phase = Phase.THINK
+                message = f"Feedback sent; step {pending.no} skipped."
+            else:
+                message = f"Unknown decision {action!r}."
+                return False
+            decided = pending
+            s.state = SessionState.RUNNING
+            s.pause_kind = None
+            return None
+
+        saved = await self.store.update(session_id, mutate)
+        if saved is None:
+            return Outcome(ok=False, message=message, session_id=session_id)
+        log.info("session %s: %s by %s", session_id, action, actor.label)
+        if decided is not None:
+            self.metrics.decided(decided.proposed_at, now)
+            await self._refresh_step(saved, decided.no)
+        elif action == "pause" and saved.last_step is not None:
+            await self._refresh_step(saved, saved.last_step.no)
+        if saved.state == SessionState.AWAITING_APPROVAL:  # it paused because the chat refused the step
+            await self._post_unposted(saved)
+        if saved.state.terminal:
+            await self._ended(saved)
+        return Outcome(ok=True, message=message, session_id=session_id)
+
+    def _resume(self, s: Session, continuous_limit: int | None, count: int) -> None:
+        """Take a paused session up again. One that a limit paused gets one more allotment of
+        cycles or budget (the user's daily budget still applies), so the owner's choice to go on
+        is explicit and bounded."""
+        settings = self.settings
+        if s.pause_kind == "limit":
+            if s.cycles >= s.cycle_limit(settings.max_cycles):
+                s.max_cycles = s.cycles + settings.max_cycles
+            budget = s.budget(settings.session_budget_usd)
+            if s.usage.cost_usd >= budget * 0.9:
+                s.budget_usd = s.usage.cost_usd + settings.session_budget_usd
+        if continuous_limit:
+            s.continuous = True
+            s.continuous_limit = s.cycles + continuous_limit
+        else:
+            s.continuous = False
+        s.approvals_left = max(0, count - 1)
+        s.pause_kind = None
+        s.error = None
+        s.reason = None
+
+    async def recover(self) -> list[str]:
+        """Sessions to drive after a start: those the engine was working on (planning or running)
+        whose lease is free. A command that was running is reported as interrupted by `drive`."""
+        found = []
+        for session_id in await self.store.active_ids():
+            session = await self.store.get(session_id)
+            if (
+                session is not None
+                and session.state in (SessionState.PLANNING, SessionState.RUNNING)
+                and session.place.platform in self.platforms  # a process can only talk where it is connected
+            ):
+                found.append(session_id)
+        return found
+
+    # ------------------------------------------------------------------ chat output
+
+    async def post(self, session: Session, view: View) -> MessageRef | None:
+        platform = self.platforms.get(session.place.platform)
+        if platform is None:
+            return None
+        try:
+            return await platform.post(session.place, view)
+        except PlatformError as exc:
+            log.warning("session %s: posting failed: %s", session.id, exc)
+            return None
+
+    async def _post_checked(self, session: Session, view: View) -> MessageRef | None:
+        """Post a message the session cannot go on without (a step with its buttons). A chat that
+        refuses it for good pauses the session, with the error recorded, instead of losing it."""
+        platform = self.platforms.get(session.place.platform)
+        if platform is None:
+            return None
+        try:
+            return await platform.post(session.place, view)
+        except PlatformError as exc:
+            await self._halt(
+                session.id, SessionState.PAUSED, f"Paused: the chat refused a message: {exc}", kind="chat"
+            )
+            return None
+
+    async def update(self, session: Session, ref: MessageRef | None, view: View) -> None:
+        platform = self.platforms.get(session.place.platform)
+        if platform is None or ref is None:
+            return
+        try:
+            await platform.update(ref, view)
+        except PlatformError as exc:
+            log.warning("session %s: updating a message failed: %s", session.id, exc)
+
+    async def _refresh_step(self, session: Session, step_no: int) -> None:
+        step = next((s for s in session.steps if s.no == step_no), None)
+        if step is not None and step.message is not None:
+            await self.update(session, step.message, step_view(session, step, self.settings))
+
+    async def show_tasks(self, session: Session) -> None:
+        """The task list lives in one message, edited as it changes."""
+        view = tasks_view(session)
+        if session.task_message is not None:
+            await self.update(session, session.task_message, view)
+            return
+        ref = await self.post(session, view)
+        if ref is not None:
+            await self._commit(session.id, lambda s: setattr(s, "task_message", ref), current=session)
+
+
+def _set_message(session: Session, step_no: int, ref: MessageRef) -> bool | None:
+    for step in session.steps:
+        if step.no == step_no:
+            step.message = ref
+            return None
+    return False
+
+
+def _set_phase(session: Session, phase: Phase) -> bool | None:
+    if session.state != SessionState.RUNNING:
+        return False
+    session.phase = phase
+    return None
+
+
+def _record(session: Session, step_no: int, result: str, status: StepStatus) -> bool | None:
+    """Record a command's result. It ran, so it is recorded even if the session was stopped meanwhile."""
+    last = session.last_step
+    if last is None or last.no != step_no or last.status != StepStatus.EXECUTING:
+        return False
+    last.status = status
+    last.result = result
+    if session.state == SessionState.RUNNING and session.phase == Phase.EXECUTE:
+        session.phase = Phase.UPDATE_TASKS
+    return None
+
+
+def _approve(step: Step, who: str, what: str, when: datetime) -> None:
+    step.status = StepStatus.APPROVED
+    step.decided_by, step.decision, step.decided_at = who, what, when
+
+
+def _not_pending(session: Session, step_no: int | None) -> str:
+    target = next((s for s in session.steps if s.no == step_no), None) if step_no else session.last_step
+    if target is not None and target.status != StepStatus.PENDING:
+        who = f" by {target.decided_by}" if target.decided_by else ""
+        what = target.decision or target.status.value
+        return f"Step {target.no} of session {session.id} was already decided ({what}{who}); nothing changed."
+    if session.state == SessionState.PAUSED:
+        return f"Session {session.id} is paused ({session.reason}); approve it to resume."
+    return f"Session {session.id} has no step waiting for a decision right now ({session.state.value})."
+
+
+def _result_view(session: Session, step: Step, output: str, ok: bool) -> View:
+    from bot.views import ResultView
+
+    return ResultView(
+        session_id=session.id,
+        step_no=step.no,
+        command=step.command.name,
+        output=output[:RESULT_VIEW_LIMIT],
+        ok=ok,
+    )

@@ -1,0 +1,650 @@
+"""The one command grammar every chat platform shares.
+
+Adapters pass the text typed after the slash command or the bot mention; `parse` turns it into
+one of the frozen command models below or raises `UsageError` (and nothing else, for any input).
+
+Adding a command: write a `_parse_<verb>(cur, ctx)` function and add one `_Verb` row to `_VERBS`;
+`USAGE` and `help_text` are built from that table.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Annotated, Final, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+__all__ = [
+    "DEFAULT_MAX_GOAL_CHARS",
+    "MAX_GOALS",
+    "SESSION_ID_ALPHABET",
+    "SESSION_ID_RE",
+    "USAGE",
+    "VERBS",
+    "ApproveCommand",
+    "Command",
+    "CommandAdapter",
+    "FeedbackCommand",
+    "GoalCommand",
+    "HelpCommand",
+    "ListCommand",
+    "StatusCommand",
+    "StopCommand",
+    "UsageError",
+    "help_text",
+    "new_session_id",
+    "normalize_session_id",
+    "parse",
+]
+
+# --- session ids -------------------------------------------------------------------------------
+
+SESSION_ID_LENGTH: Final = 6
+SESSION_ID_RE: Final = re.compile(r"^[a-z0-9]{6}$")
+#: No 0/o, 1/l/i: ids are read off a screen and typed on a phone.
+SESSION_ID_ALPHABET: Final = "abcdefghjkmnpqrstuvwxyz23456789"
+_ID_EXAMPLE: Final = "k3f9qa"
+
+
+def new_session_id() -> str:
+    """A fresh, random, easy-to-type session id such as ``k3f9qa``."""
+    return "".join(secrets.choice(SESSION_ID_ALPHABET) for _ in range(SESSION_ID_LENGTH))
+
+
+def normalize_session_id(text: str) -> str | None:
+    """``"#K3F9QA "`` -> ``"k3f9qa"``; None when it is not a session id."""
+    candidate = text.strip().lower()
+    candidate = candidate.removeprefix("#")
+    return candidate if SESSION_ID_RE.fullmatch(candidate) else None
+
+
+# --- limits ------------------------------------------------------------------------------------
+
+MAX_GOALS: Final = 5  # AutoGPT's limit
+DEFAULT_MAX_GOAL_CHARS: Final = 4000
+MAX_NAME_CHARS: Final = 80
+MAX_NUMBER: Final = 1_000_000  # upper bound for --continuous N and approve N
+
+# --- commands ----------------------------------------------------------------------------------
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+SessionId = Annotated[str, Field(pattern=r"^[a-z0-9]{6}$")]
+
+
+class GoalCommand(_Frozen):
+    """Start a session. ``continuous_limit`` is the cycle limit of a continuous run (None: no limit)."""
+
+    kind: Literal["goal"] = "goal"
+    goals: list[str] = Field(min_length=1, max_length=MAX_GOALS)
+    continuous: bool = False
+    continuous_limit: int | None = Field(default=None, ge=1)
+    ai_name: str | None = None
+    ai_role: str | None = None
+
+
+class StatusCommand(_Frozen):
+    kind: Literal["status"] = "status"
+    session_id: SessionId | None = None
+
+
+class ListCommand(_Frozen):
+    kind: Literal["list"] = "list"
+
+
+class StopCommand(_Frozen):
+    kind: Literal["stop"] = "stop"
+    session_id: SessionId
+
+
+class ApproveCommand(_Frozen):
+    """Approve the proposed step and the ``count - 1`` after it."""
+
+    kind: Literal["approve"] = "approve"
+    session_id: SessionId
+    count: int = Field(default=1, ge=1)
+
+
+class FeedbackCommand(_Frozen):
+    """Skip the proposed command and tell the agent ``text`` instead."""
+
+    kind: Literal["feedback"] = "feedback"
+    session_id: SessionId
+    text: str = Field(min_length=1)
+
+
+class HelpCommand(_Frozen):
+    kind: Literal["help"] = "help"
+    topic: str | None = None
+
+
+class PauseCommand(_Frozen):
+    """Return a continuous run to step-by-step approval."""
+
+    kind: Literal["pause"] = "pause"
+    session_id: SessionId
+
+
+class ResumeCommand(_Frozen):
+    """Continue a paused or stopped-at-a-limit session, step by step or continuously."""
+
+    kind: Literal["resume"] = "resume"
+    session_id: SessionId
+    continuous: bool = False
+    continuous_limit: int | None = Field(default=None, ge=1)
+
+
+class ScheduleCommand(_Frozen):
+    """A recurring goal: ``when`` is a 5-field cron expression or an interval ("every 30m")."""
+
+    kind: Literal["schedule"] = "schedule"
+    when: str = Field(min_length=1)
+    tz: str | None = None
+    goals: list[str] = Field(min_length=1, max_length=MAX_GOALS)
+    ai_name: str | None = None
+
+
+class SchedulesCommand(_Frozen):
+    kind: Literal["schedules"] = "schedules"
+
+
+class ScheduleChangeCommand(_Frozen):
+    kind: Literal["schedule_change"] = "schedule_change"
+    action: Literal["unschedule", "pause", "resume"]
+    schedule_id: SessionId
+
+
+Command = Annotated[
+    GoalCommand
+    | StatusCommand
+    | ListCommand
+    | StopCommand
+    | ApproveCommand
+    | FeedbackCommand
+    | HelpCommand
+    | PauseCommand
+    | ResumeCommand
+    | ScheduleCommand
+    | SchedulesCommand
+    | ScheduleChangeCommand,
+    Field(discriminator="kind"),
+]
+#: Validates / dumps any `Command` (e.g. ``CommandAdapter.validate_python({"kind": "list"})``).
+CommandAdapter: Final[TypeAdapter[Command]] = TypeAdapter(Command)
+
+
+# --- errors ------------------------------------------------------------------------------------
+
+
+class UsageError(ValueError):
+    """The text is not a valid command. ``message`` says why; ``usage`` is the full help text."""
+
+    def __init__(self, message: str, usage: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.usage = USAGE if usage is None else usage
+
+    def __str__(self) -> str:
+        return self.message
+
+
+# --- scanning ----------------------------------------------------------------------------------
+
+_WS_RE: Final = re.compile(r"\s*")
+_TOKEN_RE: Final = re.compile(r"\S*")
+_DIGITS_RE: Final = re.compile(r"[0-9]+")
+# ``--name``, ``--name=``; phones turn ``--`` into an em or en dash.
+_FLAG_RE: Final = re.compile(r"(--|[—–]-?)([^\s=]*)(=?)")
+# C0/C1 controls other than tab and newline (line breaks are normalised to \n first).
+_CONTROL_RE: Final = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+_INVISIBLE_RE: Final = re.compile(r"[\u200b\u2060\ufeff]")  # zero-width space, word joiner, BOM
+_GOAL_SPLIT_RE: Final = re.compile(r"[;\n]")
+# A list marker a user may type before each goal: "- ", "* ", "• ", "1. ", "2) ".
+_BULLET_RE: Final = re.compile(r"(?:[-*•·‣◦]|[0-9]{1,2}[.)])(?:\s+|$)")
+
+_DOUBLE_QUOTES: Final = '"“”„'
+_SINGLE_QUOTES: Final = "'‘’"
+#: opening quote -> the characters that may close it (phones mix straight and curly quotes)
+_CLOSERS: Final[dict[str, str]] = {
+    **dict.fromkeys(_DOUBLE_QUOTES, _DOUBLE_QUOTES),
+    **dict.fromkeys(_SINGLE_QUOTES, _SINGLE_QUOTES),
+    "«": "»",
+}
+
+
+def _clean(text: str) -> str:
+    """Normalise line breaks to \\n, drop control and invisible characters, strip."""
+    text = "\n".join(text.splitlines())
+    text = _CONTROL_RE.sub("", text)
+    text = _INVISIBLE_RE.sub("", text)
+    return text.strip()
+
+
+def _show(value: str, limit: int = 30) -> str:
+    """A user-typed value, shortened and on one line, for an error message."""
+    value = " ".join(value.split())
+    return value if len(value) <= limit else value[: limit - 1] + "…"
+
+
+class _Cursor:
+    """A position in the text after the verb. Tokens are whitespace-separated."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.pos = 0
+
+    def skip_ws(self) -> None:
+        match = _WS_RE.match(self.text, self.pos)
+        if match:
+            self.pos = match.end()
+
+    def at_end(self) -> bool:
+        self.skip_ws()
+        return self.pos >= len(self.text)
+
+    def peek_token(self) -> str:
+        self.skip_ws()
+        match = _TOKEN_RE.match(self.text, self.pos)
+        return match.group() if match else ""
+
+    def take_token(self) -> str:
+        token = self.peek_token()
+        self.pos += len(token)
+        return token
+
+    def take_value(self, what: str) -> str:
+        """One token, or text in matching quotes ("...", '...', “...”) which may contain spaces."""
+        self.skip_ws()
+        if self.pos >= len(self.text):
+            return ""
+        opener = self.text[self.pos]
+        closers = _CLOSERS.get(opener)
+        if closers is None:
+            return self.take_token()
+        ends = [i for i in (self.text.find(c, self.pos + 1) for c in closers) if i >= 0]
+        if not ends:
+            raise UsageError(f"The {what} starts with a quote ({opener}) that is never closed.")
+        end = min(ends)
+        value = self.text[self.pos + 1 : end]
+        self.pos = end + 1
+        return value
+
+    def rest(self) -> str:
+        """Everything not yet read, raw but stripped."""
+        value = self.text[self.pos :].strip()
+        self.pos = len(self.text)
+        return value
+
+
+@dataclass(frozen=True)
+class _Context:
+    max_goal_chars: int
+
+
+_Parser = Callable[[_Cursor, _Context], Command]
+
+
+@dataclass(frozen=True)
+class _Verb:
+    parse: _Parser
+    syntax: str
+    summary: str
+    example: str = ""
+
+
+def _fail(verb: str, problem: str) -> UsageError:
+    """A usage error for ``verb``: the problem, then that command's syntax."""
+    return UsageError(f"{problem}\nUsage: {_VERBS[verb].syntax}")
+
+
+def _positive_int(token: str, verb: str, what: str) -> int:
+    if not _DIGITS_RE.fullmatch(token):
+        raise _fail(verb, f"'{_show(token)}' is not a valid {what}: use a whole number of 1 or more.")
+    significant = token.lstrip("0") or "0"
+    if len(significant) > len(str(MAX_NUMBER)) or int(significant) > MAX_NUMBER:
+        raise _fail(verb, f"{what.capitalize()} {_show(token)} is too large (at most {MAX_NUMBER:,}).")
+    value = int(significant)
+    if value < 1:
+        raise _fail(verb, f"{what.capitalize()} must be at least 1, not {value}.")
+    return value
+
+
+def _session_id(cur: _Cursor, verb: str) -> str:
+    token = cur.take_token()
+    if not token:
+        raise _fail(verb, f"{verb} needs a session id, e.g. {verb} {_ID_EXAMPLE}")
+    session_id = normalize_session_id(token)
+    if session_id is None:
+        raise UsageError(f"'{_show(token)}' is not a session id (6 letters and digits, e.g. {_ID_EXAMPLE})")
+    return session_id
+
+
+def _expect_end(cur: _Cursor, verb: str) -> None:
+    if not cur.at_end():
+        raise _fail(verb, f"Unexpected '{_show(cur.rest())}' after {verb}.")
+
+
+_M = TypeVar("_M", bound=BaseModel)
+
+
+def _build(model: type[_M], **fields: object) -> _M:
+    """Construct a command; the parsers validate first, so this is only a safety net."""
+    try:
+        return model(**fields)
+    except ValidationError as exc:
+        raise UsageError(f"Invalid {model.__name__}: {exc.errors()[0]['msg']}") from exc
+
+
+# --- parsers -----------------------------------------------------------------------------------
+
+_GOAL_FLAGS: Final = ("continuous", "name", "role")
+
+
+def _value_after_equals(cur: _Cursor, what: str) -> str:
+    """The value glued to ``--flag=``; empty when a space or the end follows the ``=``."""
+    following = cur.text[cur.pos : cur.pos + 1]
+    if not following or following.isspace():
+        return ""
+    return cur.take_value(what)
+
+
+def _parse_goal(cur: _Cursor, ctx: _Context) -> GoalCommand:
+    continuous = False
+    limit: int | None = None
+    values: dict[str, str] = {}
+    seen: set[str] = set()
+    while not cur.at_end():
+        match = _FLAG_RE.match(cur.text, cur.pos)
+        if match is None:
+            break
+        dashes, raw_name, equals = match.groups()
+        name = raw_name.lower()
+        if dashes == "--" and not raw_name and not equals:
+            cur.pos = match.end()  # a bare "--" ends the options: what follows is goal text
+            break
+        if name not in _GOAL_FLAGS:
+            if dashes != "--":
+                break  # a goal that happens to start with a dash
+            options = "--continuous [N], --name NAME, --role ROLE"
+            raise _fail("goal", f"Unknown option '{_show(match.group())}' for goal. Options: {options}.")
+        if name in seen:
+            raise _fail("goal", f"--{name} was given twice.")
+        seen.add(name)
+        cur.pos = match.end()
+        if name == "continuous":
+            continuous = True
+            if equals:
+                token = _value_after_equals(cur, "--continuous value")
+                if not token:
+                    raise _fail("goal", "--continuous= needs a number of steps, e.g. --continuous=10")
+                limit = _positive_int(token, "goal", "cycle limit")
+            elif _DIGITS_RE.fullmatch(cur.peek_token()):
+                limit = _positive_int(cur.take_token(), "goal", "cycle limit")
+            continue
+        # --name / --role: "--name X", "--name=X"; a quoted value may contain spaces
+        if equals:
+            value = _value_after_equals(cur, f"--{name} value")
+        elif cur.peek_token().startswith("--"):
+            value = ""
+        else:
+            value = cur.take_value(f"--{name} value")
+        value = value.strip()
+        if not value:
+            raise _fail("goal", f'--{name} needs a value, e.g. --{name} "Research Bot"')
+        value = " ".join(value.split())
+        cap = MAX_NAME_CHARS if name == "name" else ctx.max_goal_chars
+        if len(value) > cap:
+            raise _fail("goal", f"--{name} is {len(value):,} characters long; the limit is {cap:,}.")
+        values[name] = value
+
+    text = cur.rest()
+    if len(text) > ctx.max_goal_chars:
+        raise _fail(
+            "goal",
+            f"Your goals are {len(text):,} characters long; the limit is {ctx.max_goal_chars:,}.",
+        )
+    goals: list[str] = []
+    for part in _GOAL_SPLIT_RE.split(text):
+        goal = part.strip()
+        bullet = _BULLET_RE.match(goal)
+        if bullet:
+            goal = goal[bullet.end() :].strip()
+        if goal:
+            goals.append(goal)
+    if not goals:
+        raise _fail("goal", "Give at least one goal, e.g. goal research note-taking apps; write a summary")
+    if len(goals) > MAX_GOALS:
+        raise _fail(
+            "goal",
+            f"You gave {len(goals)} goals; a session takes at most {MAX_GOALS}. "
+            "Goals are separated by ; or new lines.",
+        )
+    return _build(
+        GoalCommand,
+        goals=goals,
+        continuous=continuous,
+        continuous_limit=limit,
+        ai_name=values.get("name"),
+        ai_role=values.get("role"),
+    )
+
+
+def _parse_status(cur: _Cursor, ctx: _Context) -> StatusCommand:
+    session_id = None if cur.at_end() else _session_id(cur, "status")
+    _expect_end(cur, "status")
+    return _build(StatusCommand, session_id=session_id)
+
+
+def _parse_list(cur: _Cursor, ctx: _Context) -> ListCommand:
+    _expect_end(cur, "list")
+    return ListCommand()
+
+
+def _parse_stop(cur: _Cursor, ctx: _Context) -> StopCommand:
+    session_id = _session_id(cur, "stop")
+    _expect_end(cur, "stop")
+    return _build(StopCommand, session_id=session_id)
+
+
+def _parse_approve(cur: _Cursor, ctx: _Context) -> ApproveCommand:
+    session_id = _session_id(cur, "approve")
+    count = 1 if cur.at_end() else _positive_int(cur.take_token(), "approve", "number of steps")
+    _expect_end(cur, "approve")
+    return _build(ApproveCommand, session_id=session_id, count=count)
+
+
+def _parse_feedback(cur: _Cursor, ctx: _Context) -> FeedbackCommand:
+    session_id = _session_id(cur, "feedback")
+    text = cur.rest()
+    if not text:
+        raise _fail("feedback", f"feedback needs text for the agent, e.g. feedback {session_id} use the docs")
+    return _build(FeedbackCommand, session_id=session_id, text=text)
+
+
+def _parse_pause(cur: _Cursor, ctx: _Context) -> PauseCommand:
+    session_id = _session_id(cur, "pause")
+    _expect_end(cur, "pause")
+    return _build(PauseCommand, session_id=session_id)
+
+
+def _parse_resume(cur: _Cursor, ctx: _Context) -> ResumeCommand:
+    session_id = _session_id(cur, "resume")
+    continuous = False
+    limit: int | None = None
+    token = cur.peek_token()
+    if token:
+        match = _FLAG_RE.fullmatch(token.split("=", 1)[0] + ("=" if "=" in token else ""))
+        if match is None or match.group(2).lower() != "continuous":
+            raise _fail("resume", f"Unexpected '{_show(token)}' after resume {session_id}.")
+        cur.take_token()
+        continuous = True
+        if "=" in token:
+            limit = _positive_int(token.split("=", 1)[1], "resume", "cycle limit")
+        elif _DIGITS_RE.fullmatch(cur.peek_token()):
+            limit = _positive_int(cur.take_token(), "resume", "cycle limit")
+    _expect_end(cur, "resume")
+    return _build(ResumeCommand, session_id=session_id, continuous=continuous, continuous_limit=limit)
+
+
+def _parse_schedule(cur: _Cursor, ctx: _Context) -> ScheduleCommand:
+    tz: str | None = None
+    name: str | None = None
+    while True:
+        token = cur.peek_token()
+        match = _FLAG_RE.match(token) if token else None
+        if match is None:
+            break
+        flag = match.group(2).lower()
+        if flag not in ("tz", "name"):
+            raise _fail(
+                "schedule", f"Unknown option '{_show(token)}' for schedule. Options: --tz ZONE, --name NAME."
+            )
+        cur.pos += len(match.group(0))
+        value = (
+            _value_after_equals(cur, f"--{flag} value")
+            if match.group(3)
+            else cur.take_value(f"--{flag} value")
+        )
+        if not value.strip():
+            raise _fail("schedule", f"--{flag} needs a value, e.g. --tz Europe/Paris")
+        if flag == "tz":
+            tz = value.strip()
+        else:
+            name = " ".join(value.split())[:MAX_NAME_CHARS]
+    cur.skip_ws()
+    if cur.at_end() or cur.text[cur.pos] not in _CLOSERS:
+        raise _fail("schedule", 'Put the time in quotes, e.g. schedule "0 9 * * 1-5" summarise the news')
+    when = " ".join(cur.take_value("time").split())
+    if not when:
+        raise _fail("schedule", 'The time is empty; e.g. "every 2h" or "0 9 * * 1-5".')
+    if cur.at_end():
+        raise _fail(
+            "schedule", f'Give the goal to run after the time, e.g. schedule "{when}" summarise the news'
+        )
+    goal = _parse_goal(cur, ctx)
+    return _build(ScheduleCommand, when=when, tz=tz, goals=list(goal.goals), ai_name=name or goal.ai_name)
+
+
+def _parse_schedules(cur: _Cursor, ctx: _Context) -> SchedulesCommand:
+    _expect_end(cur, "schedules")
+    return SchedulesCommand()
+
+
+def _schedule_change(action: Literal["unschedule", "pause", "resume"], verb: str) -> _Parser:
+    def parse_change(cur: _Cursor, ctx: _Context) -> ScheduleChangeCommand:
+        schedule_id = _session_id(cur, verb)
+        _expect_end(cur, verb)
+        return _build(ScheduleChangeCommand, action=action, schedule_id=schedule_id)
+
+    return parse_change
+
+
+def _parse_help(cur: _Cursor, ctx: _Context) -> HelpCommand:
+    topic = " ".join(cur.rest().split()).lower()
+    return HelpCommand(topic=topic or None)
+
+
+_VERBS: Final[dict[str, _Verb]] = {
+    "goal": _Verb(
+        _parse_goal,
+        "goal [--continuous [N]] [--name NAME] [--role ROLE] <goal; goal; ...>",
+        "start a session (1-5 goals)",
+        'goal --name "Scout" find 3 note-taking apps; compare their prices',
+    ),
+    "status": _Verb(_parse_status, "status [ID]", "show a session, or an overview", "status k3f9qa"),
+    "list": _Verb(_parse_list, "list", "list the active sessions"),
+    "stop": _Verb(_parse_stop, "stop ID", "stop a session", "stop k3f9qa"),
+    "approve": _Verb(
+        _parse_approve,
+        "approve ID [N]",
+        "approve the proposed step; with N, approve the next N steps",
+        "approve k3f9qa 5",
+    ),
+    "feedback": _Verb(
+        _parse_feedback,
+        "feedback ID <text>",
+        "skip the proposed command and tell the agent why",
+        "feedback k3f9qa use the official docs instead",
+    ),
+    "pause": _Verb(
+        _parse_pause, "pause ID", "return a continuous run to step-by-step approval", "pause k3f9qa"
+    ),
+    "resume": _Verb(
+        _parse_resume,
+        "resume ID [--continuous [N]]",
+        "continue a paused session, step by step or continuously",
+        "resume k3f9qa --continuous 10",
+    ),
+    "schedule": _Verb(
+        _parse_schedule,
+        'schedule [--tz ZONE] [--name NAME] "<when>" <goal; goal; ...>',
+        "run a goal on a schedule: a cron expression or every 30m / every 2h / every day at 09:00",
+        'schedule "0 9 * * 1-5" summarise the AI news',
+    ),
+    "schedules": _Verb(_parse_schedules, "schedules", "list your schedules with their next run"),
+    "unschedule": _Verb(_schedule_change("unschedule", "unschedule"), "unschedule ID", "remove a schedule"),
+    "pause-schedule": _Verb(
+        _schedule_change("pause", "pause-schedule"), "pause-schedule ID", "pause a schedule"
+    ),
+    "resume-schedule": _Verb(
+        _schedule_change("resume", "resume-schedule"), "resume-schedule ID", "resume a paused schedule"
+    ),
+    "help": _Verb(_parse_help, "help [command]", "show this help, or help on one command", "help goal"),
+}
+#: The verbs `parse` understands.
+VERBS: Final = frozenset(_VERBS)
+
+
+def _describe(verb: _Verb) -> str:
+    example = f"\n    e.g. {verb.example}" if verb.example else ""
+    return f"{verb.syntax}  {verb.summary}{example}"
+
+
+USAGE: Final = "\n".join(
+    [
+        "Commands:",
+        *(_describe(verb) for verb in _VERBS.values()),
+        "",
+        "Goals are separated by ; or new lines. --continuous runs without asking for approval,",
+        "for at most N steps if N is given. NAME and ROLE may be quoted to contain spaces.",
+        f"ID is a 6-character session id such as {_ID_EXAMPLE} (a leading # is fine).",
+    ]
+)
+
+
+def help_text(topic: str | None = None) -> str:
+    """Help on one command (``help goal``), or the whole `USAGE` for no or an unknown topic."""
+    verb = _VERBS.get((topic or "").strip().lower())
+    return _describe(verb) if verb else USAGE
+
+
+# --- entry point -------------------------------------------------------------------------------
+
+
+def parse(text: str, *, max_goal_chars: int = DEFAULT_MAX_GOAL_CHARS) -> Command:
+    """Parse the text after the trigger (``/autogpt``, a mention) into a `Command`.
+
+    Raises only `UsageError`, for any input. Empty text is a request for help.
+    """
+    if not isinstance(text, str):
+        raise UsageError(f"Expected text, got {type(text).__name__}.")
+    cur = _Cursor(_clean(text))
+    typed = cur.take_token()
+    if not typed:
+        return HelpCommand()
+    verb = typed.lower()
+    spec = _VERBS.get(verb)
+    if spec is None:
+        raise UsageError(f"Unknown command '{_show(typed)}'.")
+    try:
+        return spec.parse(cur, _Context(max_goal_chars=max_goal_chars))
+    except UsageError:
+        raise
+    except Exception as exc:  # a bug here must not reach the adapter as anything but a usage error
+        raise UsageError(f"Could not understand that {verb} command.") from exc

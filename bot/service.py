@@ -1,0 +1,446 @@
+"""What every adapter calls: the shared grammar's commands, applied for an actor in a place.
+
+Replies are platform-neutral `Outcome`s (the adapter decides that a refusal is ephemeral).
+Nothing here raises to an adapter for bad input: a malformed command, an unknown session or a
+dead store all come back as a clear message.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Any
+
+from bot import grammar
+from bot.engine import Engine, may_decide, summary_view, today
+from bot.grammar import (
+    ApproveCommand,
+    FeedbackCommand,
+    GoalCommand,
+    HelpCommand,
+    ListCommand,
+    PauseCommand,
+    ResumeCommand,
+    ScheduleChangeCommand,
+    ScheduleCommand,
+    SchedulesCommand,
+    StatusCommand,
+    StopCommand,
+    UsageError,
+)
+from bot.logs import bind, logged
+from bot.metrics import Metrics
+from bot.models import ACTIVE, Actor, Outcome, Place, Session
+from bot.runner import Runner
+from bot.schedules import Schedule, ScheduleBook, ScheduleError, firing_id
+from bot.settings import Settings
+from bot.store.archive import Archive
+from bot.store.base import SessionExists, SessionStore, StoreError
+from bot.views import NoticeView, SessionHeaderView
+
+log = logging.getLogger(__name__)
+
+PLACE_TTL_S = 90 * 86400  # a thread keeps pointing at its session this long
+STORE_DOWN = (
+    "The session store is not reachable right now ({}). Nothing was changed; please try again shortly."
+)
+
+
+class Service:
+    def __init__(
+        self,
+        settings: Settings,
+        store: SessionStore,
+        archive: Archive,
+        engine: Engine,
+        runner: Runner,
+        schedules: ScheduleBook,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self.settings = settings
+        self.metrics = metrics or Metrics()
+        self.schedules = schedules
+        self.store = store
+        self.archive = archive
+        self.engine = engine
+        self.runner = runner
+        self._handlers: dict[type, Callable[[Actor, Place, Any], Awaitable[Outcome]]] = {
+            GoalCommand: self._goal,
+            StatusCommand: self._status,
+            ListCommand: self._list,
+            StopCommand: self._stop,
+            ApproveCommand: self._approve,
+            FeedbackCommand: self._feedback,
+            HelpCommand: self._help,
+            PauseCommand: self._pause,
+            ResumeCommand: self._resume,
+            ScheduleCommand: self._schedule,
+            SchedulesCommand: self._schedules,
+            ScheduleChangeCommand: self._schedule_change,
+        }
+
+    @logged
+    async def handle_text(self, actor: Actor, place: Place, text: str) -> Outcome:
+        """Parse and run one command typed by a user."""
+        try:
+            command = grammar.parse(text, max_goal_chars=self.settings.max_goal_chars)
+        except UsageError as exc:
+            return Outcome(ok=False, message=f"{exc.message}\n\n{exc.usage}")
+        return await self.handle(actor, place, command)
+
+    @logged
+    async def handle(self, actor: Actor, place: Place, command: Any) -> Outcome:
+        handler = self._handlers.get(type(command))
+        if handler is None:
+            return Outcome(ok=False, message=grammar.USAGE)
+        try:
+            return await handler(actor, place, command)
+        except StoreError as exc:
+            log.warning("store error while handling %s: %s", type(command).__name__, exc)
+            return Outcome(ok=False, message=STORE_DOWN.format(exc))
+
+    # ------------------------------------------------------------------ commands
+
+    @logged
+    async def start(
+        self,
+        actor: Actor,
+        place: Place,
+        command: GoalCommand,
+        llm_mode: str = "default",
+        autostart: bool = True,
+    ) -> Outcome:
+        """Start a session for `actor`: checks who may, how many and how much, then opens its thread."""
+        s = self.settings
+        if not s.may_start(actor.user_id):
+            return Outcome(ok=False, message="You are not on the list of users allowed to start sessions.")
+        if not s.llm_configured():
+            return Outcome(ok=False, message="No LLM is configured: set OPENAI_API_KEY (or OPENAI_BASE_URL).")
+        user_key = f"{actor.platform}:{actor.user_id}"
+        open_now = [x for x in await self.store.sessions_of(user_key) if x.state in ACTIVE]
+        if len(open_now) >= s.max_sessions_per_user:
+            ids = ", ".join(x.id for x in open_now)
+            return Outcome(
+                ok=False,
+                message=f"You already have {len(open_now)} open sessions ({ids}); the limit is "
+                f"{s.max_sessions_per_user}. Stop one first.",
+            )
+        spent = await self.store.get_spend(user_key, today())
+        if spent >= s.user_daily_budget_usd:
+            return Outcome(
+                ok=False,
+                message=f"You have spent ${spent:.2f} today, your daily budget of "
+                f"${s.user_daily_budget_usd:.2f}.",
+            )
+        limit = command.continuous_limit or (s.continuous_limit if command.continuous else None)
+        fields: dict[str, Any] = {
+            "owner": actor.user_id,
+            "owner_name": actor.name,
+            "place": place,
+            "goals": command.goals,
+            "llm_mode": llm_mode,
+            "continuous": command.continuous,
+            "continuous_limit": limit,
+        }
+        if command.ai_name:
+            fields["ai_name"] = command.ai_name
+        if command.ai_role:
+            fields["ai_role"] = command.ai_role
+        session = await self._create(fields)
+        try:
+            await self._open_thread(session, actor.label)
+        except Exception as exc:
+            log.warning("session %s: opening its thread failed: %s", session.id, exc)
+            await self.store.delete(session.id)
+            return Outcome(ok=False, message=f"Could not post the session to the chat: {exc}")
+        bind(session=session.id)  # for the rest of this call (see bot/logs.py)
+        log.info("session %s: started by %s", session.id, actor.label)
+        self.metrics.sessions_started.inc()
+        if autostart:
+            self.runner.kick(session.id)
+        return Outcome(
+            ok=True, message=f"Started session {session.id} ({session.mode}).", session_id=session.id
+        )
+
+    async def _open_thread(self, session: Session, owner: str, title: str | None = None) -> Place:
+        """Post the session's root message and remember the thread it lives in."""
+        place = session.place
+        platform = self.engine.platforms.get(place.platform)
+        if platform is None:
+            return place
+        header = SessionHeaderView(
+            session_id=session.id,
+            title=title,
+            owner=owner,
+            ai_name=session.ai_name,
+            ai_role=session.ai_role,
+            goals=session.goals,
+            mode=session.mode,
+        )
+        thread = await platform.open_session(place, header)
+        if thread != place:
+            await self.store.update(session.id, lambda x: setattr(x, "place", thread))
+        await self.store.bind_place(thread.key, session.id, PLACE_TTL_S)
+        return thread
+
+    async def _create(self, fields: dict[str, Any]) -> Session:
+        for _ in range(10):
+            session = Session(id=grammar.new_session_id(), **fields)
+            try:
+                await self.store.create(session)
+                return session
+            except SessionExists:
+                continue
+        raise StoreError("could not find a free session id")
+
+    async def _goal(self, actor: Actor, place: Place, command: GoalCommand) -> Outcome:
+        return await self.start(actor, place, command)
+
+    async def _find(self, session_id: str) -> Session | None:
+        return await self.store.get(session_id) or await self.archive.get(session_id)
+
+    async def _status(self, actor: Actor, place: Place, command: StatusCommand) -> Outcome:
+        if command.session_id is None:
+            return await self._list(actor, place, ListCommand())
+        session = await self._find(command.session_id)
+        if session is None:
+            return Outcome(ok=False, message=f"No session {command.session_id}.")
+        return Outcome(ok=True, message=describe(session), session_id=session.id)
+
+    async def _list(self, actor: Actor, place: Place, command: ListCommand) -> Outcome:
+        sessions = await self.store.sessions_of(f"{actor.platform}:{actor.user_id}")
+        if not sessions:
+            return Outcome(ok=True, message="You have no sessions. Start one with: goal <your goal>")
+        lines = [line(s) for s in sessions[:20]]
+        return Outcome(ok=True, message="Your sessions:\n" + "\n".join(lines))
+
+    async def _stop(self, actor: Actor, place: Place, command: StopCommand) -> Outcome:
+        return await self.engine.decide(command.session_id, actor, "stop")
+
+    async def _approve(self, actor: Actor, place: Place, command: ApproveCommand) -> Outcome:
+        return await self.decide(command.session_id, actor, "approve", count=command.count)
+
+    async def _feedback(self, actor: Actor, place: Place, command: FeedbackCommand) -> Outcome:
+        return await self.decide(command.session_id, actor, "feedback", text=command.text)
+
+    async def _pause(self, actor: Actor, place: Place, command: PauseCommand) -> Outcome:
+        return await self.decide(command.session_id, actor, "pause")
+
+    async def _resume(self, actor: Actor, place: Place, command: ResumeCommand) -> Outcome:
+        limit = (command.continuous_limit or self.settings.continuous_limit) if command.continuous else None
+        return await self.decide(command.session_id, actor, "resume", continuous_limit=limit)
+
+    # ------------------------------------------------------------------ schedules
+
+    async def _schedule(self, actor: Actor, place: Place, command: ScheduleCommand) -> Outcome:
+        s = self.settings
+        if not s.may_start(actor.user_id):
+            return Outcome(ok=False, message="You are not on the list of users allowed to start sessions.")
+        user_key = f"{actor.platform}:{actor.user_id}"
+        mine = await self.schedules.of(user_key)
+        if len(mine) >= s.max_schedules_per_user:
+            return Outcome(
+                ok=False,
+                message=f"You have {len(mine)} schedules; the limit is {s.max_schedules_per_user}. "
+                "Remove one with: unschedule ID",
+            )
+        schedule = Schedule(
+            id="pending",
+            owner=actor.user_id,
+            owner_name=actor.name,
+            place=place.model_copy(update={"thread": None}),
+            when=command.when,
+            tz=command.tz or s.scheduler_timezone,
+            goals=list(command.goals),
+            name=command.ai_name,
+        )
+        try:
+            schedule = await self.schedules.create(schedule)
+        except ScheduleError as exc:
+            return Outcome(ok=False, message=str(exc))
+        next_run = schedule.next_run()
+        when = f"{next_run:%Y-%m-%d %H:%M %Z}" if next_run else "never"
+        return Outcome(
+            ok=True,
+            message=f"Schedule {schedule.id} made: {schedule.when} ({schedule.tz}); next run {when}. "
+            "Each run is a continuous session in its own thread here.",
+        )
+
+    async def _schedules(self, actor: Actor, place: Place, command: SchedulesCommand) -> Outcome:
+        mine = await self.schedules.of(f"{actor.platform}:{actor.user_id}")
+        if not mine:
+            return Outcome(
+                ok=True, message='You have no schedules. Make one with: schedule "every day at 09:00" <goal>'
+            )
+        lines = []
+        for sch in mine:
+            next_run = sch.next_run()
+            state = (
+                "paused"
+                if sch.paused
+                else f"next {next_run:%Y-%m-%d %H:%M %Z}"
+                if next_run
+                else "no next run"
+            )
+            lines.append(f"{sch.id}  {sch.when} ({sch.tz})  {state}  runs: {sch.runs}  {sch.goals[0][:50]}")
+        return Outcome(ok=True, message="Your schedules:\n" + "\n".join(lines))
+
+    async def _schedule_change(self, actor: Actor, place: Place, command: ScheduleChangeCommand) -> Outcome:
+        schedule = await self.schedules.get(command.schedule_id)
+        if schedule is None:
+            return Outcome(ok=False, message=f"No schedule {command.schedule_id}.")
+        allowed = (
+            actor.is_admin
+            or self.settings.is_admin(actor.user_id)
+            or (actor.platform == schedule.place.platform and actor.user_id == schedule.owner)
+        )
+        if not allowed:
+            return Outcome(
+                ok=False,
+                message=f"Only {schedule.owner_name or schedule.owner} or an admin can "
+                f"change schedule {schedule.id}.",
+            )
+        if command.action == "unschedule":
+            await self.schedules.delete(schedule.id)
+            return Outcome(ok=True, message=f"Schedule {schedule.id} removed.")
+        paused = command.action == "pause"
+        await self.schedules.update(schedule.id, lambda x: setattr(x, "paused", paused))
+        return Outcome(ok=True, message=f"Schedule {schedule.id} {'paused' if paused else 'resumed'}.")
+
+    async def fire(self, schedule: Schedule, due: datetime) -> str | None:
+        """Start the run of `schedule` due at `due`: a fresh continuous session in a new thread of
+        the schedule's channel. The session id comes from (schedule, due), so a run starts once
+        however many processes try. Returns the session id, or None when there was nothing to do."""
+        s = self.settings
+        notes = list(schedule.missed)
+        if schedule.last_session:
+            previous = await self.store.get(schedule.last_session)
+            if previous is not None and previous.state in ACTIVE:
+                note = f"The run due at {due:%Y-%m-%d %H:%M %Z} was skipped: the previous run is still going."
+                await self.schedules.update(
+                    schedule.id, lambda x: setattr(x, "missed", [*x.missed[-4:], note])
+                )
+                return None
+        spent = await self.store.get_spend(schedule.user_key, today())
+        if spent >= s.user_daily_budget_usd:
+            note = f"The run due at {due:%Y-%m-%d %H:%M %Z} was skipped: the daily budget is spent."
+            await self.schedules.update(schedule.id, lambda x: setattr(x, "missed", [*x.missed[-4:], note]))
+            return None
+        session = Session(
+            id=firing_id(schedule.id, due),
+            owner=schedule.owner,
+            owner_name=schedule.owner_name,
+            place=schedule.place,
+            goals=schedule.goals,
+            continuous=True,
+            continuous_limit=s.continuous_limit,
+            schedule_id=schedule.id,
+            **({"ai_name": schedule.name} if schedule.name else {}),
+        )
+        try:
+            await self.store.create(session)
+        except SessionExists:
+            return None  # another process started this run
+        fired = session.id
+
+        def record(x: Schedule) -> None:
+            x.last_fire = due
+            x.last_session = fired
+            x.runs += 1
+            x.missed = []
+
+        await self.schedules.update(schedule.id, record)
+        try:
+            await self._open_thread(session, schedule.owner_name or schedule.owner, schedule.title)
+        except Exception as exc:  # the run goes on; its messages go to the channel
+            log.warning("schedule %s: opening the thread of %s failed: %s", schedule.id, fired, exc)
+        if notes and (current := await self.store.get(fired)) is not None:  # read once: its thread is set
+            for note in notes:
+                await self.engine.post(current, NoticeView(session_id=fired, level="warning", text=note))
+        log.info("schedule %s: run %s started (due %s)", schedule.id, fired, due)
+        self.runner.kick(fired)
+        return fired
+
+    async def _help(self, actor: Actor, place: Place, command: HelpCommand) -> Outcome:
+        return Outcome(ok=True, message=grammar.USAGE)
+
+    # ------------------------------------------------------------------ buttons
+
+    @logged
+    async def decide(
+        self,
+        session_id: str,
+        actor: Actor,
+        action: str,
+        *,
+        step_no: int | None = None,
+        count: int = 1,
+        text: str | None = None,
+        continuous_limit: int | None = None,
+    ) -> Outcome:
+        """A click or a typed decision. The session continues in the background."""
+        try:
+            outcome = await self.engine.decide(
+                session_id,
+                actor,
+                action,
+                step_no=step_no,
+                count=count,
+                text=text,
+                continuous_limit=continuous_limit,
+            )
+        except StoreError as exc:
+            return Outcome(ok=False, message=STORE_DOWN.format(exc))
+        if outcome.ok and action not in ("stop", "pause"):
+            self.runner.kick(session_id)
+        return outcome
+
+    async def reply_in_thread(self, actor: Actor, place: Place, text: str) -> Outcome | None:
+        """A message typed in a session's thread. From the owner (or an admin) while a step waits,
+        it is feedback on that step; anything else is conversation and is left alone (None)."""
+        session_id = await self.store.session_at(place.key)
+        if session_id is None or not text.strip():
+            return None
+        session = await self.store.get(session_id)
+        if session is None or not may_decide(session, actor, self.settings):
+            return None
+        pending = session.pending_step
+        if pending is None:
+            return None
+        return await self.decide(session_id, actor, "feedback", step_no=pending.no, text=text)
+
+    async def session_in(self, place: Place) -> Session | None:
+        """The session living in a place (thread), if any."""
+        session_id = await self.store.session_at(place.key)
+        return await self.store.get(session_id) if session_id else None
+
+    async def may_decide(self, session_id: str, actor: Actor) -> bool:
+        session = await self.store.get(session_id)
+        return session is not None and may_decide(session, actor, self.settings)
+
+
+def line(session: Session) -> str:
+    goal = session.goals[0] if session.goals else ""
+    if len(goal) > 60:
+        goal = goal[:57] + "..."
+    state, cost = session.state.value, session.usage.cost_usd
+    return f"{session.id}  {state:<17} {session.cycles:>3} cycles  ${cost:.4f}  {goal}"
+
+
+def describe(session: Session) -> str:
+    view = summary_view(session)
+    parts = [
+        f"Session {session.id}: {session.state.value} ({session.mode})",
+        "Goals: " + "; ".join(session.goals),
+        f"Cycles: {view.cycles}, spent ${view.cost_usd:.4f} "
+        f"({view.prompt_tokens}+{view.completion_tokens} tokens)",
+    ]
+    if session.tasks:
+        parts.append("Next task: " + session.tasks[0])
+    if session.pending_step is not None:
+        step = session.pending_step
+        parts.append(f"Waiting for a decision on step {step.no}: {step.command.name} {step.command.args}")
+    if session.reason:
+        parts.append("Reason: " + session.reason)
+    return "\n".join(parts)

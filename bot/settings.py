@@ -1,0 +1,416 @@
+"""Settings: one pydantic-settings model, read from the environment and `.env`.
+
+Fields are grouped in AutoGPT's `.env.template` sections (`section` in each field's extra).
+`.env.template` is generated from this file (`python -m bot.settings --template`), and a test
+keeps the two in step.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+SECTIONS = [
+    "LLM provider",
+    "LLM models",
+    "Budgets and limits",
+    "Memory",
+    "Image generation",
+    "Audio to text",
+    "GitHub",
+    "Web browsing",
+    "Text to speech",
+    "Twitter",
+    "Chat platforms",
+    "Continuous mode and schedules",
+    "General",
+]
+
+CommaList = Annotated[list[str], NoDecode]
+
+DEFAULT_PRICES: dict[str, tuple[float, float]] = {
+    # USD per million tokens: (input, output)
+    "gpt-4o": (2.5, 10.0),
+    "gpt-4o-mini": (0.15, 0.6),
+    "gpt-4.1": (2.0, 8.0),
+    "gpt-4.1-mini": (0.4, 1.6),
+    "gpt-4": (30.0, 60.0),
+    "gpt-3.5-turbo": (0.5, 1.5),
+    "text-embedding-3-small": (0.02, 0.0),
+    "text-embedding-ada-002": (0.1, 0.0),
+}
+
+
+def _f(default: Any, section: str, description: str, **kw: Any) -> Any:
+    return Field(default, description=description, json_schema_extra={"section": section}, **kw)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False
+    )
+
+    # --- LLM provider
+    openai_api_key: SecretStr | None = _f(None, "LLM provider", "API key for OpenAI or a compatible server")
+    openai_base_url: str | None = _f(
+        None, "LLM provider", "Base URL of any OpenAI-compatible server (Ollama, vLLM, ...); empty: OpenAI"
+    )
+    openai_organization: str | None = _f(None, "LLM provider", "OpenAI organization id (optional)")
+    use_azure: bool = _f(False, "LLM provider", "Use Azure OpenAI instead (needs the three AZURE_ keys)")
+    azure_openai_endpoint: str | None = _f(
+        None, "LLM provider", "Azure endpoint, https://NAME.openai.azure.com"
+    )
+    azure_openai_deployment: str | None = _f(
+        None, "LLM provider", "Azure deployment name used for chat calls"
+    )
+    azure_openai_api_version: str = _f("2024-10-21", "LLM provider", "Azure OpenAI API version")
+    llm_timeout: float = _f(60.0, "LLM provider", "Seconds before one LLM request times out", gt=0)
+    llm_max_retries: int = _f(
+        3, "LLM provider", "Retries (with backoff) on 429, 5xx and timeouts before a session pauses", ge=0
+    )
+
+    # --- LLM models
+    smart_llm: str = _f("gpt-4o", "LLM models", "Model that executes: proposes each command")
+    fast_llm: str = _f("gpt-4o-mini", "LLM models", "Model that creates and prioritises tasks")
+    smart_token_limit: int = _f(8000, "LLM models", "Context window used for SMART_LLM prompts", ge=1000)
+    fast_token_limit: int = _f(4000, "LLM models", "Context window used for FAST_LLM prompts", ge=1000)
+    max_reply_tokens: int = _f(1000, "LLM models", "Tokens reserved for each reply", ge=100)
+    embedding_model: str = _f("text-embedding-3-small", "LLM models", "Embedding model for memory")
+    temperature: float = _f(0.0, "LLM models", "Sampling temperature", ge=0.0, le=2.0)
+    model_prices: dict[str, tuple[float, float]] = _f(
+        DEFAULT_PRICES,
+        "LLM models",
+        'Price table, JSON: {"model": [USD per 1M input tokens, USD per 1M output tokens]}',
+    )
+    default_model_price: tuple[float, float] = _f(
+        (5.0, 15.0), "LLM models", "Price of a model missing from MODEL_PRICES, JSON [input, output]"
+    )
+
+    # --- Budgets and limits
+    max_cycles: int = _f(50, "Budgets and limits", "Cycles one session may run", ge=1)
+    session_budget_usd: float = _f(1.0, "Budgets and limits", "USD one session may spend", ge=0)
+    user_daily_budget_usd: float = _f(10.0, "Budgets and limits", "USD one user may spend a day (UTC)", ge=0)
+    max_sessions_per_user: int = _f(3, "Budgets and limits", "Sessions one user may have open at once", ge=1)
+    continuous_limit: int = _f(25, "Budgets and limits", "Default cycle cap of a continuous run", ge=1)
+    approve_next_n: int = _f(5, "Budgets and limits", "N of the 'Approve next N' button", ge=2, le=100)
+    max_goal_chars: int = _f(4000, "Budgets and limits", "Longest goal text accepted", ge=10)
+    max_result_chars: int = _f(
+        8000, "Budgets and limits", "A command's result is cut to this many characters in the history", ge=200
+    )
+
+    # --- Memory
+    memory_backend: Literal["local", "redis", "milvus", "no_memory"] = _f(
+        "local", "Memory", "Long-term memory: local, redis, milvus or no_memory"
+    )
+    memory_index: str = _f("autogpt", "Memory", "Name of the memory index")
+    memory_scope: Literal["session", "user", "channel"] = _f(
+        "session", "Memory", "Who shares memories: session, user or channel"
+    )
+    milvus_addr: str | None = _f(None, "Memory", "Milvus server URL or a Milvus Lite file")
+    milvus_collection: str = _f("autogpt", "Memory", "Milvus collection")
+    wipe_memory_on_start: bool = _f(False, "Memory", "Wipe long-term memory when the bot starts")
+    milvus_token: SecretStr | None = _f(
+        None, "Memory", "Milvus server credentials: user:password or an API key; empty: none"
+    )
+
+    # --- Image generation
+    image_provider: Literal["dalle", "huggingface", "sdwebui"] = _f(
+        "dalle", "Image generation", "dalle, huggingface or sdwebui"
+    )
+    image_size: int = _f(256, "Image generation", "Image size in pixels")
+    huggingface_image_model: str = _f(
+        "CompVis/stable-diffusion-v1-4", "Image generation", "Hugging Face model"
+    )
+    huggingface_api_token: SecretStr | None = _f(None, "Image generation", "Hugging Face API token")
+    sd_webui_url: str = _f("http://127.0.0.1:7860", "Image generation", "Stable Diffusion WebUI URL")
+    sd_webui_auth: SecretStr | None = _f(None, "Image generation", "Stable Diffusion WebUI user:password")
+
+    # --- Audio to text
+    audio_to_text_provider: Literal["huggingface"] = _f(
+        "huggingface", "Audio to text", "Speech-to-text provider"
+    )
+    huggingface_audio_to_text_model: str = _f(
+        "facebook/wav2vec2-base-960h", "Audio to text", "Hugging Face speech-to-text model"
+    )
+
+    # --- GitHub
+    github_api_key: SecretStr | None = _f(None, "GitHub", "GitHub token for clone_repository")
+    github_username: str | None = _f(None, "GitHub", "GitHub user name")
+
+    # --- Web browsing
+    use_web_browser: Literal["http", "chromium"] = _f(
+        "http", "Web browsing", "http (plain fetch) or chromium (headless browser for JavaScript pages)"
+    )
+    headless_browser: bool = _f(True, "Web browsing", "Run the browser headless")
+    browse_chunk_max_length: int = _f(
+        3000, "Web browsing", "Characters per chunk a page is split into", ge=200
+    )
+    browse_allowed_hosts: CommaList = _f(
+        [], "Web browsing", "Internal hosts the SSRF guard lets through, comma list"
+    )
+    allow_downloads: bool = _f(False, "Web browsing", "Enable download_file")
+    google_api_key: SecretStr | None = _f(None, "Web browsing", "Google Custom Search API key")
+    google_custom_search_engine_id: str | None = _f(None, "Web browsing", "Google Custom Search engine id")
+    google_search_api_url: str = _f(
+        "https://www.googleapis.com", "Web browsing", "Base URL of the Google Custom Search JSON API"
+    )
+    web_search_backend: str = _f(
+        "duckduckgo",
+        "Web browsing",
+        "ddgs engines web_search uses without Google keys: duckduckgo, auto (several) or a comma list",
+    )
+    web_search_timeout_s: float = _f(15.0, "Web browsing", "Seconds one web_search may take", gt=0)
+    user_agent: str = _f(
+        "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0 Safari/537.36",
+        "Web browsing",
+        "User agent for web requests",
+    )
+    browse_max_bytes: int = _f(
+        5 * 1024 * 1024, "Web browsing", "Largest page or download fetched, in bytes", ge=1024
+    )
+    browse_timeout_s: float = _f(
+        20.0, "Web browsing", "Seconds one fetch may take in all, redirects included", gt=0
+    )
+    browse_max_redirects: int = _f(5, "Web browsing", "Redirects one fetch may follow", ge=0, le=30)
+    chromium_path: str = _f(
+        "/usr/bin/chromium", "Web browsing", "Chromium executable used when USE_WEB_BROWSER=chromium"
+    )
+
+    # --- Text to speech
+    text_to_speech_provider: Literal["none", "gtts", "streamelements", "elevenlabs"] = _f(
+        "none", "Text to speech", "none, gtts, streamelements or elevenlabs"
+    )
+    streamelements_voice: str = _f("Brian", "Text to speech", "StreamElements voice")
+    elevenlabs_api_key: SecretStr | None = _f(None, "Text to speech", "ElevenLabs API key")
+    elevenlabs_voice_id: str | None = _f(None, "Text to speech", "ElevenLabs voice id")
+
+    # --- Twitter
+    tw_consumer_key: SecretStr | None = _f(None, "Twitter", "Twitter consumer key")
+    tw_consumer_secret: SecretStr | None = _f(None, "Twitter", "Twitter consumer secret")
+    tw_access_token: SecretStr | None = _f(None, "Twitter", "Twitter access token")
+    tw_access_token_secret: SecretStr | None = _f(None, "Twitter", "Twitter access token secret")
+
+    # --- Chat platforms
+    slack_bot_token: SecretStr | None = _f(None, "Chat platforms", "Slack bot token (xoxb-...)")
+    slack_app_token: SecretStr | None = _f(
+        None, "Chat platforms", "Slack app-level token for Socket Mode (xapp-...)"
+    )
+    slack_mode: Literal["socket", "http"] = _f(
+        "socket", "Chat platforms", "socket (Socket Mode: no public URL needed) or http (/slack/events)"
+    )
+    slack_signing_secret: SecretStr | None = _f(
+        None, "Chat platforms", "Slack signing secret; SLACK_MODE=http checks every request with it"
+    )
+    slack_http_port: int = _f(
+        3000, "Chat platforms", "Port of /slack/events when SLACK_MODE=http (0: any)", ge=0, le=65535
+    )
+    slack_api_url: str = _f("https://slack.com/api/", "Chat platforms", "Base URL of the Slack Web API")
+    slack_admin_user_ids: CommaList = _f(
+        [], "Chat platforms", "Slack user ids who may decide on any Slack session, comma list"
+    )
+    discord_bot_token: SecretStr | None = _f(None, "Chat platforms", "Discord bot token")
+    discord_api_url: str = _f(
+        "https://discord.com/api/v10",
+        "Chat platforms",
+        "Base URL of the Discord REST API (interaction callbacks and webhooks use it too)",
+    )
+    discord_gateway_url: str = _f(
+        "wss://gateway.discord.gg/", "Chat platforms", "Address of the Discord gateway websocket"
+    )
+    discord_message_content: bool = _f(
+        False,
+        "Chat platforms",
+        "Owner's plain replies in a session thread count as feedback (needs the Message Content intent)",
+    )
+    discord_admin_user_ids: CommaList = _f(
+        [], "Chat platforms", "Discord user ids who may decide on any Discord session, comma list"
+    )
+
+    # --- Continuous mode and schedules
+    allow_outside_effects_in_continuous: bool = _f(
+        False,
+        "Continuous mode and schedules",
+        "Let continuous runs execute commands with effects outside the session without a human",
+    )
+    scheduler_timezone: str = _f(
+        "UTC", "Continuous mode and schedules", "Time zone of schedules without --tz"
+    )
+    schedule_misfire_grace_s: float = _f(
+        300.0,
+        "Continuous mode and schedules",
+        "A run missed while down still runs within this many seconds",
+        ge=0,
+    )
+    max_schedules_per_user: int = _f(5, "Continuous mode and schedules", "Schedules one user may have", ge=0)
+    min_schedule_interval_s: float = _f(
+        300.0, "Continuous mode and schedules", "Shortest interval a schedule may repeat at", ge=1
+    )
+    scheduler_leader_ttl_s: float = _f(
+        15.0, "Continuous mode and schedules", "Seconds before another process takes over the schedules", gt=0
+    )
+    scheduler_sync_s: float = _f(
+        5.0, "Continuous mode and schedules", "How often the leader re-reads the stored schedules", gt=0
+    )
+
+    # --- General
+    redis_url: SecretStr | None = _f(
+        None, "General", "redis://host:6379/0; empty: SQLite under DATA_DIR (one process only)"
+    )
+    redis_prefix: str = _f("autogpt:", "General", "Prefix of every Redis key")
+    data_dir: Path = _f(Path("./data"), "General", "Folder for SQLite files, workspaces and the archive")
+    allowed_user_ids: CommaList = _f(
+        [], "General", "User ids allowed to start sessions, comma list; empty: all"
+    )
+    admin_user_ids: CommaList = _f([], "General", "User ids who may decide on any session, comma list")
+    disabled_commands: CommaList = _f([], "General", "Commands the agent may not use, comma list")
+    execute_local_commands: bool = _f(False, "General", "Allow shell commands (off, as in AutoGPT)")
+    finished_session_ttl_hours: float = _f(
+        24.0, "General", "Hours a finished session stays in the live store (it is archived first)", gt=0
+    )
+    archive_retention_days: int = _f(90, "General", "Days finished sessions are kept in the archive", ge=1)
+    lease_seconds: float = _f(
+        30.0, "General", "Lease a process holds on a session while it works on it", gt=0
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = _f("INFO", "General", "Log level")
+    ops_host: str = _f("0.0.0.0", "General", "Address of /healthz and /metrics (autogpt-bot run)")
+    ops_port: int = _f(9102, "General", "Port of /healthz and /metrics (0: any free port)", ge=0, le=65535)
+
+    @field_validator(
+        "browse_allowed_hosts",
+        "allowed_user_ids",
+        "admin_user_ids",
+        "disabled_commands",
+        "slack_admin_user_ids",
+        "discord_admin_user_ids",
+        mode="before",
+    )
+    @classmethod
+    def _split_commas(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            v = v.strip()
+            if v.startswith("["):
+                return json.loads(v)
+            return [p.strip() for p in v.split(",") if p.strip()]
+        return v
+
+    @field_validator(
+        "openai_base_url",
+        "openai_organization",
+        "azure_openai_endpoint",
+        "azure_openai_deployment",
+        "milvus_addr",
+        "github_username",
+        "google_custom_search_engine_id",
+        "elevenlabs_voice_id",
+        mode="before",
+    )
+    @classmethod
+    def _empty_is_none(cls, v: Any) -> Any:
+        return None if isinstance(v, str) and not v.strip() else v
+
+    @field_validator(
+        "openai_api_key",
+        "huggingface_api_token",
+        "sd_webui_auth",
+        "github_api_key",
+        "google_api_key",
+        "elevenlabs_api_key",
+        "tw_consumer_key",
+        "tw_consumer_secret",
+        "tw_access_token",
+        "tw_access_token_secret",
+        "slack_bot_token",
+        "slack_app_token",
+        "slack_signing_secret",
+        "discord_bot_token",
+        "redis_url",
+        mode="before",
+    )
+    @classmethod
+    def _empty_secret_is_none(cls, v: Any) -> Any:
+        return None if isinstance(v, str) and not v.strip() else v
+
+    # --- derived
+    def price(self, model: str) -> tuple[float, float]:
+        return self.model_prices.get(model, self.default_model_price)
+
+    def is_admin(self, user_id: str) -> bool:
+        return user_id in self.admin_user_ids
+
+    def may_start(self, user_id: str) -> bool:
+        return not self.allowed_user_ids or user_id in self.allowed_user_ids
+
+    def llm_configured(self) -> bool:
+        if self.use_azure:
+            return bool(self.azure_openai_endpoint and self.openai_api_key)
+        return self.openai_api_key is not None or self.openai_base_url is not None
+
+
+class ConfigError(Exception):
+    """A setting has a wrong value. The message is one line naming the key."""
+
+
+def load_settings(**overrides: Any) -> Settings:
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = err.get("loc") or ("?",)
+        key = str(loc[0]).upper() + "".join(f"[{part}]" for part in loc[1:])
+        got = err.get("input")
+        shown = "" if isinstance(got, dict) or got is None else f" (got {str(got)[:60]!r})"
+        raise ConfigError(f"Invalid setting {key}: {err['msg']}{shown}") from None
+    except ValueError as exc:  # pydantic-settings could not parse a JSON value (a list or a table)
+        match = re.search(r'field "(\w+)"', str(exc))
+        key = match.group(1).upper() if match else "?"
+        raise ConfigError(f"Invalid setting {key}: expected a JSON value, see .env.template") from None
+
+
+def masked(settings: Settings) -> dict[str, str]:
+    """The effective settings as text, secrets masked."""
+    out: dict[str, str] = {}
+    for name in Settings.model_fields:
+        value = getattr(settings, name)
+        if isinstance(value, SecretStr):
+            text = "********" if value.get_secret_value() else ""
+        elif value is None:
+            text = ""
+        elif isinstance(value, list | tuple):
+            text = ",".join(map(str, value)) if all(isinstance(x, str) for x in value) else json.dumps(value)
+        elif isinstance(value, dict):
+            text = json.dumps(value)
+        elif isinstance(value, bool):
+            text = str(value).lower()
+        else:
+            text = str(value)
+        out[name.upper()] = text
+    return out
+
+
+def env_template() -> str:
+    lines = [
+        "# autogpt-bot settings. Copy to .env and fill in what you use.",
+        "# Every key is optional; the value shown is the default.",
+        "",
+    ]
+    defaults = masked(Settings.model_construct())
+    for section in SECTIONS:
+        lines.append(f"################ {section.upper()} ################")
+        for name, field in Settings.model_fields.items():
+            extra = field.json_schema_extra or {}
+            if isinstance(extra, dict) and extra.get("section") == section:
+                lines.append(f"## {field.description}")
+                lines.append(f"# {name.upper()}={defaults[name.upper()]}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] == ["--template"]:
+        print(env_template(), end="")

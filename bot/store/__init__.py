@@ -1,0 +1,37 @@
+"""Session stores (Redis for several processes, SQLite for one) and the archive of finished sessions."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from bot.store.archive import Archive
+from bot.store.base import SessionExists, SessionStore, StoreError
+from bot.store.redis_store import RedisStore
+from bot.store.sqlite_store import SQLiteStore
+
+if TYPE_CHECKING:
+    from bot.settings import Settings
+
+__all__ = [
+    "Archive",
+    "RedisStore",
+    "SQLiteStore",
+    "SessionExists",
+    "SessionStore",
+    "StoreError",
+    "make_archive",
+    "make_store",
+]
+
+
+def make_store(settings: Settings) -> SessionStore:
+    """Redis when REDIS_URL is set, else SQLite under DATA_DIR (one process only)."""
+    ttl_s = settings.finished_session_ttl_hours * 3600
+    url = settings.redis_url.get_secret_value() if settings.redis_url is not None else ""
+    if url:
+        return RedisStore(url, prefix=settings.redis_prefix, finished_ttl_s=ttl_s)
+    return SQLiteStore(settings.data_dir / "sessions.sqlite3", finished_ttl_s=ttl_s)
+
+
+def make_archive(settings: Settings) -> Archive:
+    return Archive(settings.data_dir / "archive.sqlite3", retention_days=settings.archive_retention_days)

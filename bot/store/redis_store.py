@@ -1,0 +1,350 @@
+"""The session store on Redis: shared by every bot process, atomic through Lua scripts.
+
+Keys, all under the prefix:
+  session:{id}       HASH  v (version), d (session JSON), u (user key), s (state)
+  user:{user_key}    ZSET  session ids scored by created_at (pruned lazily when a session expires)
+  active             SET   ids of sessions not in a terminal state
+  spend:{day}:{user} STRING USD spent, INCRBYFLOAT, expires after 3 days
+  lease:{id}         STRING the holder, with a PX expiry
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from urllib.parse import urlsplit
+
+import redis.asyncio as aioredis
+from redis.commands.core import AsyncScript
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from bot.models import Session, SessionState
+from bot.store.base import SessionExists, SessionStore, StoreError
+
+SPEND_TTL_S = 3 * 86400
+
+# KEYS: session, user index, active set.  ARGV: json, user key, state, created_at score, id,
+# terminal ("1"/"0"), finished ttl in ms.
+_CREATE = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], 'v', '1', 'd', ARGV[1], 'u', ARGV[2], 's', ARGV[3])
+redis.call('ZADD', KEYS[2], ARGV[4], ARGV[5])
+if ARGV[6] == '1' then
+  redis.call('PEXPIRE', KEYS[1], ARGV[7])
+else
+  redis.call('SADD', KEYS[3], ARGV[5])
+end
+return 1
+"""
+
+# KEYS: session, active set.  ARGV: expected version, json, state, terminal ("1"/"0"),
+# finished ttl in ms, id.
+_CAS = """
+local v = redis.call('HGET', KEYS[1], 'v')
+if (not v) or v ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'v', tostring(tonumber(ARGV[1]) + 1), 'd', ARGV[2], 's', ARGV[3])
+if ARGV[4] == '1' then
+  redis.call('SREM', KEYS[2], ARGV[6])
+  redis.call('PEXPIRE', KEYS[1], ARGV[5])
+else
+  redis.call('SADD', KEYS[2], ARGV[6])
+  redis.call('PERSIST', KEYS[1])
+end
+return 1
+"""
+
+# KEYS: lease.  ARGV: holder, ttl in ms.
+_ACQUIRE = """
+local cur = redis.call('GET', KEYS[1])
+if not cur then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 1
+end
+if cur == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+return 0
+"""
+
+# KEYS: document, index of its kind.  ARGV: id, expected version, data.
+_DOC_CAS = """
+local v = redis.call('HGET', KEYS[1], 'v')
+if (not v) or v ~= ARGV[2] then return 0 end
+redis.call('HSET', KEYS[1], 'v', tostring(tonumber(ARGV[2]) + 1), 'd', ARGV[3])
+return 1
+"""
+
+# KEYS: document, index of its kind.  ARGV: id, data.
+_DOC_CREATE = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], 'v', '1', 'd', ARGV[2])
+redis.call('SADD', KEYS[2], ARGV[1])
+return 1
+"""
+
+# KEYS: lease.  ARGV: holder.
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+def _where(url: str) -> str:
+    """host:port (or the socket path) of a Redis URL, never its credentials."""
+    try:
+        parts = urlsplit(url)
+        if parts.scheme == "unix":
+            return parts.path or "unix socket"
+        return f"{parts.hostname or 'localhost'}:{parts.port or 6379}"
+    except ValueError:
+        return "the configured address"
+
+
+def _ms(seconds: float) -> int:
+    return max(1, round(seconds * 1000))
+
+
+class RedisStore(SessionStore):
+    def __init__(self, url: str, prefix: str = "autogpt:", finished_ttl_s: float = 86400) -> None:
+        self._url = url
+        self.prefix = prefix
+        self.finished_ttl_s = finished_ttl_s
+        self.where = _where(url)
+        self._client: aioredis.Redis | None = None
+        self._create: AsyncScript | None = None
+        self._cas: AsyncScript | None = None
+        self._acquire: AsyncScript | None = None
+        self._release: AsyncScript | None = None
+
+    # ------------------------------------------------------------------ keys and plumbing
+    def _session_key(self, session_id: str) -> str:
+        return f"{self.prefix}session:{session_id}"
+
+    def _user_key(self, user_key: str) -> str:
+        return f"{self.prefix}user:{user_key}"
+
+    @property
+    def _active_key(self) -> str:
+        return f"{self.prefix}active"
+
+    def _spend_key(self, user_key: str, day: str) -> str:
+        return f"{self.prefix}spend:{day}:{user_key}"
+
+    def _lease_key(self, session_id: str) -> str:
+        return f"{self.prefix}lease:{session_id}"
+
+    @property
+    def client(self) -> aioredis.Redis:
+        if self._client is None:
+            raise StoreError(f"Redis store at {self.where} is not open")
+        return self._client
+
+    @contextmanager
+    def _guard(self, action: str) -> Iterator[None]:
+        try:
+            yield
+        except (RedisConnectionError, RedisTimeoutError) as exc:
+            raise StoreError(f"Redis at {self.where} is not answering ({action}): {exc}") from exc
+        except RedisError as exc:
+            raise StoreError(f"Redis at {self.where} failed ({action}): {exc}") from exc
+
+    @staticmethod
+    def _script(script: AsyncScript | None) -> AsyncScript:
+        if script is None:
+            raise StoreError("Redis store is not open")
+        return script
+
+    # ------------------------------------------------------------------ lifecycle
+    async def open(self) -> None:
+        if self._client is not None:
+            return
+        try:
+            client = aioredis.from_url(
+                self._url, decode_responses=True, socket_connect_timeout=5, socket_timeout=10
+            )
+        except ValueError:  # a malformed URL; its text may hold a password, so it is not shown
+            raise StoreError(f"REDIS_URL is not a valid Redis URL ({self.where})") from None
+        try:
+            await client.ping()
+        except (RedisError, OSError) as exc:
+            await client.aclose()
+            raise StoreError(f"Redis at {self.where} is not answering: {exc}") from exc
+        self._client = client
+        self._create = client.register_script(_CREATE)
+        self._cas = client.register_script(_CAS)
+        self._acquire = client.register_script(_ACQUIRE)
+        self._release = client.register_script(_RELEASE)
+
+    async def close(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            await client.aclose()
+
+    async def ping(self) -> bool:
+        with self._guard("ping"):
+            return bool(await self.client.ping())
+
+    # ------------------------------------------------------------------ sessions
+    async def create(self, session: Session) -> None:
+        stored = session.model_copy(update={"version": 1})
+        terminal = session.state.terminal
+        with self._guard("create"):
+            created = await self._script(self._create)(
+                keys=[self._session_key(session.id), self._user_key(session.user_key), self._active_key],
+                args=[
+                    stored.model_dump_json(),
+                    session.user_key,
+                    session.state.value,
+                    session.created_at.timestamp(),
+                    session.id,
+                    "1" if terminal else "0",
+                    _ms(self.finished_ttl_s),
+                ],
+            )
+        if not created:
+            raise SessionExists(f"session {session.id} already exists")
+        session.version = 1
+
+    async def get(self, session_id: str) -> Session | None:
+        with self._guard("get"):
+            data = await self.client.hget(self._session_key(session_id), "d")
+        return None if data is None else Session.model_validate_json(data)
+
+    async def cas(self, session: Session, expected_version: int) -> bool:
+        new_version = expected_version + 1
+        stored = session.model_copy(update={"version": new_version})
+        state = SessionState(session.state)
+        with self._guard("cas"):
+            done = await self._script(self._cas)(
+                keys=[self._session_key(session.id), self._active_key],
+                args=[
+                    str(expected_version),
+                    stored.model_dump_json(),
+                    state.value,
+                    "1" if state.terminal else "0",
+                    _ms(self.finished_ttl_s),
+                    session.id,
+                ],
+            )
+        if done:
+            session.version = new_version
+        return bool(done)
+
+    async def sessions_of(self, user_key: str) -> list[Session]:
+        index = self._user_key(user_key)
+        with self._guard("sessions_of"):
+            ids: list[str] = await self.client.zrevrange(index, 0, -1)
+            if not ids:
+                return []
+            pipe = self.client.pipeline(transaction=False)
+            for session_id in ids:
+                pipe.hget(self._session_key(session_id), "d")
+            found: list[str | None] = await pipe.execute()
+            gone = [sid for sid, data in zip(ids, found, strict=True) if data is None]
+            if gone:
+                await self.client.zrem(index, *gone)
+        return [Session.model_validate_json(data) for data in found if data is not None]
+
+    async def active_ids(self) -> list[str]:
+        with self._guard("active_ids"):
+            members: set[str] = await self.client.smembers(self._active_key)
+        return sorted(members)
+
+    async def delete(self, session_id: str) -> None:
+        key = self._session_key(session_id)
+        with self._guard("delete"):
+            user_key = await self.client.hget(key, "u")
+            pipe = self.client.pipeline(transaction=True)
+            pipe.delete(key)
+            pipe.srem(self._active_key, session_id)
+            if user_key is not None:
+                pipe.zrem(self._user_key(user_key), session_id)
+            await pipe.execute()
+
+    # ------------------------------------------------------------------ spend
+    async def add_spend(self, user_key: str, day: str, usd: float) -> float:
+        key = self._spend_key(user_key, day)
+        with self._guard("add_spend"):
+            pipe = self.client.pipeline(transaction=True)
+            pipe.incrbyfloat(key, usd)
+            pipe.expire(key, SPEND_TTL_S)
+            total, _ = await pipe.execute()
+        return float(total)
+
+    async def get_spend(self, user_key: str, day: str) -> float:
+        with self._guard("get_spend"):
+            value = await self.client.get(self._spend_key(user_key, day))
+        return float(value) if value is not None else 0.0
+
+    # ------------------------------------------------------------------ leases
+    async def acquire_lease(self, session_id: str, holder: str, ttl_s: float) -> bool:
+        with self._guard("acquire_lease"):
+            got = await self._script(self._acquire)(
+                keys=[self._lease_key(session_id)], args=[holder, _ms(ttl_s)]
+            )
+        return bool(got)
+
+    async def release_lease(self, session_id: str, holder: str) -> None:
+        with self._guard("release_lease"):
+            await self._script(self._release)(keys=[self._lease_key(session_id)], args=[holder])
+
+    # ------------------------------------------------------------------ places
+    async def bind_place(self, place_key: str, session_id: str, ttl_s: float) -> None:
+        with self._guard("bind_place"):
+            await self.client.set(f"{self.prefix}place:{place_key}", session_id, px=_ms(ttl_s))
+
+    async def session_at(self, place_key: str) -> str | None:
+        with self._guard("session_at"):
+            value = await self.client.get(f"{self.prefix}place:{place_key}")
+        return str(value) if value is not None else None
+
+    # ------------------------------------------------------------------ documents
+    def _doc_keys(self, kind: str, doc_id: str) -> list[str]:
+        return [f"{self.prefix}doc:{kind}:{doc_id}", f"{self.prefix}docs:{kind}"]
+
+    async def doc_create(self, kind: str, doc_id: str, data: str) -> bool:
+        with self._guard("doc_create"):
+            return bool(await self.client.eval(_DOC_CREATE, 2, *self._doc_keys(kind, doc_id), doc_id, data))
+
+    async def doc_get(self, kind: str, doc_id: str) -> tuple[int, str] | None:
+        with self._guard("doc_get"):
+            v, d = await self.client.hmget(self._doc_keys(kind, doc_id)[0], ["v", "d"])
+        return (int(v), str(d)) if v is not None and d is not None else None
+
+    async def doc_cas(self, kind: str, doc_id: str, expected_version: int, data: str) -> bool:
+        keys = self._doc_keys(kind, doc_id)
+        with self._guard("doc_cas"):
+            return bool(await self.client.eval(_DOC_CAS, 2, *keys, doc_id, str(expected_version), data))
+
+    async def doc_list(self, kind: str) -> list[tuple[int, str]]:
+        with self._guard("doc_list"):
+            ids = sorted(await self.client.smembers(f"{self.prefix}docs:{kind}"))
+            if not ids:
+                return []
+            pipe = self.client.pipeline(transaction=False)
+            for doc_id in ids:
+                pipe.hmget(self._doc_keys(kind, doc_id)[0], ["v", "d"])
+            rows = await pipe.execute()
+        return [(int(v), str(d)) for v, d in rows if v is not None and d is not None]
+
+    async def doc_delete(self, kind: str, doc_id: str) -> bool:
+        key, index = self._doc_keys(kind, doc_id)
+        with self._guard("doc_delete"):
+            pipe = self.client.pipeline(transaction=True)
+            pipe.delete(key)
+            pipe.srem(index, doc_id)
+            deleted, _ = await pipe.execute()
+        return bool(deleted)
+
+    # ------------------------------------------------------------------ benchmarks
+    async def stored_bytes(self, session_id: str) -> int:
+        key = self._session_key(session_id)
+        with self._guard("stored_bytes"):
+            try:
+                size = await self.client.memory_usage(key)
+            except ResponseError:  # MEMORY disabled or renamed (some managed Redis)
+                size = await self.client.hstrlen(key, "d")
+        return int(size or 0)

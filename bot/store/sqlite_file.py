@@ -1,0 +1,72 @@
+"""One SQLite file on aiosqlite, shared by the SQLite session store and the archive: connecting
+(WAL, a busy timeout so another process on the file waits), running statements, and turning
+sqlite errors into `StoreError` with the file named."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from bot.store.base import StoreError
+
+BUSY_TIMEOUT_MS = 10_000
+
+
+class SQLiteFile:
+    label = "SQLite file"
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._db: aiosqlite.Connection | None = None
+
+    @property
+    def db(self) -> aiosqlite.Connection:
+        if self._db is None:
+            raise StoreError(f"{self.label} {self.path} is not open")
+        return self._db
+
+    @contextmanager
+    def _guard(self, action: str) -> Iterator[None]:
+        try:
+            yield
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.label} {self.path} failed ({action}): {exc}") from exc
+
+    async def _run(self, sql: str, params: Iterable[Any] = ()) -> int:
+        """Execute one statement; returns the number of rows it changed."""
+        async with self.db.execute(sql, tuple(params)) as cursor:
+            return cursor.rowcount
+
+    async def _rows(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
+        return list(await self.db.execute_fetchall(sql, tuple(params)))
+
+    async def _connect(self, schema: str) -> bool:
+        """Open the file (creating its folder and `schema`); False if it was open already."""
+        if self._db is not None:
+            return False
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"cannot create the folder of {self.path}: {exc}") from exc
+        with self._guard("open"):
+            db = await aiosqlite.connect(self.path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
+            try:
+                await db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+                await db.execute("PRAGMA journal_mode = WAL")
+                await db.execute("PRAGMA synchronous = NORMAL")
+                await db.executescript(schema)
+            except BaseException:
+                await db.close()
+                raise
+            self._db = db
+        return True
+
+    async def close(self) -> None:
+        db, self._db = self._db, None
+        if db is not None:
+            await db.close()

@@ -1,0 +1,111 @@
+"""The tool registry. Each tool declares its arguments (a pydantic model used both to describe
+the command in the prompt and to validate what the model sends), whether it has effects outside
+the session, and whether settings enable it."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from bot.models import Session, Usage
+from bot.settings import Settings
+
+
+class ToolError(Exception):
+    """A tool could not do what was asked; the message goes back to the agent."""
+
+
+@dataclass
+class ToolContext:
+    """What a tool gets. A tool that calls the LLM adds what it spent to `usage`; the engine
+    charges it to the session and the user's daily budget with the command's result."""
+
+    session: Session
+    settings: Settings
+    workspace: Path
+    llm: Any = None  # bot.llm.client.LLMClient
+    memory: Any = None  # bot.memory.Memory
+    usage: Usage = field(default_factory=Usage)
+
+    def spend(self, usage: Usage) -> None:
+        self.usage = Usage(
+            calls=self.usage.calls + usage.calls,
+            prompt_tokens=self.usage.prompt_tokens + usage.prompt_tokens,
+            completion_tokens=self.usage.completion_tokens + usage.completion_tokens,
+            cost_usd=self.usage.cost_usd + usage.cost_usd,
+        )
+
+
+Runner = Callable[[ToolContext, Any], Awaitable[str]]
+
+
+@dataclass(frozen=True)
+class Tool:
+    name: str
+    description: str
+    args: type[BaseModel]
+    run: Runner
+    outside_effects: bool = False
+    enabled: Callable[[Settings], bool] = lambda _settings: True
+
+    def prompt_line(self) -> str:
+        fields = ", ".join(f'"{n}": "<{n}>"' for n in self.args.model_fields)
+        return (
+            f"{self.name}: {self.description}, args: {fields}"
+            if fields
+            else f"{self.name}: {self.description}"
+        )
+
+    def validate(self, args: dict[str, Any]) -> BaseModel:
+        try:
+            return self.args.model_validate(args)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc']) or 'args'}: {e['msg']}" for e in exc.errors()[:5]
+            )
+            raise ToolError(
+                f"Invalid arguments for {self.name}: {problems}. Expected: {self.prompt_line()}"
+            ) from None
+
+
+class ToolRegistry:
+    def __init__(self) -> None:
+        self._tools: dict[str, Tool] = {}
+
+    def add(self, tool: Tool) -> Tool:
+        if tool.name in self._tools:
+            raise ValueError(f"tool {tool.name} registered twice")
+        self._tools[tool.name] = tool
+        return tool
+
+    def tool(
+        self,
+        name: str,
+        description: str,
+        args: type[BaseModel],
+        *,
+        outside_effects: bool = False,
+        enabled: Callable[[Settings], bool] | None = None,
+    ) -> Callable[[Runner], Runner]:
+        def register(fn: Runner) -> Runner:
+            self.add(Tool(name, description, args, fn, outside_effects, enabled or (lambda _s: True)))
+            return fn
+
+        return register
+
+    def available(self, settings: Settings) -> list[Tool]:
+        disabled = set(settings.disabled_commands)
+        return [t for t in self._tools.values() if t.name not in disabled and t.enabled(settings)]
+
+    def get(self, name: str, settings: Settings) -> Tool | None:
+        tool = self._tools.get(name)
+        if tool is None or tool.name in settings.disabled_commands or not tool.enabled(settings):
+            return None
+        return tool
+
+    def names(self) -> list[str]:
+        return list(self._tools)

@@ -1,0 +1,88 @@
+"""Shared fixtures: the scripted LLM server, the real Redis, settings in a temporary folder, and
+a started core with the test chat platform."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from bot.core import Core
+from bot.settings import Settings
+from tests.fakes.chat import TestPlatform
+from tests.fakes.llm_server import ScriptedLLM
+
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/14")
+
+
+@pytest.fixture(scope="session")
+def llm_server() -> Iterator[ScriptedLLM]:
+    with ScriptedLLM() as server:
+        yield server
+
+
+@pytest.fixture
+def llm(llm_server: ScriptedLLM) -> Iterator[ScriptedLLM]:
+    llm_server.reset()
+    yield llm_server
+    llm_server.reset()
+
+
+@pytest.fixture
+def redis_prefix() -> Iterator[str]:
+    prefix = f"test:{uuid.uuid4().hex[:10]}:"
+    yield prefix
+    client = redis.Redis.from_url(REDIS_URL)
+    keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+    if keys:
+        client.delete(*keys)
+    client.close()
+
+
+def make_settings(tmp_path: Path, llm: ScriptedLLM, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "openai_api_key": "sk-test-secret",
+        "openai_base_url": llm.base_url,
+        "data_dir": tmp_path,
+        "llm_max_retries": 1,
+        "llm_timeout": 5.0,
+        "smart_llm": "gpt-4o",
+        "fast_llm": "gpt-4o-mini",
+    }
+    values.update(overrides)
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+@pytest.fixture(params=["redis", "sqlite"])
+def store_kind(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def settings(tmp_path: Path, llm: ScriptedLLM, store_kind: str, redis_prefix: str) -> Settings:
+    extra: dict[str, Any] = {}
+    if store_kind == "redis":
+        extra = {"redis_url": REDIS_URL, "redis_prefix": redis_prefix}
+    return make_settings(tmp_path, llm, **extra)
+
+
+@pytest.fixture
+async def core(settings: Settings) -> AsyncIterator[Core]:
+    c = await Core.start(settings)
+    c.add_platform(TestPlatform())
+    try:
+        yield c
+    finally:
+        await c.close()
+
+
+@pytest.fixture
+def chat(core: Core) -> TestPlatform:
+    platform = core.platforms["test"]
+    assert isinstance(platform, TestPlatform)
+    return platform

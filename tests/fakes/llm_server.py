@@ -1,0 +1,615 @@
+"""A scripted, OpenAI-compatible HTTP server for tests.
+
+``ScriptedLLM`` runs an aiohttp server on 127.0.0.1 in a background thread with its own
+event loop, so the same instance serves sync tests, async tests and subprocesses (point
+them at ``llm.base_url``, e.g. through ``OPENAI_BASE_URL``).
+
+Every chat request has a *kind*: ``response_format.json_schema.name`` when present, else
+``"text"``. Replies are scripted per kind and served first in, first out::
+
+    with ScriptedLLM() as llm:
+        llm.script("execution_reply", agent_reply("google", {"query": "x"}))
+        llm.script("task_list", tasks_reply("a", "b"))
+        llm.script("text", Raw("{broken"), Error(429), Delay(5.0, then={"ok": True}))
+        llm.fail_next(500, times=2)   # the next two chat requests of any kind fail
+
+A kind with an empty queue falls back to ``llm.default[kind](request_body)``; without a
+default it gets HTTP 500 and the kind is appended to ``llm.unscripted``.
+
+Run standalone with ``python -m tests.fakes.llm_server --port 8765`` (``--bench``: answer everything
+at once with varied replies, for ``bench/engine.py``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import collections
+import hashlib
+import itertools
+import json
+import math
+import re
+import struct
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, TypeAlias
+
+from aiohttp import web
+
+__all__ = [
+    "Delay",
+    "Error",
+    "Raw",
+    "Recorded",
+    "Reply",
+    "ReplyLike",
+    "ScriptedLLM",
+    "agent_reply",
+    "embed_text",
+    "tasks_reply",
+]
+
+
+# --------------------------------------------------------------------------- replies
+
+
+@dataclass(frozen=True)
+class Reply:
+    """A successful chat reply. A ``dict`` content is sent as ``json.dumps(content)``, a ``str``
+    verbatim. Token counts left as ``None`` are computed (see ``ScriptedLLM``)."""
+
+    content: dict[str, Any] | str
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+
+
+@dataclass(frozen=True)
+class Raw:
+    """Content sent verbatim as the assistant message (e.g. broken JSON)."""
+
+    content: str
+
+
+@dataclass(frozen=True)
+class Error:
+    """An OpenAI-style error response with HTTP ``status``. For statuses the openai client
+    retries (408, 409, 429, 5xx) a ``retry-after-ms`` header is sent when ``retry_after_ms``
+    is not None, so the client's built-in retry waits only that long."""
+
+    status: int
+    message: str = "scripted error"
+    retry_after_ms: int | None = 1
+
+
+@dataclass(frozen=True)
+class Delay:
+    """Sleep ``seconds`` (without blocking other requests), then answer ``then``. With
+    ``then=None`` the request is answered as if the delay had not been queued: the kind's
+    next queued reply at the end of the sleep, else its default, else the unscripted 500."""
+
+    seconds: float
+    then: ReplyLike | None = None
+
+
+# A plain ``str`` is accepted as a shortcut for ``Raw(str)``.
+ReplyLike: TypeAlias = dict[str, Any] | str | Reply | Raw | Error | Delay
+DefaultFn: TypeAlias = Callable[[dict[str, Any]], ReplyLike]
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """One received request. ``kind`` is the chat kind, or ``"embeddings"``."""
+
+    path: str
+    body: dict[str, Any]
+    kind: str
+
+
+def agent_reply(
+    command: str,
+    args: dict[str, Any] | None = None,
+    *,
+    text: str = "thinking",
+    reasoning: str = "because",
+    plan: str = "- step",
+    criticism: str = "none",
+    speak: str = "ok",
+) -> dict[str, Any]:
+    """AutoGPT's reply shape: ``{"thoughts": {...}, "command": {"name", "args"}}``."""
+    return {
+        "thoughts": {
+            "text": text,
+            "reasoning": reasoning,
+            "plan": plan,
+            "criticism": criticism,
+            "speak": speak,
+        },
+        "command": {"name": command, "args": dict(args) if args else {}},
+    }
+
+
+def tasks_reply(*tasks: str) -> dict[str, Any]:
+    """The ``task_list`` reply shape: ``{"tasks": [...]}``."""
+    return {"tasks": list(tasks)}
+
+
+# ------------------------------------------------------------------------ embeddings
+
+_WORD = re.compile(r"[^\W_]+")
+_EMPTY_EPSILON = 1e-6
+
+
+def embed_text(text: str, dim: int = 64) -> list[float]:
+    """Deterministic bag-of-words embedding: lowercase words hashed (blake2b) into ``dim``
+    buckets, counted and L2-normalised, so texts sharing words get similar vectors. A text
+    without words gets a tiny value in bucket 0 instead of an all-zero vector."""
+    vec = [0.0] * dim
+    for word in _WORD.findall(text.lower()):
+        digest = hashlib.blake2b(word.encode("utf-8"), digest_size=8).digest()
+        vec[int.from_bytes(digest, "little") % dim] += 1.0
+    norm = math.sqrt(sum(v * v for v in vec))
+    if norm == 0.0:
+        vec[0] = _EMPTY_EPSILON
+        return vec
+    return [v / norm for v in vec]
+
+
+def _approx_tokens(text: str) -> int:
+    return max(1, len(text) // 4)
+
+
+# ---------------------------------------------------------------------------- server
+
+
+class _BadRequest(Exception):
+    pass
+
+
+_ERROR_TYPES: dict[int, str] = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    408: "timeout_error",
+    409: "conflict_error",
+    422: "invalid_request_error",
+    429: "rate_limit_error",
+}
+
+
+def _error_response(status: int, message: str, retry_after_ms: int | None = None) -> web.Response:
+    err_type = _ERROR_TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
+    headers: dict[str, str] = {}
+    if retry_after_ms is not None and (status in (408, 409, 429) or status >= 500):
+        headers["retry-after-ms"] = str(retry_after_ms)
+    body = {"error": {"message": message, "type": err_type, "param": None, "code": err_type}}
+    return web.json_response(body, status=status, headers=headers)
+
+
+def _task_list_default(_body: dict[str, Any]) -> ReplyLike:
+    return {"tasks": []}
+
+
+class ScriptedLLM:
+    """Scripted OpenAI-compatible server (chat completions, embeddings, models).
+
+    Usage not overridden by ``Reply``: ``prompt_tokens = max(1, len(json.dumps(messages)) // 4)``,
+    ``completion_tokens = max(1, len(content) // 4)``.
+    """
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        dim: int = 64,
+        models: tuple[str, ...] = ("gpt-4o-mini", "text-embedding-3-small"),
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.dim = dim
+        self.models: list[str] = list(models)
+        self.delay: float = 0.0
+        self.default: dict[str, DefaultFn] = {}
+        self.requests: list[Recorded] = []
+        self.unscripted: list[str] = []
+        self._lock = threading.Lock()
+        self._queues: dict[str, collections.deque[ReplyLike]] = {}
+        self._fail: collections.deque[Error] = collections.deque()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._runner: web.AppRunner | None = None
+        self._closing: asyncio.Event | None = None
+        self._restore_defaults()
+
+    # -- lifecycle ----------------------------------------------------------------
+
+    @property
+    def base_url(self) -> str:
+        if self._runner is None:
+            raise RuntimeError("ScriptedLLM is not started")
+        return f"http://{self.host}:{self.port}/v1"
+
+    def start(self) -> ScriptedLLM:
+        if self._thread is not None:
+            raise RuntimeError("ScriptedLLM already started")
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        self._thread = threading.Thread(target=self._run_loop, args=(loop,), name="ScriptedLLM", daemon=True)
+        self._thread.start()
+        try:
+            asyncio.run_coroutine_threadsafe(self._astart(), loop).result(timeout=10)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        loop, thread = self._loop, self._thread
+        if loop is None or thread is None:
+            return
+        if loop.is_running():
+            try:
+                asyncio.run_coroutine_threadsafe(self._ashutdown(), loop).result(timeout=10)
+            finally:
+                loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=10)
+        self._loop = None
+        self._thread = None
+        self._runner = None
+
+    def __enter__(self) -> ScriptedLLM:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    @staticmethod
+    def _run_loop(loop: asyncio.AbstractEventLoop) -> None:
+        asyncio.set_event_loop(loop)
+        try:
+            loop.run_forever()
+        finally:
+            try:
+                loop.run_until_complete(loop.shutdown_asyncgens())
+            finally:
+                loop.close()
+
+    async def _astart(self) -> None:
+        self._closing = asyncio.Event()
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app.router.add_post("/v1/chat/completions", self._handle_chat)
+        app.router.add_post("/v1/embeddings", self._handle_embeddings)
+        app.router.add_get("/v1/models", self._handle_models)
+        app.router.add_get("/v1/models/{model}", self._handle_model)
+        runner = web.AppRunner(app, access_log=None, handler_cancellation=True, shutdown_timeout=1.0)
+        await runner.setup()
+        site = web.TCPSite(runner, self.host, self.port)
+        await site.start()
+        self._runner = runner
+        self.port = int(runner.addresses[0][1])
+
+    async def _ashutdown(self) -> None:
+        if self._closing is not None:
+            self._closing.set()
+        if self._runner is not None:
+            await self._runner.cleanup()
+        current = asyncio.current_task()
+        pending = [t for t in asyncio.all_tasks() if t is not current and not t.done()]
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+
+    async def _sleep(self, seconds: float) -> None:
+        """Sleep without blocking other requests; returns early when the server stops."""
+        if seconds <= 0:
+            return
+        assert self._closing is not None
+        try:
+            await asyncio.wait_for(self._closing.wait(), timeout=seconds)
+        except TimeoutError:
+            pass
+
+    # -- scripting ----------------------------------------------------------------
+
+    def script(self, kind: str, *replies: ReplyLike) -> ScriptedLLM:
+        """Append replies to ``kind``'s FIFO queue."""
+        for reply in replies:
+            _check_reply(reply)
+        with self._lock:
+            self._queues.setdefault(kind, collections.deque()).extend(replies)
+        return self
+
+    def fail_next(self, status: int, times: int = 1, retry_after_ms: int = 1) -> ScriptedLLM:
+        """The next ``times`` chat requests of any kind get HTTP ``status`` (before kind queues)."""
+        error = Error(status, f"scripted failure (HTTP {status})", retry_after_ms)
+        with self._lock:
+            self._fail.extend([error] * times)
+        return self
+
+    def remaining(self) -> dict[str, int]:
+        """Queued, not yet served replies per kind (kinds with an empty queue are omitted)."""
+        with self._lock:
+            return {kind: len(q) for kind, q in self._queues.items() if q}
+
+    def requests_of(self, kind: str) -> list[dict[str, Any]]:
+        """Bodies of the recorded requests of ``kind``, in arrival order."""
+        with self._lock:
+            return [r.body for r in self.requests if r.kind == kind]
+
+    def last(self, kind: str) -> dict[str, Any]:
+        """Body of the latest request of ``kind``; ``LookupError`` when there is none."""
+        bodies = self.requests_of(kind)
+        if not bodies:
+            with self._lock:
+                seen = sorted({r.kind for r in self.requests})
+            raise LookupError(f"no request of kind {kind!r} recorded (kinds seen: {seen})")
+        return bodies[-1]
+
+    def reset(self) -> None:
+        """Clear queues, records, ``unscripted``, pending ``fail_next`` and ``delay``; restore defaults."""
+        with self._lock:
+            self._queues.clear()
+            self._fail.clear()
+            self.requests.clear()
+            self.unscripted.clear()
+            self.delay = 0.0
+            self._restore_defaults()
+
+    def _restore_defaults(self) -> None:
+        self.default.clear()
+        self.default["task_list"] = _task_list_default
+
+    def _record(self, path: str, body: dict[str, Any], kind: str) -> None:
+        with self._lock:
+            self.requests.append(Recorded(path, body, kind))
+
+    def _next_reply(self, kind: str, body: dict[str, Any], *, fail_first: bool) -> ReplyLike:
+        with self._lock:
+            if fail_first and self._fail:
+                return self._fail.popleft()
+            queue = self._queues.get(kind)
+            if queue:
+                return queue.popleft()
+            default = self.default.get(kind)
+            if default is None:
+                self.unscripted.append(kind)
+                return Error(500, f"scripted LLM: no reply queued for kind {kind}", None)
+        try:
+            return default(body)
+        except Exception as exc:
+            return Error(500, f"scripted LLM: default for kind {kind} raised {exc!r}", None)
+
+    # -- handlers -----------------------------------------------------------------
+
+    async def _read_json(self, request: web.Request) -> dict[str, Any]:
+        try:
+            body = json.loads(await request.read())
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise _BadRequest(f"request body is not valid JSON: {exc}") from exc
+        if not isinstance(body, dict):
+            raise _BadRequest("request body must be a JSON object")
+        return body
+
+    async def _handle_chat(self, request: web.Request) -> web.StreamResponse:
+        try:
+            body = await self._read_json(request)
+            kind = _chat_kind(body)
+        except _BadRequest as exc:
+            return _error_response(400, str(exc))
+        self._record(request.path, body, kind)
+        if body.get("stream"):
+            return _error_response(400, "scripted LLM: streaming is not supported")
+        await self._sleep(self.delay)
+        reply = self._next_reply(kind, body, fail_first=True)
+        while isinstance(reply, Delay):
+            await self._sleep(reply.seconds)
+            if self._closing is not None and self._closing.is_set():
+                return _error_response(503, "scripted LLM: shutting down", None)
+            reply = reply.then if reply.then is not None else self._next_reply(kind, body, fail_first=False)
+        if isinstance(reply, Error):
+            return _error_response(reply.status, reply.message, reply.retry_after_ms)
+        try:
+            content, prompt_tokens, completion_tokens = _resolve_reply(reply, body)
+        except (TypeError, ValueError) as exc:
+            return _error_response(500, f"scripted LLM: bad scripted reply {reply!r}: {exc}", None)
+        return web.json_response(
+            {
+                "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
+                "object": "chat.completion",
+                "created": int(time.time()),
+                "model": body["model"],
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": content, "refusal": None},
+                        "logprobs": None,
+                        "finish_reason": "stop",
+                    }
+                ],
+                "usage": {
+                    "prompt_tokens": prompt_tokens,
+                    "completion_tokens": completion_tokens,
+                    "total_tokens": prompt_tokens + completion_tokens,
+                },
+            }
+        )
+
+    async def _handle_embeddings(self, request: web.Request) -> web.StreamResponse:
+        try:
+            body = await self._read_json(request)
+            texts, dim, encoding = _embedding_params(body, self.dim)
+        except _BadRequest as exc:
+            return _error_response(400, str(exc))
+        self._record(request.path, body, "embeddings")
+        await self._sleep(self.delay)
+        data: list[dict[str, Any]] = []
+        for i, text in enumerate(texts):
+            vec = embed_text(text, dim)
+            embedding: list[float] | str
+            if encoding == "base64":
+                embedding = base64.b64encode(struct.pack(f"<{dim}f", *vec)).decode("ascii")
+            else:
+                embedding = vec
+            data.append({"object": "embedding", "index": i, "embedding": embedding})
+        tokens = sum(_approx_tokens(t) for t in texts)
+        return web.json_response(
+            {
+                "object": "list",
+                "data": data,
+                "model": body["model"],
+                "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+            }
+        )
+
+    def _model_obj(self, model: str) -> dict[str, Any]:
+        return {"id": model, "object": "model", "created": 0, "owned_by": "scripted-llm"}
+
+    async def _handle_models(self, request: web.Request) -> web.StreamResponse:
+        return web.json_response({"object": "list", "data": [self._model_obj(m) for m in self.models]})
+
+    async def _handle_model(self, request: web.Request) -> web.StreamResponse:
+        model = request.match_info["model"]
+        if model not in self.models:
+            return _error_response(404, f"The model '{model}' does not exist")
+        return web.json_response(self._model_obj(model))
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _check_reply(reply: object) -> None:
+    if isinstance(reply, Delay):
+        if reply.then is not None:
+            _check_reply(reply.then)
+        return
+    if not isinstance(reply, dict | str | Reply | Raw | Error):
+        raise TypeError(f"not a scripted reply: {reply!r}")
+
+
+def _chat_kind(body: dict[str, Any]) -> str:
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise _BadRequest("'model' must be a non-empty string")
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise _BadRequest("'messages' must be a non-empty array")
+    if not all(isinstance(m, dict) and isinstance(m.get("role"), str) for m in messages):
+        raise _BadRequest("every message must be an object with a 'role'")
+    fmt = body.get("response_format")
+    if isinstance(fmt, dict):
+        schema = fmt.get("json_schema")
+        if isinstance(schema, dict) and isinstance(schema.get("name"), str) and schema["name"]:
+            return str(schema["name"])
+    return "text"
+
+
+def _resolve_reply(reply: ReplyLike, body: dict[str, Any]) -> tuple[str, int, int]:
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    if isinstance(reply, Reply):
+        prompt_tokens, completion_tokens = reply.prompt_tokens, reply.completion_tokens
+        raw: object = reply.content
+    elif isinstance(reply, Raw):
+        raw = reply.content
+    else:
+        raw = reply
+    if isinstance(raw, dict):
+        content = json.dumps(raw)
+    elif isinstance(raw, str):
+        content = raw
+    else:
+        raise TypeError("reply content must be a dict or a str")
+    if prompt_tokens is None:
+        prompt_tokens = _approx_tokens(json.dumps(body["messages"]))
+    if completion_tokens is None:
+        completion_tokens = _approx_tokens(content)
+    return content, prompt_tokens, completion_tokens
+
+
+def _embedding_params(body: dict[str, Any], default_dim: int) -> tuple[list[str], int, str]:
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise _BadRequest("'model' must be a non-empty string")
+    raw = body.get("input")
+    if isinstance(raw, str):
+        texts = [raw]
+    elif isinstance(raw, list) and raw and all(isinstance(t, str) for t in raw):
+        texts = list(raw)
+    else:
+        raise _BadRequest("'input' must be a string or a non-empty array of strings")
+    dim = body.get("dimensions", default_dim)
+    if not isinstance(dim, int) or isinstance(dim, bool) or dim < 1:
+        raise _BadRequest("'dimensions' must be a positive integer")
+    encoding = body.get("encoding_format", "float")
+    if encoding not in ("float", "base64"):
+        raise _BadRequest("'encoding_format' must be 'float' or 'base64'")
+    return texts, dim, str(encoding)
+
+
+_CYCLES_LEFT = re.compile(r"you have (\d+) cycles left")
+_LISTED = re.compile(r"^\d+\. (.+)$", re.MULTILINE)
+
+
+def _bench_defaults(llm: ScriptedLLM) -> None:
+    """``--bench``: answer every request at once, forever, without keeping what was asked.
+
+    Execution replies rotate write_to_file, append_to_file, read_file by the session's own cycle
+    count (read from the "cycles left" line of its prompt), with a global counter in the text, so
+    no session ever proposes the same command three times in a row (the engine's loop guard).
+    Task creation answers 2 or 3 new tasks; prioritisation echoes the listed tasks back."""
+    counter = itertools.count(1)
+    llm.requests = collections.deque(maxlen=100)  # type: ignore[assignment]
+
+    def execution(body: dict[str, Any]) -> ReplyLike:
+        n = next(counter)
+        found = _CYCLES_LEFT.search(json.dumps(body["messages"]))
+        turn = -int(found.group(1)) % 3 if found else n % 3
+        if turn == 0:
+            return agent_reply("write_to_file", {"filename": "notes.txt", "text": f"note {n}"})
+        if turn == 1:
+            return agent_reply("append_to_file", {"filename": "log.txt", "text": f"entry {n}\n"})
+        return agent_reply("read_file", {"filename": "notes.txt"})
+
+    def task_list(body: dict[str, Any]) -> ReplyLike:
+        prompt = str(body["messages"][0].get("content") or "")
+        if "task prioritization AI" in prompt:
+            return tasks_reply(*_LISTED.findall(prompt.split("Consider the ultimate objective")[0]))
+        n = next(counter)
+        return tasks_reply(*[f"task {n}.{i}" for i in range(2 + n % 2)])
+
+    llm.default["execution_reply"] = execution
+    llm.default["task_list"] = task_list
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Scripted OpenAI-compatible server (built-in defaults).")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument(
+        "--bench", action="store_true", help="answer every request at once with varied defaults (benchmarks)"
+    )
+    args = parser.parse_args(argv)
+    with ScriptedLLM(args.host, args.port) as llm:
+        if args.bench:
+            _bench_defaults(llm)
+        print(f"scripted LLM serving at {llm.base_url} (Ctrl-C to stop)", flush=True)
+        try:
+            threading.Event().wait()
+        except KeyboardInterrupt:
+            pass
+
+
+if __name__ == "__main__":
+    main()

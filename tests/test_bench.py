@@ -1,0 +1,64 @@
+"""Smoke test of the engine benchmark: a tiny run on both stores, as a user would start it.
+It checks what the benchmark reports, never how fast (tests assert behaviour, not wall-clock)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import redis
+
+ROOT = Path(__file__).resolve().parent.parent
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/14")
+SESSIONS, CYCLES = 4, 2
+
+
+def test_engine_benchmark_runs_and_reports() -> None:
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "bench" / "engine.py"),
+            *("--sessions", str(SESSIONS), "--cycles", str(CYCLES), "--concurrency", "2"),
+            *("--latency-sessions", "2", "--stores", "redis,sqlite", "--redis-url", REDIS_URL),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = [line for line in done.stdout.splitlines() if line.startswith("BENCH ")]
+    assert len(lines) == 1 and done.stdout.rstrip().endswith(lines[0]), done.stdout
+    report = json.loads(lines[0].removeprefix("BENCH "))
+
+    assert report["ok"] is True
+    assert report["target_engine_ms_median_redis"] == 5.0
+    assert isinstance(report["target_met"], bool)
+    assert set(report["stores"]) == {"redis", "sqlite"}
+    for name, r in report["stores"].items():
+        assert r["cycles"] == SESSIONS * CYCLES, name
+        assert r["latency_cycles"] == 2 * CYCLES, name
+        assert r["cycles_per_s"] > 0 and r["concurrent_pass_s"] > 0, name
+        assert 0 < r["engine_ms_median"] <= r["engine_ms_p99"], name
+        assert r["llm_ms_median"] > 0, name
+        assert r["llm_calls_per_cycle"] == 3.0, name  # task creation, prioritisation, execution
+        assert r["store_calls_per_cycle"] > 0 and r["chat_calls_per_cycle"] > 0, name
+        assert 0 < r["stored_bytes_median"] <= r["stored_bytes_max"], name
+        # every session waits for a human, and the process holds none of them
+        assert r["waiting"] == SESSIONS, name
+        assert r["loop_guard_notes"] == 0 and r["command_errors"] == 0, name
+        assert r["runner_busy"] == 0 and r["sessions_in_memory"] == 0, name
+        assert r["tasks_after"] == r["tasks_before"], name
+        assert r["rss_before_kb"] > 0 and r["rss_after_kb"] > 0, name
+    for table_row in ("cycles/s", "engine ms/cycle, median", "VmRSS before", "Target: median engine ms"):
+        assert table_row in done.stdout
+
+    # it cleaned up after itself
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        assert not list(client.scan_iter(match=f"{report['redis_prefix']}*"))
+    finally:
+        client.close()
