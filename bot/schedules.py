@@ -3,8 +3,11 @@
 A schedule is a durable document in the store (so it survives restarts and every process sees
 it). One process at a time runs them: the leader, chosen with a lease in the store that it renews
 (APScheduler 3 cannot share a job store between processes). The leader keeps an APScheduler job
-per active schedule; APScheduler decides when a run is due, coalesces missed runs and drops a run
-missed by more than SCHEDULE_MISFIRE_GRACE (the next run then posts a note).
+per active schedule; APScheduler decides when a run is due and drops a run missed by more than
+SCHEDULE_MISFIRE_GRACE (the next run then posts a note). Every run due within the grace runs once,
+in order, also those missed during a hand-over between leaders. A run due while the schedule's
+previous run is still going waits for it to end (`waiting`); several such runs are coalesced
+into the latest.
 
 Each firing starts a fresh continuous session whose id is derived from (schedule, due time): the
 store's create-if-absent makes a firing happen exactly once, whichever leader gets there, even
@@ -31,7 +34,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from pydantic import BaseModel, Field
 
 from bot.grammar import SESSION_ID_ALPHABET, new_session_id
-from bot.models import Place, utcnow
+from bot.models import ACTIVE, Place, utcnow
 from bot.settings import Settings
 from bot.store.base import SessionStore
 
@@ -67,8 +70,9 @@ class Schedule(BaseModel):
     name: str | None = None
     paused: bool = False
     created_at: datetime = Field(default_factory=utcnow)
-    last_fire: datetime | None = None  # the due time of the last run started
+    last_fire: datetime | None = None  # the due time of the last run started (or skipped)
     last_session: str | None = None
+    waiting: datetime | None = None  # a run due while the previous one was still going
     runs: int = 0
     missed: list[str] = Field(default_factory=list)  # notes for the next run's thread
 
@@ -280,35 +284,82 @@ class ScheduleRunner:
                 max_instances=1,
             )
             self._jobs[schedule.id] = shape
+        for schedule in wanted.values():
+            if schedule.waiting is not None:  # its previous run may have ended: start the next
+                await self.advance(schedule.id)
 
     async def _run(self, schedule_id: str) -> None:
         if not self.leader:
             return
-        schedule = await self.book.get(schedule_id)
-        if schedule is None or schedule.paused:
-            return
-        due = self._due(schedule)
-        if due is None:  # nothing is due (that run was already started): nothing to do
-            return
         try:
-            await self.fire(schedule, due)
+            await self.advance(schedule_id)
         except Exception:
-            log.exception("schedule %s: the run due at %s failed to start", schedule_id, due)
+            log.exception("schedule %s: starting its due run failed", schedule_id)
 
-    def _due(self, schedule: Schedule) -> datetime | None:
-        """The latest time this schedule was due, at or before now, after its last run (what
-        APScheduler is running); None when no run is due."""
+    async def advance(self, schedule_id: str) -> None:
+        """Start the runs of this schedule that are due, oldest first, one at a time: while its
+        last run is still going, the next due run waits (the latest of them, if several)."""
+        for _ in range(8):  # each pass starts one run; more than a few due at once is not expected
+            schedule = await self.book.get(schedule_id)
+            if schedule is None or schedule.paused:
+                return
+            due = [schedule.waiting] if schedule.waiting else []
+            due += self._dues(schedule)
+            if not due:
+                return
+            if await self._busy(schedule):
+                await self._wait(schedule, due)
+                return
+            if await self.fire(schedule, due[0]) is None:
+                return
+
+    async def _busy(self, schedule: Schedule) -> bool:
+        if not schedule.last_session:
+            return False
+        previous = await self.book.store.get(schedule.last_session)
+        return previous is not None and previous.state in ACTIVE
+
+    async def _wait(self, schedule: Schedule, due: list[datetime]) -> None:
+        latest = due[-1]
+        if schedule.waiting == latest:
+            return
+        merged = due[:-1]
+        note = (
+            f"The runs due at {', '.join(f'{d:%H:%M:%S}' for d in merged)} were merged into this one: "
+            "the previous run was still going."
+        )
+
+        def wait(s: Schedule) -> bool | None:
+            if s.last_session != schedule.last_session or (s.waiting and s.waiting >= latest):
+                return False  # changed meanwhile: the next pass sees it
+            s.waiting = latest
+            if merged:
+                s.missed = [*s.missed[-4:], note]
+            return None
+
+        if await self.book.update(schedule.id, wait) is not None:
+            log.info(
+                "schedule %s: the run due at %s waits for %s to end",
+                schedule.id,
+                latest,
+                schedule.last_session,
+            )
+
+    def _dues(self, schedule: Schedule) -> list[datetime]:
+        """The times this schedule was due, at or before now and within the grace, after its
+        last run and the run waiting (oldest first)."""
         trigger = schedule.trigger()
         now = utcnow()
         grace = timedelta(seconds=self.settings.schedule_misfire_grace_s + 1)
         tick = timedelta(microseconds=1)
-        since = max((schedule.last_fire or schedule.created_at) + tick, now - grace)
-        due: datetime | None = None
+        after = max(d for d in (schedule.last_fire, schedule.waiting, schedule.created_at) if d is not None)
+        since = max(after + tick, now - grace)
+        dues: list[datetime] = []
         candidate = trigger.get_next_fire_time(None, since)  # the first due time at or after `since`
-        while candidate is not None and candidate <= now:
-            due = candidate
+        while candidate is not None and candidate <= now and len(dues) < 100:
+            dues.append(candidate)
             candidate = trigger.get_next_fire_time(None, candidate + tick)
-        return due
+        return dues
 
     def _missed(self, event: JobExecutionEvent) -> None:
         if not event.job_id.startswith("schedule:"):

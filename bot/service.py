@@ -314,18 +314,19 @@ class Service:
         however many processes try. Returns the session id, or None when there was nothing to do."""
         s = self.settings
         notes = list(schedule.missed)
-        if schedule.last_session:
-            previous = await self.store.get(schedule.last_session)
-            if previous is not None and previous.state in ACTIVE:
-                note = f"The run due at {due:%Y-%m-%d %H:%M %Z} was skipped: the previous run is still going."
-                await self.schedules.update(
-                    schedule.id, lambda x: setattr(x, "missed", [*x.missed[-4:], note])
-                )
-                return None
         spent = await self.store.get_spend(schedule.user_key, today())
         if spent >= s.user_daily_budget_usd:
             note = f"The run due at {due:%Y-%m-%d %H:%M %Z} was skipped: the daily budget is spent."
-            await self.schedules.update(schedule.id, lambda x: setattr(x, "missed", [*x.missed[-4:], note]))
+
+            def skip(x: Schedule) -> bool | None:
+                if x.last_fire is not None and x.last_fire >= due:
+                    return False
+                x.last_fire = due
+                x.waiting = None if x.waiting is not None and x.waiting <= due else x.waiting
+                x.missed = [*x.missed[-4:], note]
+                return None
+
+            await self.schedules.update(schedule.id, skip)
             return None
         session = Session(
             id=firing_id(schedule.id, due),
@@ -338,19 +339,26 @@ class Service:
             schedule_id=schedule.id,
             **({"ai_name": schedule.name} if schedule.name else {}),
         )
+        fired = session.id
         try:
             await self.store.create(session)
-        except SessionExists:
-            return None  # another process started this run
-        fired = session.id
+            created = True
+        except SessionExists:  # another process started this run (and may have died since)
+            created = False
 
-        def record(x: Schedule) -> None:
+        def record(x: Schedule) -> bool | None:
+            if x.last_fire is not None and x.last_fire >= due:
+                return False  # recorded already
             x.last_fire = due
             x.last_session = fired
+            x.waiting = None if x.waiting is not None and x.waiting <= due else x.waiting
             x.runs += 1
             x.missed = []
+            return None
 
         await self.schedules.update(schedule.id, record)
+        if not created:
+            return fired
         try:
             await self._open_thread(session, schedule.owner_name or schedule.owner, schedule.title)
         except Exception as exc:  # the run goes on; its messages go to the channel

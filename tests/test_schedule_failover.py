@@ -23,7 +23,7 @@ from tests.conftest import REDIS_URL, make_settings
 from tests.fakes.llm_server import ScriptedLLM, agent_reply
 from tests.test_console_e2e import REPO, clean_environ
 
-INTERVAL = 2
+INTERVAL = 3
 
 
 def act_once(body: dict[str, Any]) -> dict[str, Any]:
@@ -66,7 +66,7 @@ async def test_leader_killed_every_firing_runs_once(
         SCHEDULER_SYNC_S="0.3",
         SCHEDULE_MISFIRE_GRACE_S="10",
         MIN_SCHEDULE_INTERVAL_S="1",
-        LEASE_SECONDS="2",
+        LEASE_SECONDS="1",
         MEMORY_BACKEND="no_memory",
         LLM_MAX_RETRIES="1",
     )

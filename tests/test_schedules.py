@@ -164,9 +164,71 @@ async def test_a_firing_missed_while_down_runs_once_within_the_grace(
     runs = await wait_runs(core, schedule.id, 1)
     await asyncio.sleep(1.0)
     runs = await runs_of(core, schedule.id)
-    assert len(runs) == 1  # the missed runs were coalesced into one
+    assert len(runs) == 1  # the runs due 41 s and 21 s ago were outside the grace
     due = schedule.created_at + timedelta(seconds=60)
     assert runs[0].id == firing_id(schedule.id, due)
+
+
+async def test_every_run_missed_within_the_grace_runs_once_in_order(
+    sched: tuple[Core, TestPlatform],
+) -> None:
+    """As after a hand-over between leaders: two runs fell due while nobody led. Both run, each
+    once, the older first, and the second only after the first has ended (runs never overlap)."""
+    core, _ = sched
+    core.settings.schedule_misfire_grace_s = 4
+    schedule = await _plant(core, "every 2s", age_s=2 * 2 + 0.5)  # due 2.5 s and 0.5 s ago
+    first, second = (schedule.created_at + timedelta(seconds=2 * k) for k in (1, 2))
+    core.start_background()
+    runs = {s.id: s for s in await wait_runs(core, schedule.id, 2)}
+    assert {firing_id(schedule.id, first), firing_id(schedule.id, second)} <= set(runs)
+    older, newer = runs[firing_id(schedule.id, first)], runs[firing_id(schedule.id, second)]
+    assert older.finished_at is not None and older.finished_at <= newer.created_at
+
+
+async def test_a_run_due_while_the_previous_is_going_waits_for_it_and_several_merge(
+    settings: Settings, llm: ScriptedLLM
+) -> None:
+    """The first run stops for a human (a shell command); the runs due meanwhile do not start
+    beside it: the latest waits, the others are merged into it, and it starts once the first
+    run ends, saying so in its thread."""
+    core = await Core.start(quick(settings, execute_local_commands=True))
+    chat = TestPlatform()
+    core.add_platform(chat)
+    llm.script("execution_reply", agent_reply("execute_shell", {"command_line": "echo hi"}))
+    llm.default["execution_reply"] = one_step_then_finish
+    try:
+        made = await core.service.handle_text(ME, PLACE, 'schedule "every 1s" look around')
+        schedule_id = made.message.split()[1]
+        core.start_background()
+        deadline = time.monotonic() + 10
+        while (
+            not (runs := await runs_of(core, schedule_id)) or runs[0].state != SessionState.AWAITING_APPROVAL
+        ):
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.1)
+        blocker = runs[0]
+        await asyncio.sleep(3.5)  # three more runs fall due
+        assert [s.id for s in await runs_of(core, schedule_id)] == [blocker.id]
+        schedule = await core.schedules.get(schedule_id)
+        assert schedule is not None and schedule.waiting is not None
+        assert schedule.missed and "merged into this one" in schedule.missed[-1]
+        assert (await core.service.handle_text(ME, PLACE, f"stop {blocker.id}")).ok
+        deadline = time.monotonic() + 10
+        while len(runs := await runs_of(core, schedule_id)) < 2:
+            assert time.monotonic() < deadline, "the waiting run never started"
+            await asyncio.sleep(0.1)
+        await core.service.handle_text(ME, PLACE, f"pause-schedule {schedule_id}")
+        nxt = next(s for s in runs if s.id != blocker.id)
+        stored = await core.schedules.get(schedule_id)
+        assert stored is not None and stored.last_session == nxt.id and stored.last_fire is not None
+        assert nxt.id == firing_id(
+            schedule_id, stored.last_fire
+        ) and stored.last_fire > schedule.waiting - timedelta(seconds=1)
+        assert nxt.created_at > blocker.updated_at - timedelta(seconds=0.01)
+        notices = [v.text for v in chat.of(nxt.id, "notice")]  # type: ignore[union-attr]
+        assert any("merged into this one" in n for n in notices), notices
+    finally:
+        await core.close()
 
 
 async def test_a_firing_missed_outside_the_grace_is_skipped_and_the_next_run_says_so(
