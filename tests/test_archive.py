@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -132,3 +133,22 @@ async def test_survives_reopen_and_open_purges(tmp_path: Path) -> None:
 async def test_closed_archive_raises_store_error(tmp_path: Path) -> None:
     with pytest.raises(StoreError, match="not open"):
         await Archive(tmp_path / "a.sqlite3").get("x")
+
+
+@pytest.mark.parametrize("kind", ["archive", "store"])
+async def test_several_processes_opening_one_new_file_at_once_all_succeed(tmp_path: Path, kind: str) -> None:
+    """Several bot processes on one DATA_DIR start together: each opens the same new SQLite file
+    (making it WAL, creating its tables). SQLite refuses some of them at once with "database is
+    locked" instead of waiting; every open must still succeed. (Each connection has its own
+    thread, so the opens really run at the same time.)"""
+    from bot.store.sqlite_store import SQLiteStore
+
+    for round_no in range(20):
+        path = tmp_path / f"r{round_no}" / "data.sqlite3"
+        files = [Archive(path) if kind == "archive" else SQLiteStore(path) for _ in range(4)]
+        try:
+            results = await asyncio.gather(*(f.open() for f in files), return_exceptions=True)
+            assert [r for r in results if isinstance(r, BaseException)] == []
+        finally:
+            for f in files:
+                await f.close()

@@ -4,6 +4,8 @@ sqlite errors into `StoreError` with the file named."""
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import sqlite3
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -15,6 +17,7 @@ import aiosqlite
 from bot.store.base import StoreError
 
 BUSY_TIMEOUT_MS = 10_000
+OPEN_ATTEMPTS = 40  # switching a new file to WAL while another process does can fail at once
 
 
 class SQLiteFile:
@@ -54,17 +57,29 @@ class SQLiteFile:
         except OSError as exc:
             raise StoreError(f"cannot create the folder of {self.path}: {exc}") from exc
         with self._guard("open"):
-            db = await aiosqlite.connect(self.path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
-            try:
-                await db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-                await db.execute("PRAGMA journal_mode = WAL")
-                await db.execute("PRAGMA synchronous = NORMAL")
-                await db.executescript(schema)
-            except BaseException:
-                await db.close()
-                raise
-            self._db = db
-        return True
+            for attempt in itertools.count(1):
+                try:
+                    self._db = await self._open(schema)
+                    return True
+                except sqlite3.OperationalError as exc:
+                    # SQLite answers "locked" without waiting when waiting could deadlock (two
+                    # connections making a new file WAL, or creating its tables, at once): retry.
+                    if "locked" not in str(exc) or attempt >= OPEN_ATTEMPTS:
+                        raise
+                    await asyncio.sleep(0.05 * (1 + attempt % 5))
+        raise AssertionError("not reached")
+
+    async def _open(self, schema: str) -> aiosqlite.Connection:
+        db = await aiosqlite.connect(self.path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
+        try:
+            await db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            await db.execute("PRAGMA journal_mode = WAL")
+            await db.execute("PRAGMA synchronous = NORMAL")
+            await db.executescript(schema)
+        except BaseException:
+            await db.close()
+            raise
+        return db
 
     async def close(self) -> None:
         db, self._db = self._db, None
