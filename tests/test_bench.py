@@ -62,3 +62,20 @@ def test_engine_benchmark_runs_and_reports() -> None:
         assert not list(client.scan_iter(match=f"{report['redis_prefix']}*"))
     finally:
         client.close()
+
+
+def test_llm_http_benchmark_runs_and_reports() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.llm_http", "--calls", "20", "--concurrency", "2"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    last = done.stdout.rstrip().splitlines()[-1]
+    assert last.startswith("LLMHTTP "), done.stdout
+    report = json.loads(last.removeprefix("LLMHTTP "))
+    assert set(report["results"]["2"]) == {"httpx", "aiohttp"}
+    for r in report["results"]["2"].values():
+        assert r["cpu_ms_per_call"] > 0 and r["calls_per_s"] > 0

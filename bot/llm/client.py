@@ -13,9 +13,10 @@ import time
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import aiohttp
 import json_repair
 import openai
-from openai import AsyncAzureOpenAI, AsyncOpenAI
+from openai import AsyncAzureOpenAI, AsyncOpenAI, DefaultAioHttpClient
 from pydantic import BaseModel, ValidationError
 
 from bot.llm.schemas import response_format
@@ -83,9 +84,30 @@ def add_usage(a: Usage, b: Usage) -> Usage:
     )
 
 
+def unreachable(exc: BaseException) -> BaseException | None:
+    """The connection error behind an openai timeout error, if that is what it really is: the
+    aiohttp transport reports a refused connection (or an unknown host) as a connect timeout."""
+    seen: BaseException | None = exc
+    for _ in range(8):
+        if seen is None:
+            return None
+        if isinstance(seen, aiohttp.ClientConnectorError) or (
+            isinstance(seen, OSError) and not isinstance(seen, TimeoutError)
+        ):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
 def make_openai(settings: Settings) -> AsyncOpenAI:
     key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else "not-needed"
-    common: dict[str, Any] = {"max_retries": settings.llm_max_retries, "timeout": settings.llm_timeout}
+    # The openai package's own aiohttp transport: with hundreds of sessions in flight it spends
+    # about half the CPU per call of the default httpx pool (bench/llm_http.py measures it).
+    common: dict[str, Any] = {
+        "max_retries": settings.llm_max_retries,
+        "timeout": settings.llm_timeout,
+        "http_client": DefaultAioHttpClient(),
+    }
     if settings.use_azure:
         return AsyncAzureOpenAI(
             api_key=key,
@@ -138,9 +160,11 @@ class LLMClient:
                 f"the LLM service is rate limiting us (429) after retries: {_short(exc)}"
             ) from exc
         except openai.APITimeoutError as exc:
-            raise LLMUnavailable(
-                f"the LLM service did not answer within {self.settings.llm_timeout:g} s, after retries"
-            ) from exc
+            if not unreachable(exc):
+                raise LLMUnavailable(
+                    f"the LLM service did not answer within {self.settings.llm_timeout:g} s, after retries"
+                ) from exc
+            raise LLMUnavailable(f"cannot reach the LLM service: {_short(unreachable(exc))}") from exc
         except openai.APIConnectionError as exc:
             raise LLMUnavailable(f"cannot reach the LLM service: {_short(exc)}") from exc
         except openai.APIStatusError as exc:

@@ -14,7 +14,7 @@ import openai
 from openai import AsyncOpenAI
 
 from bot.llm import tokens
-from bot.llm.client import make_openai, usage_of
+from bot.llm.client import make_openai, unreachable, usage_of
 from bot.memory.errors import MemoryUnavailable
 from bot.models import Usage
 from bot.settings import Settings
@@ -57,6 +57,8 @@ class Embedder:
                 f"the embedding service refused or failed ({exc.status_code}): {_short(exc)}"
             ) from exc
         except openai.APITimeoutError as exc:
+            if cause := unreachable(exc):
+                raise MemoryUnavailable(f"cannot reach the embedding service: {_short(cause)}") from exc
             raise MemoryUnavailable(
                 f"the embedding service did not answer within {self.settings.llm_timeout:g} s"
             ) from exc
