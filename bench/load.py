@@ -112,6 +112,15 @@ def pct(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(p / 100 * (len(ordered) - 1))))]
 
 
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds a process has used (Linux /proc), 0 when it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def redis_stats(client: redis.Redis) -> tuple[int, int]:
     info = client.info("stats")
     return int(info["total_commands_processed"]), int(info["total_net_input_bytes"]) + int(
@@ -142,8 +151,18 @@ class Load:
     def sample_rss(self, label: str, cluster: Cluster) -> None:
         self.rss[label] = [p.rss_kib() for p in cluster.procs]
 
-    async def run(self, api: FakeSlackAPI, cluster: Cluster, rstats: redis.Redis) -> dict[str, Any]:
+    async def run(
+        self, api: FakeSlackAPI, cluster: Cluster, rstats: redis.Redis, llm_pid: int
+    ) -> dict[str, Any]:
         a = self.args
+        redis_pid = int(rstats.info("server")["process_id"])
+        pids = {
+            "bots": [p.pid for p in cluster.procs],
+            "llm": [llm_pid],
+            "driver": [os.getpid()],  # this process: the fake Slack Web API and the load
+            "redis": [redis_pid],
+        }
+        cpu0 = {part: sum(map(cpu_s, ps)) for part, ps in pids.items()}
         s, k = a.sessions, a.processes
         senders = [cluster.sender(i) for i in range(k)]
         manual_n = max(2, min(20, s // 25))
@@ -222,6 +241,7 @@ class Load:
         await starting
         await asyncio.gather(*clicks)
         ops1, bytes1 = redis_stats(rstats)
+        cpu1 = {part: sum(map(cpu_s, ps)) for part, ps in pids.items()}
         self.sample_rss("end", cluster)
 
         load_threads = [t for t in step_at if t not in manual_threads]
@@ -231,6 +251,8 @@ class Load:
             times = sorted(step_at[t])
             overhead += [(b - a_) - 3 * a.delay for a_, b in itertools.pairwise(times)]
         ideal = s / (3 * a.delay)
+        cpu = {part: cpu1[part] - cpu0[part] for part in pids}
+        cores = os.cpu_count() or 1
         return {
             "processes": k,
             "sessions": s,
@@ -254,6 +276,15 @@ class Load:
             "redis_ops_per_cycle": round((ops1 - ops0) / max(1, cycles), 1),
             "redis_bytes_per_cycle": round((bytes1 - bytes0) / max(1, cycles)),
             "rss_mib": {label: [round(v / 1024, 1) for v in vals] for label, vals in self.rss.items()},
+            "slack_calls_per_cycle": {
+                method: round(n / max(1, cycles), 2)
+                for method, n in collections.Counter(c.method for c in api.calls).most_common()
+            },
+            "cpu_ms_per_cycle": {part: round(1000 * v / max(1, cycles), 2) for part, v in cpu.items()},
+            "cpu_busy": round(sum(cpu.values()) / wall / cores, 3),  # of all the machine's cores
+            "cores": cores,
+            # what the cores could sustain at this CPU cost per cycle, if nothing else ran
+            "cpu_bound_cycles_per_s": round(cores / max(1e-9, sum(cpu.values()) / max(1, cycles)), 1),
             "violations": len(api.violations),
             "failures": self.failed[:10],
         }
@@ -283,6 +314,20 @@ def table(r: dict[str, Any]) -> str:
         ),
         ("acks over 3 s", str(r["acks_over_3s"])),
         ("redis / cycle", f"{r['redis_ops_per_cycle']} commands, {r['redis_bytes_per_cycle']} bytes"),
+        (
+            "Slack calls / cycle",
+            ", ".join(f"{m} {v}" for m, v in r["slack_calls_per_cycle"].items()),
+        ),
+        (
+            "CPU ms / cycle",
+            ", ".join(f"{part} {v}" for part, v in r["cpu_ms_per_cycle"].items())
+            + f" (total {sum(r['cpu_ms_per_cycle'].values()):.1f})",
+        ),
+        (
+            "CPU busy",
+            f"{100 * r['cpu_busy']:.0f} % of {r['cores']} cores; at this cost the cores sustain at most "
+            f"{r['cpu_bound_cycles_per_s']} cycles/s",
+        ),
         *[(f"RSS at {label} (MiB)", ", ".join(map(str, v))) for label, v in r["rss_mib"].items()],
         ("payload violations", str(r["violations"])),
         ("failures", "; ".join(r["failures"]) or "none"),
@@ -334,7 +379,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             cluster = Cluster(args.processes, env, work, api)
             await cluster.start(within=60)
             try:
-                return await Load(args).run(api, cluster, rstats)
+                return await Load(args).run(api, cluster, rstats, llm.pid)
             finally:
                 await cluster.stop()
     finally:

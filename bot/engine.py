@@ -557,7 +557,6 @@ class Engine:
         running = await self._commit(session.id, start, current=session)
         if running is None:
             return
-        await self._refresh_step(running, step.no)
 
         if step.command.name == FINISH:
             reason = str(step.command.args.get("reason") or "goals accomplished")
@@ -578,7 +577,7 @@ class Engine:
                     await self._ended(saved)
             return
 
-        output, ok, spent = await self._run_tool(running, step)
+        output, ok, spent = await self._run_tool_telling(running, step)
         if not ok:
             self.metrics.tool_error(step.command.name)
         stored = output
@@ -599,6 +598,20 @@ class Engine:
             return
         await self._refresh_step(saved, step.no)
         await self.post(saved, _result_view(saved, step, output, ok))
+
+    async def _run_tool_telling(self, session: Session, step: Step) -> tuple[str, bool, Usage]:
+        """Run the step's command; once it has run for RUNNING_NOTICE_S, its message says it is
+        running. Most commands end well before: their message goes from decided to done in one
+        edit (a chat API call less per cycle, against the platforms' rate limits)."""
+        notice = self.settings.running_notice_s
+        tool = asyncio.ensure_future(self._run_tool(session, step))
+        try:
+            if notice == 0 or not (await asyncio.wait({tool}, timeout=notice))[0]:
+                await self._refresh_step(session, step.no)
+            return await tool
+        finally:
+            if not tool.done():  # the drive was cancelled (shutting down): so is the command
+                tool.cancel()
 
     async def _run_tool(self, session: Session, step: Step) -> tuple[str, bool, Usage]:
         """Run a command; whatever goes wrong becomes an "Error: ..." result for the agent."""

@@ -103,6 +103,12 @@ class Settings(BaseSettings):
     max_result_chars: int = _f(
         8000, "Budgets and limits", "A command's result is cut to this many characters in the history", ge=200
     )
+    running_notice_s: float = _f(
+        1.0,
+        "Chat platforms",
+        "A step's message says its command is running once it has run this long (0: always)",
+        ge=0,
+    )
 
     # --- Memory
     memory_backend: Literal["local", "redis", "milvus", "no_memory"] = _f(

@@ -80,6 +80,40 @@ async def test_goal_to_finish_through_approve_clicks(
     assert not llm.unscripted
 
 
+async def test_a_step_says_running_only_while_a_slow_command_runs(
+    tmp_path: Path, llm: ScriptedLLM, settings: Settings
+) -> None:
+    """A command that ends within RUNNING_NOTICE_S goes from decided to done in one edit; one
+    that runs longer has its message say so while it runs."""
+    core = await Core.start(
+        settings.model_copy(update={"execute_local_commands": True, "running_notice_s": 0.5})
+    )
+    chat = TestPlatform()
+    core.add_platform(chat)
+    try:
+        llm.script(
+            "execution_reply",
+            agent_reply("write_to_file", {"filename": "a.txt", "text": "a"}),
+            agent_reply(
+                "execute_shell",
+                {"command_line": "python3 -c \"import time; time.sleep(1.2); print('slept')\""},
+            ),
+            agent_reply("finish"),
+        )
+        sid = await start(core, "write, then wait")
+        for no in (1, 2):
+            assert (await chat.press(core.service, sid, no, "approve", OWNER)).ok
+            await settle(core)
+        fast, slow = chat.step_message(sid, 1), chat.step_message(sid, 2)
+        statuses = [[v.status for v in [m.view, *m.edits] if isinstance(v, StepView)] for m in (fast, slow)]
+        assert statuses[0] == ["pending", "decided", "done"], statuses[0]
+        assert statuses[1] == ["pending", "decided", "running", "done"], statuses[1]
+        result = chat.of(sid, "result")[1]
+        assert "slept" in result.output  # type: ignore[union-attr]
+    finally:
+        await core.close()
+
+
 async def test_approve_next_n_runs_without_asking(core: Core, chat: TestPlatform, llm: ScriptedLLM) -> None:
     llm.script(
         "execution_reply",
