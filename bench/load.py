@@ -35,6 +35,7 @@ import argparse
 import asyncio
 import collections
 import contextlib
+import gc
 import itertools
 import json
 import os
@@ -198,6 +199,7 @@ class Load:
         step_at: dict[str, list[float]] = collections.defaultdict(list)
         finished: set[str] = set()
         manual_threads: dict[str, int] = {}
+        manual_steps: list[tuple[str, str]] = []
         clicks: list[asyncio.Task[None]] = []
         deadline = started + a.timeout
         while True:
@@ -213,14 +215,15 @@ class Load:
                     finished.add(thread)
                 elif "approve me" in json.dumps(call.payload.get("blocks")) and not thread:
                     manual_threads[str(call.response.get("ts"))] = len(manual_threads)
+                if text.startswith("Step ") and thread in manual_threads:
+                    manual_steps.append((str(call.payload.get("channel")), str(call.response.get("ts"))))
             seen = len(calls)
-            # approve each pending step of the manual sessions, through the next process
-            for (channel, ts), message in list(api.messages.items()):
-                if (
-                    message.thread_ts in manual_threads
-                    and ts not in clicked
-                    and message.text.startswith("Step ")
-                ):
+            # approve each pending step of the manual sessions, through the next process (only
+            # their messages are looked at: scanning every message each time would load this
+            # process, which also serves the Web API, and slow the acknowledgements it times)
+            for channel, ts in manual_steps:
+                message = api.messages.get((channel, ts))
+                if message is not None and ts not in clicked:
                     buttons = [b["action_id"] for _, b in message.buttons()]
                     if ids.APPROVE in buttons:
                         clicked.add(ts)
@@ -378,6 +381,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             )
             cluster = Cluster(args.processes, env, work, api)
             await cluster.start(within=60)
+            gc.freeze()  # as the bot does: full collections here would delay the acks being timed
             try:
                 return await Load(args).run(api, cluster, rstats, llm.pid)
             finally:
