@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from bot.llm.client import LLMClient, LLMUnavailable
+from bot.llm.schemas import ExecutionReply
 from tests.conftest import make_settings
 from tests.fakes.llm_server import ScriptedLLM, agent_reply
 
@@ -42,3 +43,30 @@ async def test_a_slow_service_says_it_did_not_answer_in_time(tmp_path: Path, llm
             await client.text(settings.fast_llm, [{"role": "user", "content": "hi"}])
     finally:
         await client.close()
+
+
+async def test_azure_goes_to_the_deployment_with_the_api_version_and_key(
+    tmp_path: Path, llm: ScriptedLLM
+) -> None:
+    settings = make_settings(
+        tmp_path,
+        llm,
+        use_azure=True,
+        openai_base_url=None,
+        azure_openai_endpoint=llm.base_url.removesuffix("/v1"),
+        azure_openai_deployment="my-gpt",
+        azure_openai_api_version="2024-10-21",
+    )
+    llm.script("execution_reply", agent_reply("finish", {"reason": "done"}))
+    client = LLMClient(settings)
+    try:
+        model = client.model_for("smart", "default")
+        reply, usage = await client.structured(
+            model, [{"role": "user", "content": "hi"}], ExecutionReply, "execution_reply"
+        )
+    finally:
+        await client.close()
+    assert model == "my-gpt" and reply.command.name == "finish" and usage.calls == 1
+    assert llm.requests[-1].path == "/openai/deployments/my-gpt/chat/completions?api-version=2024-10-21"
+    assert llm.last_headers.get("api-key") == "sk-test-secret"
+    assert llm.requests[-1].body["response_format"]["type"] == "json_schema"

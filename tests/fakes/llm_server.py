@@ -218,6 +218,7 @@ class ScriptedLLM:
         self.delay: float = 0.0
         self.default: dict[str, DefaultFn] = {}
         self.requests: list[Recorded] = []
+        self.last_headers: dict[str, str] = {}  # of the last chat request
         self.unscripted: list[str] = []
         self._lock = threading.Lock()
         self._queues: dict[str, collections.deque[ReplyLike]] = {}
@@ -290,6 +291,8 @@ class ScriptedLLM:
         self._closing = asyncio.Event()
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_post("/v1/chat/completions", self._handle_chat)
+        # Azure OpenAI: the deployment in the path, the API version in the query, key in `api-key`
+        app.router.add_post("/openai/deployments/{deployment}/chat/completions", self._handle_chat)
         app.router.add_post("/v1/embeddings", self._handle_embeddings)
         app.router.add_get("/v1/models", self._handle_models)
         app.router.add_get("/v1/models/{model}", self._handle_model)
@@ -408,7 +411,8 @@ class ScriptedLLM:
             kind = _chat_kind(body)
         except _BadRequest as exc:
             return _error_response(400, str(exc))
-        self._record(request.path, body, kind)
+        self._record(request.path_qs if request.query else request.path, body, kind)
+        self.last_headers = dict(request.headers)
         if body.get("stream"):
             return _error_response(400, "scripted LLM: streaming is not supported")
         await self._sleep(self.delay)
