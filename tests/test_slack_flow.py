@@ -91,6 +91,8 @@ async def test_goal_to_finish_through_approve_clicks(bot: SlackBot, llm: Scripte
     task_lists = bot.of_kind(sid, "Task list")
     assert len(task_lists) == 1 and task_lists[0].edits >= 1
     assert all(c.method != "chat.postMessage" or c.payload.get("channel") == "C1" for c in api.calls)
+    # every Web API call went over a few kept-alive connections, not one connection each
+    assert len(api.calls) >= 10 and len(api.peers) <= 3, (len(api.calls), api.peers)
     assert not llm.unscripted
 
 

@@ -15,6 +15,7 @@ import contextlib
 import logging
 from typing import Final
 
+import aiohttp
 from aiohttp import web
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.async_app import AsyncApp
@@ -96,9 +97,16 @@ class SlackAdapter:
         self._socket: AsyncSocketModeHandler | None = None
 
     async def start(self) -> None:
+        if self.platform.client.session is None:
+            # One HTTP session (and its keep-alive connections) for every Web API call: without
+            # one, slack_sdk opens and closes a connection for each call.
+            self.platform.client.session = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=self.platform.client.timeout)
+            )
         try:
             auth = await self.platform.client.auth_test()
         except Exception as exc:
+            await self._close_session()
             raise SlackStartError(f"Slack refused SLACK_BOT_TOKEN: {error_code(exc)}") from exc
         self.core.add_platform(self.platform)
         if self.mode == "http":
@@ -110,6 +118,7 @@ class SlackAdapter:
             except OSError as exc:
                 await self._runner.cleanup()
                 self._runner = None
+                await self._close_session()
                 raise SlackStartError(f"Cannot listen on port {self.port}: {exc.strerror or exc}") from exc
             self.port = int(self._runner.addresses[0][1])
             where = f"HTTP on {self.host}:{self.port}{PATH}"
@@ -118,6 +127,7 @@ class SlackAdapter:
             try:  # the handler would retry a refused token forever: say so once instead
                 await self.platform.client.apps_connections_open(app_token=app_token)
             except Exception as exc:
+                await self._close_session()
                 raise SlackStartError(f"Slack refused SLACK_APP_TOKEN: {error_code(exc)}") from exc
             self._socket = AsyncSocketModeHandler(self.app, app_token)
             try:
@@ -148,6 +158,12 @@ class SlackAdapter:
             await asyncio.wait_for(self.deps.inflight.wait(), STOP_GRACE_S)
         except TimeoutError:
             log.warning("Slack: %d listeners still running at shutdown", self.deps.inflight.busy)
+        await self._close_session()
+
+    async def _close_session(self) -> None:
+        session, self.platform.client.session = self.platform.client.session, None
+        if session is not None:  # a later call (a run winding down) gets a session of its own
+            await session.close()
 
     @property
     def url(self) -> str:

@@ -324,6 +324,7 @@ class FakeSlackAPI:
         self.host = host
         self.port = 0
         self.calls: list[ApiCall] = []
+        self.peers: set[tuple[str, int]] = set()  # the client ends of the connections Web API calls came on
         self.messages: dict[tuple[str, str], Posted] = {}
         self.ephemerals: list[dict[str, Any]] = []
         self.responses: list[dict[str, Any]] = []  # posts to response_url
@@ -441,6 +442,8 @@ class FakeSlackAPI:
 
     async def _api(self, request: web.Request) -> web.Response:
         method = request.match_info["method"]
+        if request.transport is not None and (peer := request.transport.get_extra_info("peername")):
+            self.peers.add((str(peer[0]), int(peer[1])))
         payload = await self._payload(request)
         auth = request.headers.get("Authorization", "")
         token = auth.removeprefix("Bearer ").strip() or payload.get("token")
