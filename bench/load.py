@@ -19,7 +19,12 @@ Reported:
   3 x delay;
 - engine overhead per cycle: the time between two consecutive step posts of a session (as the
   Web API received them) minus 3 x delay (median, p99);
-- acknowledgement latency of commands and clicks (median, p99) against Slack's 3-second limit;
+- acknowledgement latency (median, p99) against Slack's 3-second limit: of the commands and clicks
+  sent while the sessions run (what the target is about), and apart from them of the S goal
+  commands that start the sessions, 64 in flight at once (a burst no team makes by hand);
+- CPU per cycle of each part (bots, scripted LLM, this driver with the fake Web API, Redis),
+  how busy the machine was, and the cycles/s its cores could sustain at that cost;
+- Slack Web API calls per cycle, by method;
 - Redis commands and bytes (in + out) per cycle: `INFO stats` deltas over the run (the whole
   server: run it on a quiet Redis);
 - VmRSS per process when S/4, S/2 and S sessions were started, and at the end.
@@ -65,6 +70,7 @@ from tests.fakes.slack_api import FakeSlackAPI, Posted  # noqa: E402
 ACK_LIMIT_S = 3.0
 TARGET_THROUGHPUT = 0.8
 TARGET_ACK_P99_MS = 100.0
+START_BURST = 64  # goal commands in flight at once while the S sessions are started
 
 
 # ---------------------------------------------------------------------------- the LLM process
@@ -132,8 +138,10 @@ def redis_stats(client: redis.Redis) -> tuple[int, int]:
 class Load:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
-        self.acks: dict[str, list[float]] = {"command": [], "click": []}
-        self.slow: dict[str, int] = {"command": 0, "click": 0}
+        # "start": the S goal commands, sent START_BURST at a time (a stress of its own);
+        # "command" and "click": sent while the sessions run, what the targets are about
+        self.acks: dict[str, list[float]] = {"start": [], "command": [], "click": []}
+        self.slow: dict[str, int] = {"start": 0, "command": 0, "click": 0}
         self.failed: list[str] = []
         self.rss: dict[str, list[int]] = {}
 
@@ -183,12 +191,12 @@ class Load:
         # the step-by-step sessions whose steps are approved by clicks through another process
         for j in range(manual_n):
             await self.timed("command", senders[j % k].command("goal approve me", user=f"UM{j}"))
-        limit = asyncio.Semaphore(64)
+        limit = asyncio.Semaphore(START_BURST)
 
         async def start(i: int) -> None:
             async with limit:
                 await self.timed(
-                    "command", senders[i % k].command(f"goal --continuous {a.cycles} load {i}", user=f"UL{i}")
+                    "start", senders[i % k].command(f"goal --continuous {a.cycles} load {i}", user=f"UL{i}")
                 )
             if i + 1 in marks:
                 self.sample_rss(marks[i + 1], cluster)
@@ -273,9 +281,11 @@ class Load:
             "command_ack_ms_p99": round(1000 * pct(self.acks["command"], 99), 1),
             "click_ack_ms_median": round(1000 * pct(self.acks["click"], 50), 1),
             "click_ack_ms_p99": round(1000 * pct(self.acks["click"], 99), 1),
+            "start_ack_ms_median": round(1000 * pct(self.acks["start"], 50), 1),
+            "start_ack_ms_p99": round(1000 * pct(self.acks["start"], 99), 1),
             "commands": len(self.acks["command"]),
             "clicks": len(self.acks["click"]),
-            "acks_over_3s": self.slow["command"] + self.slow["click"],
+            "acks_over_3s": sum(self.slow.values()),
             "redis_ops_per_cycle": round((ops1 - ops0) / max(1, cycles), 1),
             "redis_bytes_per_cycle": round((bytes1 - bytes0) / max(1, cycles)),
             "rss_mib": {label: [round(v / 1024, 1) for v in vals] for label, vals in self.rss.items()},
@@ -308,12 +318,18 @@ def table(r: dict[str, Any]) -> str:
         ("engine overhead / cycle", f"median {r['overhead_ms_median']} ms, p99 {r['overhead_ms_p99']} ms"),
         (
             "command acks",
-            f"median {r['command_ack_ms_median']} ms, p99 {r['command_ack_ms_p99']} ms ({r['commands']}; "
-            f"limit 3000 ms, target p99 < {TARGET_ACK_P99_MS:.0f} ms)",
+            f"median {r['command_ack_ms_median']} ms, p99 {r['command_ack_ms_p99']} ms ({r['commands']}, "
+            f"sent while the sessions run; limit 3000 ms, target p99 < {TARGET_ACK_P99_MS:.0f} ms)",
         ),
         (
             "click acks",
-            f"median {r['click_ack_ms_median']} ms, p99 {r['click_ack_ms_p99']} ms ({r['clicks']})",
+            f"median {r['click_ack_ms_median']} ms, p99 {r['click_ack_ms_p99']} ms "
+            f"({r['clicks']}, same target)",
+        ),
+        (
+            "start acks",
+            f"median {r['start_ack_ms_median']} ms, p99 {r['start_ack_ms_p99']} ms "
+            f"(the {r['sessions']} goal commands, {START_BURST} at a time)",
         ),
         ("acks over 3 s", str(r["acks_over_3s"])),
         ("redis / cycle", f"{r['redis_ops_per_cycle']} commands, {r['redis_bytes_per_cycle']} bytes"),

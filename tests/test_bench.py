@@ -79,3 +79,30 @@ def test_llm_http_benchmark_runs_and_reports() -> None:
     assert set(report["results"]["2"]) == {"httpx", "aiohttp"}
     for r in report["results"]["2"].values():
         assert r["cpu_ms_per_call"] > 0 and r["calls_per_s"] > 0
+
+
+def test_load_benchmark_runs_and_reports() -> None:
+    """A tiny load run: two real bot processes, four sessions. Checks the report, not the speed."""
+    done = subprocess.run(
+        [
+            sys.executable,
+            *("-m", "bench.load", "--processes", "2", "--sessions", "4", "--cycles", "2"),
+            *("--delay", "0.05", "--timeout", "60", "--redis-url", REDIS_URL),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    last = done.stdout.rstrip().splitlines()[-1]
+    assert last.startswith("LOAD "), done.stdout
+    r = json.loads(last.removeprefix("LOAD "))
+    assert r["finished"] == 4 and r["cycles"] == 8 and r["failures"] == [] and r["violations"] == 0
+    assert r["commands"] > 0 and r["clicks"] > 0 and r["acks_over_3s"] == 0
+    assert r["start_ack_ms_p99"] > 0 and r["command_ack_ms_p99"] > 0 and r["click_ack_ms_p99"] > 0
+    assert set(r["cpu_ms_per_cycle"]) == {"bots", "llm", "driver", "redis"}
+    assert r["slack_calls_per_cycle"]["chat.postMessage"] > 0
+    assert set(r["rss_mib"]) >= {"S/4", "S/2", "S", "end"} and all(len(v) == 2 for v in r["rss_mib"].values())
+    for row in ("throughput", "command acks", "click acks", "start acks", "CPU ms / cycle"):
+        assert row in done.stdout
