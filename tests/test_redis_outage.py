@@ -147,9 +147,9 @@ async def test_outage_said_in_chat_and_recovered_without_a_restart(
         assert started.ok and started.session_id
         sid = started.session_id
 
-        async def pending() -> bool:
+        async def pending() -> bool:  # waiting, and its message posted (what the owner clicks on)
             s = await core.store.get(sid)
-            return s is not None and s.state == SessionState.AWAITING_APPROVAL
+            return s is not None and s.state == SessionState.AWAITING_APPROVAL and bool(chat.steps(sid))
 
         await eventually("step 1 to wait", pending, 10)
         approved = await chat.press(core.service, sid, 1, "approve_n", OWNER.user_id)
