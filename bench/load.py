@@ -157,6 +157,33 @@ class Load:
         if sent.seconds > ACK_LIMIT_S:
             self.slow[kind] += 1
 
+    def stuck(self, rstats: redis.Redis, cluster: Cluster) -> list[str]:
+        """Why sessions did not finish: their states in the store, and the bots' last warnings."""
+        states: collections.Counter[str] = collections.Counter()
+        examples: dict[str, str] = {}
+        for key in rstats.scan_iter(match=f"{self.args.prefix}session:*", count=1000):
+            raw = rstats.hget(key, "d")
+            if not isinstance(raw, bytes | str):
+                continue
+            doc = json.loads(raw)
+            if doc.get("state") in ("finished", "stopped"):
+                continue
+            label = f"{doc.get('state')}/{doc.get('phase')}/{doc.get('pause_kind')}"
+            states[label] += 1
+            examples.setdefault(label, f"{doc.get('id')}: {str(doc.get('error') or doc.get('reason'))[:200]}")
+        found = [f"unfinished {label}: {n} (e.g. {examples[label]})" for label, n in states.most_common()]
+        said: collections.Counter[str] = collections.Counter()
+        for proc in cluster.procs:
+            for line in proc.output().splitlines():
+                try:
+                    entry = json.loads(line)
+                except ValueError:
+                    continue
+                if entry.get("level") in ("WARNING", "ERROR"):
+                    said[re.sub(r"\b[a-z0-9]{6}\b", "<id>", str(entry.get("message")))[:200]] += 1
+        found += [f"bots logged {n} x: {message}" for message, n in said.most_common(5)]
+        return found
+
     def sample_rss(self, label: str, cluster: Cluster) -> None:
         self.rss[label] = [p.rss_kib() for p in cluster.procs]
 
@@ -244,6 +271,7 @@ class Load:
                 break
             if time.monotonic() > deadline:
                 self.failed.append(f"timeout: {len(finished)} of {s} sessions finished")
+                self.failed += self.stuck(rstats, cluster)
                 break
             await asyncio.sleep(0.05)
         wall = time.monotonic() - started
@@ -299,7 +327,7 @@ class Load:
             # what the cores could sustain at this CPU cost per cycle, if nothing else ran
             "cpu_bound_cycles_per_s": round(cores / max(1e-9, sum(cpu.values()) / max(1, cycles)), 1),
             "violations": len(api.violations),
-            "failures": self.failed[:10],
+            "failures": self.failed[:20],
         }
 
 
@@ -399,6 +427,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             await cluster.start(within=60)
             gc.freeze()  # as the bot does: full collections here would delay the acks being timed
             try:
+                args.prefix = prefix
                 return await Load(args).run(api, cluster, rstats, llm.pid)
             finally:
                 await cluster.stop()

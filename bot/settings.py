@@ -269,6 +269,9 @@ class Settings(BaseSettings):
         None, "General", "redis://host:6379/0; empty: SQLite under DATA_DIR (one process only)"
     )
     redis_prefix: str = _f("autogpt:", "General", "Prefix of every Redis key")
+    redis_max_connections: int = _f(
+        100, "General", "Redis connections one process opens at most; more commands at once wait", ge=1
+    )
     data_dir: Path = _f(Path("./data"), "General", "Folder for SQLite files, workspaces and the archive")
     allowed_user_ids: CommaList = _f(
         [], "General", "User ids allowed to start sessions, comma list; empty: all"

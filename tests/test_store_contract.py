@@ -490,6 +490,26 @@ async def test_redis_key_layout() -> None:
         await store.close()
 
 
+async def test_more_commands_at_once_than_pooled_connections_wait_their_turn() -> None:
+    """A busy process has more store commands in flight than its pool has connections
+    (REDIS_MAX_CONNECTIONS): they wait for one, none fails with "Too many connections"."""
+    prefix = f"test:{uuid4().hex[:8]}:"
+    store = RedisStore(REDIS_URL, prefix=prefix, finished_ttl_s=60, max_connections=4)
+    await store.open()
+    raw = aioredis.from_url(REDIS_URL, decode_responses=True)
+    try:
+        await asyncio.gather(*(store.create(make_session(f"s{i}")) for i in range(40)))
+        found = await asyncio.gather(*(store.get(f"s{i % 40}") for i in range(400)))
+        assert all(s is not None for s in found)
+        assert len(await store.sessions_of("test:U1")) == 40
+    finally:
+        keys = [k async for k in raw.scan_iter(match=f"{prefix}*")]
+        if keys:
+            await raw.delete(*keys)
+        await raw.aclose()
+        await store.close()
+
+
 # ---------------------------------------------------------------------------------------------- SQLite only
 async def test_sqlite_second_store_on_same_file_sees_writes(tmp_path: Path) -> None:
     path = tmp_path / "nested" / "folder" / "sessions.sqlite3"

@@ -19,7 +19,7 @@ from bot.memory.base import VectorMemory, top_k
 from bot.memory.embed import Embedder
 from bot.memory.errors import MemoryUnavailable
 from bot.settings import Settings
-from bot.store.redis_store import _where
+from bot.store.redis_store import _where, connect
 
 _DIM = struct.Struct("<I")
 WIPE_BATCH = 500
@@ -63,7 +63,7 @@ class RedisMemory(VectorMemory):
         if self._client is not None:
             return
         try:
-            client = aioredis.from_url(self._url, socket_connect_timeout=5, socket_timeout=10)
+            client = connect(self._url, self.settings.redis_max_connections, decode_responses=False)
         except ValueError:  # a malformed URL; its text may hold a password, so it is not shown
             raise MemoryUnavailable(f"REDIS_URL is not a valid Redis URL ({self.where})") from None
         try:

@@ -29,7 +29,12 @@ def make_store(settings: Settings) -> SessionStore:
     ttl_s = settings.finished_session_ttl_hours * 3600
     url = settings.redis_url.get_secret_value() if settings.redis_url is not None else ""
     if url:
-        return RedisStore(url, prefix=settings.redis_prefix, finished_ttl_s=ttl_s)
+        return RedisStore(
+            url,
+            prefix=settings.redis_prefix,
+            finished_ttl_s=ttl_s,
+            max_connections=settings.redis_max_connections,
+        )
     return SQLiteStore(settings.data_dir / "sessions.sqlite3", finished_ttl_s=ttl_s)
 
 

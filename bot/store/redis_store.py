@@ -24,6 +24,7 @@ from bot.models import Session, SessionState
 from bot.store.base import SessionExists, SessionStore, StoreError
 
 SPEND_TTL_S = 3 * 86400
+POOL_WAIT_S = 20.0  # how long a command waits for a free connection of a full pool
 
 # KEYS: session, user index, active set.  ARGV: json, user key, state, created_at score, id,
 # terminal ("1"/"0"), finished ttl in ms.
@@ -107,9 +108,27 @@ def _ms(seconds: float) -> int:
     return max(1, round(seconds * 1000))
 
 
+def connect(url: str, max_connections: int, *, decode_responses: bool) -> aioredis.Redis:
+    """A client on a pool of at most `max_connections`, where a command waits for a free
+    connection (up to POOL_WAIT_S) instead of failing: redis-py's default pool raises "Too many
+    connections" at once, which under load lost commands and failed sessions."""
+    pool = aioredis.BlockingConnectionPool.from_url(
+        url,
+        max_connections=max_connections,
+        timeout=POOL_WAIT_S,
+        decode_responses=decode_responses,
+        socket_connect_timeout=5,
+        socket_timeout=10,
+    )
+    return aioredis.Redis.from_pool(pool)
+
+
 class RedisStore(SessionStore):
-    def __init__(self, url: str, prefix: str = "autogpt:", finished_ttl_s: float = 86400) -> None:
+    def __init__(
+        self, url: str, prefix: str = "autogpt:", finished_ttl_s: float = 86400, max_connections: int = 100
+    ) -> None:
         self._url = url
+        self.max_connections = max_connections
         self.prefix = prefix
         self.finished_ttl_s = finished_ttl_s
         self.where = _where(url)
@@ -162,9 +181,7 @@ class RedisStore(SessionStore):
         if self._client is not None:
             return
         try:
-            client = aioredis.from_url(
-                self._url, decode_responses=True, socket_connect_timeout=5, socket_timeout=10
-            )
+            client = connect(self._url, self.max_connections, decode_responses=True)
         except ValueError:  # a malformed URL; its text may hold a password, so it is not shown
             raise StoreError(f"REDIS_URL is not a valid Redis URL ({self.where})") from None
         try:
