@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import redis
 
@@ -64,18 +65,22 @@ def test_engine_benchmark_runs_and_reports() -> None:
         client.close()
 
 
-def test_llm_http_benchmark_runs_and_reports() -> None:
+def run_module(module: str, *args: str, marker: str, timeout: float) -> tuple[dict[str, Any], str]:
+    """Run `python -m <module> ...` as a user would; its report (the last line, `MARKER {json}`)
+    and everything it printed."""
     done = subprocess.run(
-        [sys.executable, "-m", "bench.llm_http", "--calls", "20", "--concurrency", "2"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
+        [sys.executable, "-m", module, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout
     )
     assert done.returncode == 0, done.stdout + done.stderr
     last = done.stdout.rstrip().splitlines()[-1]
-    assert last.startswith("LLMHTTP "), done.stdout
-    report = json.loads(last.removeprefix("LLMHTTP "))
+    assert last.startswith(f"{marker} "), done.stdout
+    return json.loads(last.removeprefix(f"{marker} ")), done.stdout
+
+
+def test_llm_http_benchmark_runs_and_reports() -> None:
+    report, _ = run_module(
+        "bench.llm_http", "--calls", "20", "--concurrency", "2", marker="LLMHTTP", timeout=60
+    )
     assert set(report["results"]["2"]) == {"httpx", "aiohttp"}
     for r in report["results"]["2"].values():
         assert r["cpu_ms_per_call"] > 0 and r["calls_per_s"] > 0
@@ -83,21 +88,13 @@ def test_llm_http_benchmark_runs_and_reports() -> None:
 
 def test_load_benchmark_runs_and_reports() -> None:
     """A tiny load run: two real bot processes, four sessions. Checks the report, not the speed."""
-    done = subprocess.run(
-        [
-            sys.executable,
-            *("-m", "bench.load", "--processes", "2", "--sessions", "4", "--cycles", "2"),
-            *("--delay", "0.05", "--timeout", "60", "--redis-url", REDIS_URL),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
+    r, printed = run_module(
+        "bench.load",
+        *("--processes", "2", "--sessions", "4", "--cycles", "2"),
+        *("--delay", "0.05", "--timeout", "60", "--redis-url", REDIS_URL),
+        marker="LOAD",
         timeout=120,
     )
-    assert done.returncode == 0, done.stdout + done.stderr
-    last = done.stdout.rstrip().splitlines()[-1]
-    assert last.startswith("LOAD "), done.stdout
-    r = json.loads(last.removeprefix("LOAD "))
     assert r["finished"] == 4 and r["cycles"] == 8 and r["failures"] == [] and r["violations"] == 0
     assert r["commands"] > 0 and r["clicks"] > 0 and r["acks_over_3s"] == 0
     assert r["start_ack_ms_p99"] > 0 and r["command_ack_ms_p99"] > 0 and r["click_ack_ms_p99"] > 0
@@ -105,4 +102,4 @@ def test_load_benchmark_runs_and_reports() -> None:
     assert r["slack_calls_per_cycle"]["chat.postMessage"] > 0
     assert set(r["rss_mib"]) >= {"S/4", "S/2", "S", "end"} and all(len(v) == 2 for v in r["rss_mib"].values())
     for row in ("throughput", "command acks", "click acks", "start acks", "CPU ms / cycle"):
-        assert row in done.stdout
+        assert row in printed

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -459,12 +460,25 @@ async def test_redis_errors_after_open_become_store_errors() -> None:
         await store.close()
 
 
-async def test_redis_key_layout() -> None:
+@contextlib.asynccontextmanager
+async def redis_store_of_its_own(**options: Any) -> AsyncIterator[tuple[RedisStore, aioredis.Redis, str]]:
+    """An open RedisStore on a fresh key prefix, a raw client to look at its keys; all removed after."""
     prefix = f"test:{uuid4().hex[:8]}:"
-    store = RedisStore(REDIS_URL, prefix=prefix, finished_ttl_s=60)
+    store = RedisStore(REDIS_URL, prefix=prefix, finished_ttl_s=60, **options)
     await store.open()
     raw = aioredis.from_url(REDIS_URL, decode_responses=True)
     try:
+        yield store, raw, prefix
+    finally:
+        keys = [k async for k in raw.scan_iter(match=f"{prefix}*")]
+        if keys:
+            await raw.delete(*keys)
+        await raw.aclose()
+        await store.close()
+
+
+async def test_redis_key_layout() -> None:
+    async with redis_store_of_its_own() as (store, raw, prefix):
         session = make_session("s1")
         await store.create(session)
         await store.acquire_lease("s1", "A", 5)
@@ -482,32 +496,16 @@ async def test_redis_key_layout() -> None:
         assert await raw.zrange(f"{prefix}user:test:U1", 0, -1) == ["s1"]
         assert await raw.smembers(f"{prefix}active") == set()
         assert await raw.get(f"{prefix}lease:s1") == "A"
-    finally:
-        keys = [k async for k in raw.scan_iter(match=f"{prefix}*")]
-        if keys:
-            await raw.delete(*keys)
-        await raw.aclose()
-        await store.close()
 
 
 async def test_more_commands_at_once_than_pooled_connections_wait_their_turn() -> None:
     """A busy process has more store commands in flight than its pool has connections
     (REDIS_MAX_CONNECTIONS): they wait for one, none fails with "Too many connections"."""
-    prefix = f"test:{uuid4().hex[:8]}:"
-    store = RedisStore(REDIS_URL, prefix=prefix, finished_ttl_s=60, max_connections=4)
-    await store.open()
-    raw = aioredis.from_url(REDIS_URL, decode_responses=True)
-    try:
+    async with redis_store_of_its_own(max_connections=4) as (store, _, _):
         await asyncio.gather(*(store.create(make_session(f"s{i}")) for i in range(40)))
         found = await asyncio.gather(*(store.get(f"s{i % 40}") for i in range(400)))
         assert all(s is not None for s in found)
         assert len(await store.sessions_of("test:U1")) == 40
-    finally:
-        keys = [k async for k in raw.scan_iter(match=f"{prefix}*")]
-        if keys:
-            await raw.delete(*keys)
-        await raw.aclose()
-        await store.close()
 
 
 # ---------------------------------------------------------------------------------------------- SQLite only
