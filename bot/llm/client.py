@@ -169,11 +169,11 @@ class LLMClient:
                 f"the LLM service is rate limiting us (429) after retries: {_short(exc)}"
             ) from exc
         except openai.APITimeoutError as exc:
-            if not unreachable(exc):
-                raise LLMUnavailable(
-                    f"the LLM service did not answer within {self.settings.llm_timeout:g} s, after retries"
-                ) from exc
-            raise LLMUnavailable(f"cannot reach the LLM service: {_short(unreachable(exc))}") from exc
+            if cause := unreachable(exc):
+                raise LLMUnavailable(f"cannot reach the LLM service: {_short(cause)}") from exc
+            raise LLMUnavailable(
+                f"the LLM service did not answer within {self.settings.llm_timeout:g} s, after retries"
+            ) from exc
         except openai.APIConnectionError as exc:
             raise LLMUnavailable(f"cannot reach the LLM service: {_short(exc)}") from exc
         except openai.APIStatusError as exc:
