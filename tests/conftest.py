@@ -3,6 +3,7 @@ a started core with the test chat platform."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -71,14 +72,22 @@ def settings(tmp_path: Path, llm: ScriptedLLM, store_kind: str, redis_prefix: st
     return make_settings(tmp_path, llm, **extra)
 
 
-@pytest.fixture
-async def core(settings: Settings) -> AsyncIterator[Core]:
-    c = await Core.start(settings)
-    c.add_platform(TestPlatform())
+@contextlib.asynccontextmanager
+async def started_core(settings: Settings, **updates: Any) -> AsyncIterator[tuple[Core, TestPlatform]]:
+    """A started core (settings changed by `updates`) with the test chat platform; closed after."""
+    c = await Core.start(settings.model_copy(update=updates) if updates else settings)
+    platform = TestPlatform()
+    c.add_platform(platform)
     try:
-        yield c
+        yield c, platform
     finally:
         await c.close()
+
+
+@pytest.fixture
+async def core(settings: Settings) -> AsyncIterator[Core]:
+    async with started_core(settings) as (c, _):
+        yield c
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ from bot.core import Core
 from bot.grammar import GoalCommand
 from bot.models import Actor, Phase, Place, SessionState, StepStatus
 from bot.settings import Settings
+from tests.conftest import started_core
 from tests.fakes.chat import TestPlatform
 from tests.fakes.llm_server import Delay, ScriptedLLM, agent_reply
 
@@ -108,11 +109,7 @@ async def test_stop_mid_run(core: Core, chat: TestPlatform, llm: ScriptedLLM) ->
 async def test_outside_effects_wait_for_a_human_in_continuous_mode(
     tmp_path: Path, llm: ScriptedLLM, settings: Settings
 ) -> None:
-    shell = settings.model_copy(update={"execute_local_commands": True})
-    core = await Core.start(shell)
-    chat = TestPlatform()
-    core.add_platform(chat)
-    try:
+    async with started_core(settings, execute_local_commands=True) as (core, chat):
         llm.script(
             "execution_reply",
             agent_reply("write_to_file", {"filename": "a.txt", "text": "a"}),
@@ -137,8 +134,6 @@ async def test_outside_effects_wait_for_a_human_in_continuous_mode(
         assert session.steps[1].result is not None and "Exit code 0" in session.steps[1].result
         assert session.steps[1].result.endswith("a")
         assert session.steps[2].decided_by == "continuous"
-    finally:
-        await core.close()
 
 
 async def test_a_limit_ends_the_run_and_the_owner_continues_it(

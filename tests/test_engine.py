@@ -13,6 +13,7 @@ from bot.llm import tokens
 from bot.models import Actor, Place, SessionState, StepStatus
 from bot.settings import Settings
 from bot.views import StepView, SummaryView, TaskListView
+from tests.conftest import started_core
 from tests.fakes.chat import TestPlatform
 from tests.fakes.llm_server import Error, Raw, ScriptedLLM, agent_reply, tasks_reply
 
@@ -85,12 +86,7 @@ async def test_a_step_says_running_only_while_a_slow_command_runs(
 ) -> None:
     """A command that ends within RUNNING_NOTICE_S goes from decided to done in one edit; one
     that runs longer has its message say so while it runs."""
-    core = await Core.start(
-        settings.model_copy(update={"execute_local_commands": True, "running_notice_s": 0.5})
-    )
-    chat = TestPlatform()
-    core.add_platform(chat)
-    try:
+    async with started_core(settings, execute_local_commands=True, running_notice_s=0.5) as (core, chat):
         llm.script(
             "execution_reply",
             agent_reply("write_to_file", {"filename": "a.txt", "text": "a"}),
@@ -110,8 +106,6 @@ async def test_a_step_says_running_only_while_a_slow_command_runs(
         assert statuses[1] == ["pending", "decided", "running", "done"], statuses[1]
         result = chat.of(sid, "result")[1]
         assert "slept" in result.output  # type: ignore[union-attr]
-    finally:
-        await core.close()
 
 
 async def test_approve_next_n_runs_without_asking(core: Core, chat: TestPlatform, llm: ScriptedLLM) -> None:
