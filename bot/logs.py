@@ -10,8 +10,9 @@ Those three come from context variables, set where work on a session or for a us
 
 asyncio tasks copy the context they were created in, so a session's background work logs its id.
 
-No secrets: the values of the settings' SecretStr fields are replaced by ******** in every line
-(pydantic already masks them when formatted). Prompts are logged only at DEBUG (bot/llm/client.py).
+No secrets: every line passes through the settings' redaction filter (bot/redact.py), which
+replaces the value of each secret with `[redacted NAME]`. Prompts are logged only at DEBUG
+(bot/llm/client.py).
 """
 
 from __future__ import annotations
@@ -27,13 +28,11 @@ from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import IO, Any, ParamSpec, TypeVar
 
-from pydantic import SecretStr
+from bot.redact import NO_SECRETS, Redactor
 
 FIELDS = ("session", "user", "platform")
 _VARS: dict[str, ContextVar[str | None]] = {name: ContextVar(f"log_{name}", default=None) for name in FIELDS}
 NOISY = ("httpx", "httpx2", "openai", "aiosqlite", "asyncio", "apscheduler")  # they log every request at INFO
-MASK = "********"
-MIN_SECRET_CHARS = 4  # shorter "secrets" would mask ordinary words
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -112,17 +111,12 @@ class ContextFilter(logging.Filter):
 
 
 class _Redacting(logging.Formatter):
-    def __init__(self, secrets: list[str] | None = None, **kw: Any) -> None:
+    def __init__(self, redactor: Redactor | None = None, **kw: Any) -> None:
         super().__init__(**kw)
-        self.secrets = sorted(
-            {s for s in (secrets or []) if len(s) >= MIN_SECRET_CHARS}, key=len, reverse=True
-        )
+        self.redactor = redactor or NO_SECRETS
 
     def redact(self, text: str) -> str:
-        for secret in self.secrets:
-            if secret in text:
-                text = text.replace(secret, MASK)
-        return text
+        return self.redactor.text(text)
 
 
 class JsonFormatter(_Redacting):
@@ -153,8 +147,8 @@ class JsonFormatter(_Redacting):
 class TextFormatter(_Redacting):
     """`time LEVEL logger [session=.. user=.. platform=..]: message` for a person at a terminal."""
 
-    def __init__(self, secrets: list[str] | None = None) -> None:
-        super().__init__(secrets, fmt="%(asctime)s %(levelname)s %(name)s%(ctx)s: %(message)s")
+    def __init__(self, redactor: Redactor | None = None) -> None:
+        super().__init__(redactor, fmt="%(asctime)s %(levelname)s %(name)s%(ctx)s: %(message)s")
 
     def format(self, record: logging.LogRecord) -> str:
         parts = []
@@ -168,18 +162,8 @@ class TextFormatter(_Redacting):
         return self.redact(super().format(record))
 
 
-def secrets_of(settings: Any) -> list[str]:
-    """The values of every SecretStr setting (to be masked wherever they would appear)."""
-    found = []
-    for name in type(settings).model_fields:
-        value = getattr(settings, name, None)
-        if isinstance(value, SecretStr) and value.get_secret_value():
-            found.append(value.get_secret_value())
-    return found
-
-
 def make_handler(
-    stream: IO[str], *, json_lines: bool | None = None, secrets: list[str] | None = None
+    stream: IO[str], *, json_lines: bool | None = None, redactor: Redactor | None = None
 ) -> logging.Handler:
     """A handler writing to `stream`: JSON lines, or text when `json_lines` is None and the
     stream is a terminal."""
@@ -187,7 +171,7 @@ def make_handler(
         json_lines = not (hasattr(stream, "isatty") and stream.isatty())
     handler = logging.StreamHandler(stream)
     handler.addFilter(ContextFilter())
-    handler.setFormatter(JsonFormatter(secrets) if json_lines else TextFormatter(secrets))
+    handler.setFormatter(JsonFormatter(redactor) if json_lines else TextFormatter(redactor))
     handler._autogpt_bot = True  # type: ignore[attr-defined]  # ours: replaced by the next setup
     return handler
 
@@ -207,7 +191,7 @@ def setup(
     root = logging.getLogger()
     for old in [h for h in root.handlers if getattr(h, "_autogpt_bot", False)]:
         root.removeHandler(old)
-    handler = make_handler(stream or sys.stderr, json_lines=json_lines, secrets=secrets_of(settings))
+    handler = make_handler(stream or sys.stderr, json_lines=json_lines, redactor=Redactor.of(settings))
     root.addHandler(handler)
     root.setLevel(level)
     for noisy in NOISY:

@@ -12,9 +12,12 @@ import re
 import sys
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from bot.redact import mask_url
 
 SECTIONS = [
     "LLM provider",
@@ -74,6 +77,12 @@ class Settings(BaseSettings):
     llm_max_retries: int = _f(
         3, "LLM provider", "Retries (with backoff) on 429, 5xx and timeouts before a session pauses", ge=0
     )
+    max_llm_reply_bytes: int = _f(
+        1_000_000,
+        "LLM provider",
+        "Largest LLM reply read, in bytes; a larger one is treated as malformed (asked again once)",
+        ge=10_000,
+    )
 
     # --- LLM models
     smart_llm: str = _f("gpt-4o", "LLM models", "Model that executes: proposes each command")
@@ -101,7 +110,27 @@ class Settings(BaseSettings):
     approve_next_n: int = _f(5, "Budgets and limits", "N of the 'Approve next N' button", ge=2, le=100)
     max_goal_chars: int = _f(4000, "Budgets and limits", "Longest goal text accepted", ge=10)
     max_result_chars: int = _f(
-        8000, "Budgets and limits", "A command's result is cut to this many characters in the history", ge=200
+        8000,
+        "Budgets and limits",
+        "A command's result is kept in the session up to this many characters; the whole of a longer "
+        "one goes to a file in the workspace, which the agent can read",
+        ge=200,
+    )
+    max_args_chars: int = _f(
+        16000,
+        "Budgets and limits",
+        "A command's arguments are kept in the session up to this many characters (as JSON); longer "
+        "ones are kept whole in a file in the workspace and used from there",
+        ge=200,
+    )
+    max_file_bytes: int = _f(
+        10 * 1024 * 1024,
+        "Budgets and limits",
+        "Largest file write_to_file, append_to_file or download_file may leave, in bytes",
+        ge=1024,
+    )
+    workspace_quota_mb: float = _f(
+        200.0, "Budgets and limits", "Megabytes the files of one session's workspace may take in all", gt=0
     )
     running_notice_s: float = _f(
         1.0,
@@ -278,7 +307,19 @@ class Settings(BaseSettings):
     )
     admin_user_ids: CommaList = _f([], "General", "User ids who may decide on any session, comma list")
     disabled_commands: CommaList = _f([], "General", "Commands the agent may not use, comma list")
-    execute_local_commands: bool = _f(False, "General", "Allow shell commands (off, as in AutoGPT)")
+    execute_local_commands: bool = _f(
+        False,
+        "General",
+        "Allow execute_shell (off, as in AutoGPT). It runs on the bot's machine as the bot's user, with "
+        "a clean environment; its denylist (rm, sudo, ...) is NOT a security boundary (/bin/rm and "
+        "bash -c pass it): turn it on only where that machine may be changed by the agent",
+    )
+    shell_env_allowlist: CommaList = _f(
+        [],
+        "General",
+        "Environment variables a command the agent runs may see, besides PATH, LANG and HOME (its "
+        "workspace), comma list; a setting of the bot is never passed",
+    )
     finished_session_ttl_hours: float = _f(
         24.0, "General", "Hours a finished session stays in the live store (it is archived first)", gt=0
     )
@@ -297,6 +338,7 @@ class Settings(BaseSettings):
         "disabled_commands",
         "slack_admin_user_ids",
         "discord_admin_user_ids",
+        "shell_env_allowlist",
         mode="before",
     )
     @classmethod
@@ -322,6 +364,15 @@ class Settings(BaseSettings):
     @classmethod
     def _empty_is_none(cls, v: Any) -> Any:
         return None if isinstance(v, str) and not v.strip() else v
+
+    @field_validator("openai_base_url")
+    @classmethod
+    def _no_credentials_in_base_url(cls, v: str | None) -> str | None:
+        if v is not None and "@" in (urlsplit(v).netloc or ""):
+            # the client sends the key in an Authorization header, which credentials in the URL
+            # would contradict (aiohttp refuses the request)
+            raise ValueError("must not hold credentials (user:password@host); put the key in OPENAI_API_KEY")
+        return v
 
     @field_validator(
         "openai_api_key",
@@ -373,6 +424,8 @@ def load_settings(**overrides: Any) -> Settings:
         loc = err.get("loc") or ("?",)
         key = str(loc[0]).upper() + "".join(f"[{part}]" for part in loc[1:])
         got = err.get("input")
+        if isinstance(got, str) and "://" in got:
+            got = mask_url(got)  # a URL's credentials are not shown
         shown = "" if isinstance(got, dict) or got is None else f" (got {str(got)[:60]!r})"
         raise ConfigError(f"Invalid setting {key}: {err['msg']}{shown}") from None
     except ValueError as exc:  # pydantic-settings could not parse a JSON value (a list or a table)
@@ -382,12 +435,17 @@ def load_settings(**overrides: Any) -> Settings:
 
 
 def masked(settings: Settings) -> dict[str, str]:
-    """The effective settings as text, secrets masked."""
+    """The effective settings as text, secrets masked, and the credentials inside URLs too (the
+    host is shown, so an admin can see which server it will use)."""
     out: dict[str, str] = {}
     for name in Settings.model_fields:
         value = getattr(settings, name)
         if isinstance(value, SecretStr):
-            text = "********" if value.get_secret_value() else ""
+            raw = value.get_secret_value()
+            # a URL shows its host (which Redis, which server), never its credentials
+            text = mask_url(raw) if "://" in raw else "********" if raw else ""
+        elif isinstance(value, str) and "://" in value:
+            text = mask_url(value)
         elif value is None:
             text = ""
         elif isinstance(value, list | tuple):

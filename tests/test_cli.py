@@ -64,7 +64,9 @@ def test_check_config_prints_every_key_with_secrets_masked(tmp_path: Path) -> No
         "check-config",
         OPENAI_API_KEY="sk-very-secret",
         SLACK_BOT_TOKEN="xoxb-secret",
-        REDIS_URL="redis://:pw@127.0.0.1:6379/0",
+        REDIS_URL="redis://:pw-for-redis@127.0.0.1:6379/0",
+        SD_WEBUI_URL="http://sd-user:sd-pass@sd.example:7860",
+        MILVUS_ADDR="https://milvus-token@milvus.example:19530",
         SMART_LLM="gpt-4.1",
         MAX_CYCLES="7",
         DISABLED_COMMANDS="delete_file, read_file",
@@ -73,11 +75,14 @@ def test_check_config_prints_every_key_with_secrets_masked(tmp_path: Path) -> No
     config = parse_config(proc.stdout)
     assert set(config) == SETTING_KEYS
     assert len(proc.stdout.splitlines()) == len(SETTING_KEYS)
-    for secret in ("sk-very-secret", "xoxb-secret", ":pw@", "redis://"):
+    for secret in ("sk-very-secret", "xoxb-secret", "pw-for-redis", "sd-pass", "milvus-token"):
         assert secret not in proc.stdout
     assert "OPENAI_API_KEY=********" in proc.stdout.splitlines()
     assert config["SLACK_BOT_TOKEN"] == "********"
-    assert config["REDIS_URL"] == "********"
+    # credentials inside URLs are masked, the host is shown: the admin sees which server it uses
+    assert config["REDIS_URL"] == "redis://:****@127.0.0.1:6379/0"
+    assert config["SD_WEBUI_URL"] == "http://sd-user:****@sd.example:7860"
+    assert config["MILVUS_ADDR"] == "https://****@milvus.example:19530"
     assert config["DISCORD_BOT_TOKEN"] == ""  # an unset secret is empty, not masked
     assert config["SMART_LLM"] == "gpt-4.1"
     assert config["MAX_CYCLES"] == "7"
@@ -95,6 +100,7 @@ def test_check_config_prints_every_key_with_secrets_masked(tmp_path: Path) -> No
         ("console", "LLM_TIMEOUT", "0"),
         ("console", "USE_AZURE", "maybe"),
         ("console", "ALLOWED_USER_IDS", "[not json"),
+        ("console", "OPENAI_BASE_URL", "https://user:pw-in-the-url@llm.example/v1"),
     ],
 )
 def test_invalid_setting_is_one_line_naming_the_key(
@@ -105,6 +111,7 @@ def test_invalid_setting_is_one_line_naming_the_key(
     assert proc.returncode == 2
     assert proc.stdout == ""
     assert one_line(proc.stderr).startswith(f"Invalid setting {key}: ")
+    assert "pw-in-the-url" not in proc.stderr  # a URL's credentials are never shown
     assert not (tmp_path / "data").exists()  # stopped before anything started
 
 

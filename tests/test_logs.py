@@ -147,9 +147,11 @@ def test_secret_values_are_masked_wherever_they_appear(tmp_path: Path, llm: Scri
         log.exception("with a traceback")
     assert API_KEY not in captured.text and token not in captured.text
     lines = captured.lines()
-    assert lines[0]["message"] == "the key is ******** and the token ********"
+    assert lines[0]["message"] == (
+        "the key is [redacted OPENAI_API_KEY] and the token [redacted SLACK_BOT_TOKEN]"
+    )
     assert "sk-" not in lines[1]["message"]
-    assert "Traceback" in lines[2]["exc"] and "refused ********" in lines[2]["exc"]
+    assert "Traceback" in lines[2]["exc"] and "refused [redacted SLACK_BOT_TOKEN]" in lines[2]["exc"]
 
 
 class Terminal(io.StringIO):

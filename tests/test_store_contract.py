@@ -425,6 +425,44 @@ async def test_documents(store: SessionStore) -> None:
     ]
 
 
+async def test_claims_are_first_once_within_their_ttl(store: SessionStore) -> None:
+    assert await store.claim("slack:event:Ev1", 0.3)
+    assert not await store.claim("slack:event:Ev1", 0.3)  # a repeat
+    assert await store.claim("slack:event:Ev2", 0.3)  # claims are per key
+    results = await asyncio.gather(*[store.claim("slack:command:T1", 5) for _ in range(10)])
+    assert sum(results) == 1  # concurrent deliveries of one request: exactly one is first
+
+    async def claimable_again() -> bool:
+        return await store.claim("slack:event:Ev1", 5)
+
+    assert await wait_until(claimable_again), "a lapsed claim was not given again"
+    assert not await store.claim("slack:event:Ev1", 5)
+
+
+async def test_secrets_never_reach_the_store(store: SessionStore) -> None:
+    from bot.redact import Redactor
+
+    store.redactor = Redactor([("openai_api_key", "sk-contract-secret"), ("x", 'with "quote"')])
+    session = make_session("sec")
+    session.steps = [pending_step(1)]
+    session.steps[0].result = 'env: OPENAI_API_KEY=sk-contract-secret; with "quote"'
+    await store.create(session)
+    session.reason = "the provider said: sk-contract-secret"
+    assert await store.cas(session, 1)
+    stored = await store.get("sec")
+    assert stored is not None
+    assert stored.steps[0].result == "env: OPENAI_API_KEY=[redacted OPENAI_API_KEY]; [redacted X]"
+    assert stored.reason == "the provider said: [redacted OPENAI_API_KEY]"
+
+
+async def test_a_lone_surrogate_does_not_stop_a_write(store: SessionStore) -> None:
+    session = make_session("sur")
+    session.goals = ["a \ud800 b"]  # from a chat's JSON ("\\ud800"), which Python's json accepts
+    await store.create(session)
+    stored = await store.get("sur")
+    assert stored is not None and stored.goals == ["a \ufffd b"]
+
+
 async def test_stored_bytes(store: SessionStore) -> None:
     session = make_session("big")
     session.steps = [pending_step(i) for i in range(5)]

@@ -24,6 +24,7 @@ import numpy as np
 from bot.memory.embed import Embedder
 from bot.memory.errors import MemoryUnavailable
 from bot.models import Session, Usage
+from bot.redact import Redactor
 from bot.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -114,6 +115,7 @@ class VectorMemory(ABC):
     def __init__(self, settings: Settings, embedder: Embedder | None = None) -> None:
         self.settings = settings
         self.embedder = embedder or Embedder(settings)
+        self.redactor = Redactor.of(settings)  # what is stored or embedded holds no secret
         self._opened = False
 
     # ------------------------------------------------------------------ backend
@@ -169,7 +171,7 @@ class VectorMemory(ABC):
     async def add(self, session: Session, text: str) -> Usage:
         """Remember `text` in the session's scope; returns what the embedding cost."""
         self._check_open()
-        text = text.strip()
+        text = self.redactor.text(text.strip())
         if not text:
             raise MemoryUnavailable("nothing to remember: the text is empty")
         text = text[:MAX_TEXT_CHARS]
@@ -186,7 +188,7 @@ class VectorMemory(ABC):
     async def search(self, session: Session, query: str, k: int = 5) -> tuple[list[str], Usage]:
         """The `k` memories of the session's scope most similar to `query`, best first."""
         self._check_open()
-        query = query.strip()
+        query = self.redactor.text(query.strip())
         if k <= 0 or not query:
             return [], Usage()
         vector, usage = await self.embedder.embed(query)

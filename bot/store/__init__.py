@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from bot.redact import Redactor
 from bot.store.archive import Archive
 from bot.store.base import SessionExists, SessionStore, StoreError
 from bot.store.redis_store import RedisStore
@@ -28,15 +29,23 @@ def make_store(settings: Settings) -> SessionStore:
     """Redis when REDIS_URL is set, else SQLite under DATA_DIR (one process only)."""
     ttl_s = settings.finished_session_ttl_hours * 3600
     url = settings.redis_url.get_secret_value() if settings.redis_url is not None else ""
+    store: SessionStore
     if url:
-        return RedisStore(
+        store = RedisStore(
             url,
             prefix=settings.redis_prefix,
             finished_ttl_s=ttl_s,
             max_connections=settings.redis_max_connections,
         )
-    return SQLiteStore(settings.data_dir / "sessions.sqlite3", finished_ttl_s=ttl_s)
+    else:
+        store = SQLiteStore(settings.data_dir / "sessions.sqlite3", finished_ttl_s=ttl_s)
+    store.redactor = Redactor.of(settings)
+    return store
 
 
 def make_archive(settings: Settings) -> Archive:
-    return Archive(settings.data_dir / "archive.sqlite3", retention_days=settings.archive_retention_days)
+    return Archive(
+        settings.data_dir / "archive.sqlite3",
+        retention_days=settings.archive_retention_days,
+        redactor=Redactor.of(settings),
+    )

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bot.models import Session
+from bot.redact import NO_SECRETS, Redactor
 from bot.store.sqlite_file import SQLiteFile
 
 _SCHEMA = """
@@ -42,9 +43,10 @@ def _ts(moment: datetime) -> float:
 class Archive(SQLiteFile):
     label = "archive"
 
-    def __init__(self, path: Path, retention_days: int = 90) -> None:
+    def __init__(self, path: Path, retention_days: int = 90, redactor: Redactor = NO_SECRETS) -> None:
         super().__init__(path)
         self.retention_days = retention_days
+        self.redactor = redactor
 
     # ------------------------------------------------------------------ lifecycle
     async def open(self) -> None:
@@ -69,12 +71,12 @@ class Archive(SQLiteFile):
                     session.user_key,
                     session.place.platform,
                     str(session.state),
-                    json.dumps(session.goals, ensure_ascii=False),
+                    self.redactor.text(json.dumps(session.goals, ensure_ascii=False)),
                     session.cycles,
                     session.usage.cost_usd,
                     _ts(session.created_at),
                     _ts(finished),
-                    session.model_dump_json(),
+                    self.redactor.text(session.model_dump_json()),
                 ),
             )
 

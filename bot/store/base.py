@@ -11,7 +11,11 @@ import random
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 
+from pydantic_core import PydanticSerializationError
+
 from bot.models import Session
+from bot.redact import NO_SECRETS, Redactor
+from bot.text import scrub
 
 
 class StoreError(Exception):
@@ -26,7 +30,21 @@ Mutation = Callable[[Session], Awaitable[bool | None] | bool | None]
 
 
 class SessionStore(ABC):
-    """Durable session state. Implementations must make `cas` atomic across processes."""
+    """Durable session state. Implementations must make `cas` atomic across processes.
+
+    What is stored passes through `encode`: the session's JSON with every configured secret
+    redacted (`redactor`, set by `make_store`), so no command output can put a key in the store."""
+
+    redactor: Redactor = NO_SECRETS
+
+    def encode(self, session: Session, version: int) -> str:
+        """The stored text of `session` at `version`."""
+        stored = session.model_copy(update={"version": version})
+        try:
+            text = stored.model_dump_json()
+        except PydanticSerializationError:  # a lone surrogate that came in from outside
+            text = Session.model_validate(scrub(stored.model_dump())).model_dump_json()
+        return self.redactor.text(text)
 
     @abstractmethod
     async def open(self) -> None: ...
@@ -103,6 +121,11 @@ class SessionStore(ABC):
     @abstractmethod
     async def doc_delete(self, kind: str, doc_id: str) -> bool:
         """Remove a document; False if it was not there."""
+
+    @abstractmethod
+    async def claim(self, key: str, ttl_s: float) -> bool:
+        """True the first time `key` is claimed within `ttl_s` seconds, by any process; False for
+        a repeat. A request delivered twice (a replay, a platform's retry) is recognised by it."""
 
     @abstractmethod
     async def stored_bytes(self, session_id: str) -> int:

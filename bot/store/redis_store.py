@@ -6,6 +6,7 @@ Keys, all under the prefix:
   active             SET   ids of sessions not in a terminal state
   spend:{day}:{user} STRING USD spent, INCRBYFLOAT, expires after 3 days
   lease:{id}         STRING the holder, with a PX expiry
+  claim:{key}        STRING "1", with a PX expiry (see `claim`)
 """
 
 from __future__ import annotations
@@ -206,13 +207,12 @@ class RedisStore(SessionStore):
 
     # ------------------------------------------------------------------ sessions
     async def create(self, session: Session) -> None:
-        stored = session.model_copy(update={"version": 1})
         terminal = session.state.terminal
         with self._guard("create"):
             created = await self._script(self._create)(
                 keys=[self._session_key(session.id), self._user_key(session.user_key), self._active_key],
                 args=[
-                    stored.model_dump_json(),
+                    self.encode(session, 1),
                     session.user_key,
                     session.state.value,
                     session.created_at.timestamp(),
@@ -232,14 +232,13 @@ class RedisStore(SessionStore):
 
     async def cas(self, session: Session, expected_version: int) -> bool:
         new_version = expected_version + 1
-        stored = session.model_copy(update={"version": new_version})
         state = SessionState(session.state)
         with self._guard("cas"):
             done = await self._script(self._cas)(
                 keys=[self._session_key(session.id), self._active_key],
                 args=[
                     str(expected_version),
-                    stored.model_dump_json(),
+                    self.encode(session, new_version),
                     state.value,
                     "1" if state.terminal else "0",
                     _ms(self.finished_ttl_s),
@@ -295,6 +294,11 @@ class RedisStore(SessionStore):
         with self._guard("get_spend"):
             value = await self.client.get(self._spend_key(user_key, day))
         return float(value) if value is not None else 0.0
+
+    # ------------------------------------------------------------------ claims
+    async def claim(self, key: str, ttl_s: float) -> bool:
+        with self._guard("claim"):
+            return bool(await self.client.set(f"{self.prefix}claim:{key}", "1", nx=True, px=_ms(ttl_s)))
 
     # ------------------------------------------------------------------ leases
     async def acquire_lease(self, session_id: str, holder: str, ttl_s: float) -> bool:

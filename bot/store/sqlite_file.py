@@ -30,7 +30,7 @@ class SQLiteFile:
     @property
     def db(self) -> aiosqlite.Connection:
         if self._db is None:
-            raise StoreError(f"{self.label} {self.path} is not open")
+            raise StoreError(f"{self.label} {self.path.name} is not open")
         return self._db
 
     @contextmanager
@@ -38,7 +38,7 @@ class SQLiteFile:
         try:
             yield
         except sqlite3.Error as exc:
-            raise StoreError(f"{self.label} {self.path} failed ({action}): {exc}") from exc
+            raise StoreError(f"{self.label} {self.path.name} failed ({action}): {exc}") from exc
 
     async def _run(self, sql: str, params: Iterable[Any] = ()) -> int:
         """Execute one statement; returns the number of rows it changed."""

@@ -50,6 +50,10 @@ CREATE TABLE IF NOT EXISTS places (
     session_id TEXT NOT NULL,
     expires_at REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS claims (
+    key TEXT PRIMARY KEY,
+    expires_at REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS spend (
     user_key TEXT NOT NULL,
     day TEXT NOT NULL,
@@ -89,6 +93,7 @@ class SQLiteStore(SQLiteFile, SessionStore):
         oldest_day = (datetime.now(UTC) - timedelta(days=SPEND_KEEP_DAYS)).strftime("%Y-%m-%d")
         await self._run("DELETE FROM sessions WHERE expires_at < ?", (now,))
         await self._run("DELETE FROM leases WHERE expires_at < ?", (now,))
+        await self._run("DELETE FROM claims WHERE expires_at < ?", (now,))
         await self._run("DELETE FROM spend WHERE day < ?", (oldest_day,))
 
     # ------------------------------------------------------------------ lifecycle
@@ -108,7 +113,6 @@ class SQLiteStore(SQLiteFile, SessionStore):
 
     # ------------------------------------------------------------------ sessions
     async def create(self, session: Session) -> None:
-        stored = session.model_copy(update={"version": 1})
         state = SessionState(session.state)
         active, expires_at = self._expiry(state)
         with self._guard("create"):
@@ -127,7 +131,7 @@ class SQLiteStore(SQLiteFile, SessionStore):
                         active,
                         session.created_at.timestamp(),
                         expires_at,
-                        stored.model_dump_json(),
+                        self.encode(session, 1),
                     ),
                 )
             except sqlite3.IntegrityError:
@@ -144,7 +148,6 @@ class SQLiteStore(SQLiteFile, SessionStore):
 
     async def cas(self, session: Session, expected_version: int) -> bool:
         new_version = expected_version + 1
-        stored = session.model_copy(update={"version": new_version})
         state = SessionState(session.state)
         active, expires_at = self._expiry(state)
         with self._guard("cas"):
@@ -156,7 +159,7 @@ class SQLiteStore(SQLiteFile, SessionStore):
                     state.value,
                     active,
                     expires_at,
-                    stored.model_dump_json(),
+                    self.encode(session, new_version),
                     session.id,
                     expected_version,
                     time.time(),
@@ -200,6 +203,18 @@ class SQLiteStore(SQLiteFile, SessionStore):
         with self._guard("get_spend"):
             rows = await self._rows("SELECT usd FROM spend WHERE user_key = ? AND day = ?", (user_key, day))
         return float(rows[0][0]) if rows else 0.0
+
+    # ------------------------------------------------------------------ claims
+    async def claim(self, key: str, ttl_s: float) -> bool:
+        now = time.time()
+        with self._guard("claim"):
+            changed = await self._run(
+                "INSERT INTO claims (key, expires_at) VALUES (?, ?)"
+                " ON CONFLICT (key) DO UPDATE SET expires_at = excluded.expires_at"
+                " WHERE claims.expires_at < ?",
+                (key, now + ttl_s, now),
+            )
+        return changed == 1
 
     # ------------------------------------------------------------------ leases
     async def acquire_lease(self, session_id: str, holder: str, ttl_s: float) -> bool:

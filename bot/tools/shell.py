@@ -1,6 +1,10 @@
 """execute_shell, as AutoGPT had it: off unless EXECUTE_LOCAL_COMMANDS, run in the session's
-workspace with a time limit, and declared as having effects outside the session (so continuous
-mode waits for a human before running it)."""
+workspace with a time limit and a clean environment (bot/tools/env.py: no key or token of the
+bot), and declared as having effects outside the session (so it always waits for a human's
+explicit approval unless ALLOW_OUTSIDE_EFFECTS_IN_CONTINUOUS).
+
+DENIED is a courtesy, not a security boundary: `/bin/rm`, `bash -c 'rm ...'` or a script pass
+it. The command runs as the bot's user on the bot's machine."""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ import shlex
 from pydantic import BaseModel, Field
 
 from bot.tools.base import ToolContext, ToolError, ToolRegistry
+from bot.tools.env import tool_env
 
 TIMEOUT_S = 60.0
 OUTPUT_LIMIT = 100_000
@@ -41,6 +46,7 @@ def register(registry: ToolRegistry) -> None:
         proc = await asyncio.create_subprocess_exec(
             *words,
             cwd=ctx.workspace,
+            env=tool_env(ctx.settings, ctx.workspace.resolve()),
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
