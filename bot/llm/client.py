@@ -4,30 +4,46 @@ Retries with backoff on 429, 5xx, timeouts and connection errors are the openai 
 (`max_retries`, honouring `retry-after`); when they run out, `LLMUnavailable` tells the engine
 to pause the session. A reply that is not valid JSON is repaired with json-repair; one that
 still fails validation is asked again once with the error; after that `LLMReplyError`.
+
+Replies are bounded: the HTTP body is read through `GuardedTransport`, which stops at
+MAX_LLM_REPLY_BYTES, and an answer that is not HTTP at all becomes a protocol error the client
+retries. A body that is too large, not JSON, not UTF-8 or not a chat completion is a malformed
+reply (`LLMBadReply`): asked again once, like a reply that does not fit the schema. Every
+request passes through the redaction filter first (bot/redact.py).
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import aiohttp
+import httpx2
 import json_repair
 import openai
 from openai import AsyncAzureOpenAI, AsyncOpenAI, DefaultAioHttpClient
-from openai.types.chat import ChatCompletion
+from openai._base_client import DEFAULT_CONNECTION_LIMITS
+from openai._vendor.httpx_aiohttp import AiohttpTransport
 from pydantic import BaseModel, ValidationError
 
+from bot.llm import tokens
 from bot.llm.schemas import response_format
 from bot.metrics import Metrics
 from bot.models import Usage
+from bot.redact import Redactor
 from bot.settings import Settings
+from bot.text import scrub
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T", bound=BaseModel)
+
+# json-repair's time grows with the square of a broken reply's length (an unterminated string of
+# 400 kB takes seconds, with the event loop blocked): longer broken replies are asked again.
+MAX_REPAIR_CHARS = 30_000
 
 
 class LLMError(Exception):
@@ -51,6 +67,89 @@ class LLMReplyError(LLMError):
     """The model's reply could not be understood, even after asking again."""
 
 
+class LLMBadReply(LLMError):
+    """One reply was not a usable chat completion (too large, not JSON, not UTF-8, wrong shape):
+    malformed, so it is asked again like a reply that does not fit the schema."""
+
+
+class ReplyTooLarge(Exception):
+    """The LLM service's reply body went past MAX_LLM_REPLY_BYTES; reading stopped there."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"the reply was larger than MAX_LLM_REPLY_BYTES ({limit:,} bytes)")
+        self.limit = limit
+
+
+class _CappedStream(httpx2.AsyncByteStream):
+    def __init__(self, inner: httpx2.AsyncByteStream, limit: int) -> None:
+        self._inner = inner
+        self._limit = limit
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        seen = 0
+        try:
+            async for chunk in self._inner:
+                seen += len(chunk)
+                if seen > self._limit:
+                    raise ReplyTooLarge(self._limit)
+                yield chunk
+        except aiohttp.ClientError as exc:  # one the transport does not map: a broken answer
+            raise httpx2.RemoteProtocolError("the answer was broken off") from exc
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+class GuardedTransport(httpx2.AsyncBaseTransport):
+    """The openai package's aiohttp transport, bounded: a body larger than `limit` bytes is not
+    read past the limit (`ReplyTooLarge`, which the client passes up without retrying), and an
+    answer that is not HTTP becomes `httpx2.RemoteProtocolError` (which the client retries)."""
+
+    def __init__(self, limit: int, inner: httpx2.AsyncBaseTransport | None = None) -> None:
+        self.limit = limit
+        self.inner = inner or AiohttpTransport(limits=DEFAULT_CONNECTION_LIMITS)
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        try:
+            response = await self.inner.handle_async_request(request)
+        except aiohttp.ClientError as exc:  # e.g. a bad status line: not an HTTP server
+            raise httpx2.RemoteProtocolError("not a valid HTTP answer") from exc
+        length = response.headers.get("content-length", "")
+        if length.isdigit() and int(length) > self.limit:
+            await response.aclose()
+            raise ReplyTooLarge(self.limit)
+        assert isinstance(response.stream, httpx2.AsyncByteStream)
+        response.stream = _CappedStream(response.stream, self.limit)
+        return response
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+class _ReplyMessage(BaseModel):
+    content: str | None = None
+
+
+class _ReplyChoice(BaseModel):
+    message: _ReplyMessage
+
+
+class _ReplyUsage(BaseModel):
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+class ChatReply(BaseModel):
+    """The part of a chat completion we use, validated: a reply of any other shape is malformed."""
+
+    choices: list[_ReplyChoice]
+    usage: _ReplyUsage | None = None
+
+    @property
+    def content(self) -> str:
+        return (self.choices[0].message.content or "") if self.choices else ""
+
+
 @dataclass
 class CallStats:
     """Time spent waiting for the LLM, so benchmarks can tell engine time from LLM time."""
@@ -60,6 +159,7 @@ class CallStats:
 
 
 def usage_of(response: Any, model: str, settings: Settings) -> Usage:
+    """The usage of a reply (an openai response object or a `ChatReply`), priced."""
     u = getattr(response, "usage", None)
     prompt = int(getattr(u, "prompt_tokens", 0) or 0)
     completion = int(getattr(u, "completion_tokens", 0) or 0)
@@ -87,17 +187,35 @@ def add_usage(a: Usage, b: Usage) -> Usage:
 
 def unreachable(exc: BaseException) -> BaseException | None:
     """The connection error behind an openai timeout error, if that is what it really is: the
-    aiohttp transport reports a refused connection (or an unknown host) as a connect timeout."""
+    aiohttp transport reports a refused connection (or an unknown host, or a connection the
+    server closed) as a connect timeout."""
     seen: BaseException | None = exc
     for _ in range(8):
         if seen is None:
             return None
-        if isinstance(seen, aiohttp.ClientConnectorError) or (
+        if isinstance(seen, aiohttp.ClientConnectorError | aiohttp.ServerDisconnectedError) or (
             isinstance(seen, OSError) and not isinstance(seen, TimeoutError)
         ):
             return seen
         seen = seen.__cause__ or seen.__context__
     return None
+
+
+def connection_problem(exc: BaseException) -> str:
+    """What went wrong with a call the client gave up on after its retries, in words: openai's
+    own message ("Connection error.") says less than the transport error behind it."""
+    seen: BaseException | None = exc
+    for _ in range(8):
+        if seen is None:
+            break
+        if isinstance(seen, httpx2.RemoteProtocolError):
+            return "the LLM service's answer was not valid HTTP, after retries"
+        if isinstance(seen, httpx2.ReadError | aiohttp.ClientPayloadError):
+            return "the LLM service broke off its answer, after retries"
+        if isinstance(seen, OSError | aiohttp.ClientError | httpx2.HTTPError) and str(seen):
+            return f"cannot reach the LLM service: {str(seen)[:200]}"
+        seen = seen.__cause__ or seen.__context__
+    return f"cannot reach the LLM service: {str(exc)[:200]}"
 
 
 def make_openai(settings: Settings) -> AsyncOpenAI:
@@ -107,7 +225,7 @@ def make_openai(settings: Settings) -> AsyncOpenAI:
     common: dict[str, Any] = {
         "max_retries": settings.llm_max_retries,
         "timeout": settings.llm_timeout,
-        "http_client": DefaultAioHttpClient(),
+        "http_client": DefaultAioHttpClient(transport=GuardedTransport(settings.max_llm_reply_bytes)),
     }
     if settings.use_azure:
         return AsyncAzureOpenAI(
@@ -130,6 +248,7 @@ class LLMClient:
         self.client = client or make_openai(settings)
         self.stats = CallStats()
         self.metrics = metrics or Metrics()
+        self.redactor = Redactor.of(settings)
 
     async def close(self) -> None:
         await self.client.close()
@@ -143,16 +262,20 @@ class LLMClient:
             return self.settings.fast_llm
         return self.settings.smart_llm
 
-    async def _complete(self, model: str, messages: list[dict[str, Any]], fmt: dict[str, Any] | None) -> Any:
+    async def _complete(
+        self, model: str, messages: list[dict[str, Any]], fmt: dict[str, Any] | None
+    ) -> ChatReply:
         started = time.perf_counter()
+        messages = self.redactor.messages(messages)  # no secret goes to the LLM, whatever the prompt holds
         extra: dict[str, Any] = {"response_format": fmt} if fmt is not None else {}
         log.debug("LLM request to %s: %s", model, messages)  # the full prompt: only at DEBUG
-        response: Any = None
+        reply: ChatReply | None = None
         try:
             # The client's generic `post` (its retries, errors, auth and Azure routing all apply)
             # with the same body `chat.completions.create` sends: our messages are plain JSON
             # already, and create's client-side transform of them cost ~0.1 ms per message, a
-            # tenth of a bot process's CPU under load (bench/load.py profile).
+            # tenth of a bot process's CPU under load (bench/load.py profile). The body comes
+            # back as bytes (read through GuardedTransport) and is validated here.
             response = await self.client.post(
                 "/chat/completions",
                 body={
@@ -162,8 +285,16 @@ class LLMClient:
                     "max_tokens": self.settings.max_reply_tokens,
                     **extra,
                 },
-                cast_to=ChatCompletion,
+                cast_to=httpx2.Response,
             )
+            reply = ChatReply.model_validate_json(response.content)
+        except ReplyTooLarge as exc:
+            raise LLMBadReply(str(exc), self._unread_usage(model, messages)) from exc
+        except ValidationError as exc:
+            raise LLMBadReply(
+                f"the LLM service's reply is not a chat completion: {_validation_text(exc)}",
+                self._unread_usage(model, messages),
+            ) from exc
         except openai.RateLimitError as exc:
             raise LLMUnavailable(
                 f"the LLM service is rate limiting us (429) after retries: {_short(exc)}"
@@ -175,7 +306,7 @@ class LLMClient:
                 f"the LLM service did not answer within {self.settings.llm_timeout:g} s, after retries"
             ) from exc
         except openai.APIConnectionError as exc:
-            raise LLMUnavailable(f"cannot reach the LLM service: {_short(exc)}") from exc
+            raise LLMUnavailable(connection_problem(exc)) from exc
         except openai.APIStatusError as exc:
             if exc.status_code >= 500 or exc.status_code in (408, 409):
                 raise LLMUnavailable(
@@ -184,21 +315,32 @@ class LLMClient:
             raise LLMRefused(
                 f"the LLM service refused the request ({exc.status_code}): {_short(exc)}"
             ) from exc
+        except openai.OpenAIError as exc:  # anything else the client raises: say what, not how
+            raise LLMUnavailable(f"the LLM call failed: {_short(exc)}") from exc
         finally:
             elapsed = time.perf_counter() - started
             self.stats.calls += 1
             self.stats.seconds += elapsed
-            if response is None:
+            if reply is None:
                 self.metrics.llm_failed(model)
-        self.metrics.llm_reply(model, usage_of(response, model, self.settings))
-        return response
+        self.metrics.llm_reply(model, usage_of(reply, model, self.settings))
+        return reply
+
+    def _unread_usage(self, model: str, messages: list[dict[str, Any]]) -> Usage:
+        """What a reply we could not read probably cost: the prompt, and a whole reply."""
+        prompt = tokens.count_messages(messages)
+        reply = self.settings.max_reply_tokens
+        return Usage(
+            calls=1,
+            prompt_tokens=prompt,
+            completion_tokens=reply,
+            cost_usd=cost(self.settings, model, prompt, reply),
+        )
 
     async def text(self, model: str, messages: list[dict[str, Any]]) -> tuple[str, Usage]:
         """A plain reply (no schema), e.g. answering a question from a page."""
-        response = await self._complete(model, messages, None)
-        usage = usage_of(response, model, self.settings)
-        content = (response.choices[0].message.content or "") if response.choices else ""
-        return content, usage
+        reply = await self._complete(model, messages, None)
+        return reply.content, usage_of(reply, model, self.settings)
 
     async def structured(
         self, model: str, messages: list[dict[str, Any]], schema: type[T], name: str, strict: bool = False
@@ -209,28 +351,34 @@ class LLMClient:
         convo = list(messages)
         error = ""
         for attempt in range(2):
+            content = ""
             try:
-                response = await self._complete(model, convo, fmt)
+                reply = await self._complete(model, convo, fmt)
+            except LLMBadReply as exc:  # malformed: asked again, like a reply that does not fit
+                usage = add_usage(usage, exc.usage)
+                error = exc.message
             except LLMError as exc:
                 exc.usage = add_usage(usage, exc.usage)
                 raise
-            usage = add_usage(usage, usage_of(response, model, self.settings))
-            content = (response.choices[0].message.content or "") if response.choices else ""
-            try:
-                return parse_reply(content, schema), usage
-            except ValueError as exc:
-                error = str(exc)
-                log.warning("invalid %s reply (attempt %d): %s", name, attempt + 1, error[:300])
-                convo = [
-                    *messages,
-                    {"role": "assistant", "content": content[:4000]},
-                    {
-                        "role": "user",
-                        "content": "Your reply could not be used: "
-                        f"{error[:1500]}\nReply again with only one JSON object that matches the "
-                        "required format, nothing else.",
-                    },
-                ]
+            else:
+                usage = add_usage(usage, usage_of(reply, model, self.settings))
+                content = reply.content
+                try:
+                    return parse_reply(content, schema), usage
+                except ValueError as exc:
+                    error = str(exc)
+            log.warning("invalid %s reply (attempt %d): %s", name, attempt + 1, error[:300])
+            shown = [{"role": "assistant", "content": content[:4000]}] if content else []
+            convo = [
+                *messages,
+                *shown,
+                {
+                    "role": "user",
+                    "content": "Your reply could not be used: "
+                    f"{error[:1500]}\nReply again with only one JSON object that matches the "
+                    "required format, nothing else.",
+                },
+            ]
         raise LLMReplyError(
             f"the model's reply could not be understood, even when asked again: {error[:500]}", usage
         )
@@ -244,10 +392,15 @@ def parse_reply(content: str, schema: type[T]) -> T:
     try:
         return schema.model_validate_json(text)
     except ValidationError as first:
+        if len(text) > MAX_REPAIR_CHARS:  # json-repair's time grows with the square of its input
+            raise ValueError(
+                f"not valid JSON, and too long to repair ({len(text):,} characters); reply with "
+                "valid JSON only"
+            ) from None
         try:
-            data = json_repair.loads(text)
+            data = scrub(json_repair.loads(text))  # Python's json lets lone surrogates through
         except Exception as exc:  # json-repair gave up
-            raise ValueError(f"not JSON: {exc}") from None
+            raise ValueError(f"not JSON: {type(exc).__name__}") from None
         if not isinstance(data, dict):
             raise ValueError(f"expected a JSON object, got {type(data).__name__}: {text[:200]}") from None
         try:

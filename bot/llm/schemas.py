@@ -9,6 +9,15 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from bot.models import CommandCall, Thoughts
 
+MAX_THOUGHT_CHARS = 4000  # each of a step's thoughts, as kept and shown
+MAX_TASK_CHARS = 500  # one task
+MAX_TASK_ITEMS = 100  # tasks read from one reply (the engine keeps at most 20)
+MAX_COMMAND_CHARS = 100
+
+
+def clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
 
 class ReplyThoughts(BaseModel):
     text: str = Field(description="thought")
@@ -25,7 +34,7 @@ class ReplyThoughts(BaseModel):
         return v
 
     def to_thoughts(self) -> Thoughts:
-        return Thoughts(**self.model_dump())
+        return Thoughts(**{k: clip(v, MAX_THOUGHT_CHARS) for k, v in self.model_dump().items()})
 
 
 class ReplyCommand(BaseModel):
@@ -38,7 +47,7 @@ class ReplyCommand(BaseModel):
         v = v.strip()
         if not v:
             raise ValueError("the command name is empty")
-        return v
+        return clip(v, MAX_COMMAND_CHARS)
 
     def to_call(self) -> CommandCall:
         return CommandCall(name=self.name, args=self.args)
@@ -61,12 +70,14 @@ class TaskListReply(BaseModel):
     @classmethod
     def _clean(cls, v: Any) -> Any:
         if isinstance(v, list):
-            out = []
-            for item in v:
+            out: list[str] = []
+            seen: set[str] = set()
+            for item in v[:MAX_TASK_ITEMS]:
                 if isinstance(item, dict):  # {"task": "..."} or {"name": ...}
                     item = next((x for x in item.values() if isinstance(x, str)), "")
-                text = str(item).strip()
-                if text and text not in out:
+                text = clip(str(item).strip(), MAX_TASK_CHARS)
+                if text and text not in seen:
+                    seen.add(text)
                     out.append(text)
             return out
         return v

@@ -13,6 +13,12 @@ Every chat request has a *kind*: ``response_format.json_schema.name`` when prese
         llm.script("text", Raw("{broken"), Error(429), Delay(5.0, then={"ok": True}))
         llm.fail_next(500, times=2)   # the next two chat requests of any kind fail
 
+Hostile answers, for testing a client's limits: ``Body(data)`` (an HTTP body exactly as given:
+not JSON, not UTF-8, not a chat completion), ``Huge(size)`` (a chat completion whose content is
+about ``size`` bytes, streamed without being built in memory), ``Reset()`` (the connection is
+dropped without an answer) and ``Garbage(data)`` (bytes that are not HTTP, then the connection
+is closed). None of them makes the server log a traceback.
+
 A kind with an empty queue falls back to ``llm.default[kind](request_body)``; without a
 default it gets HTTP 500 and the kind is appended to ``llm.unscripted``.
 
@@ -31,24 +37,29 @@ import itertools
 import json
 import math
 import re
+import socket
 import struct
 import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, TypeAlias
 
 from aiohttp import web
 
 __all__ = [
+    "Body",
     "Delay",
     "Error",
+    "Garbage",
+    "Huge",
     "Raw",
     "Recorded",
     "Reply",
     "ReplyLike",
+    "Reset",
     "ScriptedLLM",
     "agent_reply",
     "embed_text",
@@ -97,18 +108,59 @@ class Delay:
     then: ReplyLike | None = None
 
 
+@dataclass(frozen=True)
+class Body:
+    """An HTTP response whose body is exactly ``data`` (invalid UTF-8, not JSON, JSON that is not
+    a chat completion, a completion with a lone surrogate escape...), with ``status`` and the
+    ``Content-Type`` header ``content_type``."""
+
+    data: bytes
+    status: int = 200
+    content_type: str = "application/json"
+
+
+@dataclass(frozen=True)
+class Huge:
+    """A chat completion whose assistant content is about ``size`` bytes, streamed in chunks (the
+    server never holds it whole). ``valid``: the content is a reply of the right shape (an
+    ``execution_reply`` whose thoughts text is the filler, or a ``task_list`` with one huge task)
+    for the request's kind, else it is filler only (not JSON). ``chunked``: sent with chunked
+    transfer encoding, without a Content-Length header."""
+
+    size: int
+    valid: bool = True
+    chunked: bool = False
+
+
+@dataclass(frozen=True)
+class Reset:
+    """The connection is dropped without any response: reset (TCP RST) when ``rst``, else
+    closed."""
+
+    rst: bool = True
+
+
+@dataclass(frozen=True)
+class Garbage:
+    """Raw bytes that are not HTTP are written to the connection, which is then closed."""
+
+    data: bytes = b"HELLO\r\n\r\n"
+
+
 # A plain ``str`` is accepted as a shortcut for ``Raw(str)``.
-ReplyLike: TypeAlias = dict[str, Any] | str | Reply | Raw | Error | Delay
+ReplyLike: TypeAlias = dict[str, Any] | str | Reply | Raw | Error | Delay | Body | Huge | Reset | Garbage
 DefaultFn: TypeAlias = Callable[[dict[str, Any]], ReplyLike]
 
 
 @dataclass(frozen=True)
 class Recorded:
-    """One received request. ``kind`` is the chat kind, or ``"embeddings"``."""
+    """One received request. ``kind`` is the chat kind, or ``"embeddings"``; ``at`` is when it
+    arrived (``time.monotonic()``)."""
 
     path: str
     body: dict[str, Any]
     kind: str
+    at: float = field(default_factory=time.monotonic, compare=False)
 
 
 def agent_reply(
@@ -424,6 +476,14 @@ class ScriptedLLM:
             reply = reply.then if reply.then is not None else self._next_reply(kind, body, fail_first=False)
         if isinstance(reply, Error):
             return _error_response(reply.status, reply.message, reply.retry_after_ms)
+        if isinstance(reply, Body):
+            return web.Response(
+                body=reply.data, status=reply.status, headers={"Content-Type": reply.content_type}
+            )
+        if isinstance(reply, Huge):
+            return await self._huge(request, body, kind, reply)
+        if isinstance(reply, Reset | Garbage):
+            return _Dropped(reply)
         try:
             content, prompt_tokens, completion_tokens = _resolve_reply(reply, body)
         except (TypeError, ValueError) as exc:
@@ -449,6 +509,30 @@ class ScriptedLLM:
                 },
             }
         )
+
+    async def _huge(
+        self, request: web.Request, body: dict[str, Any], kind: str, reply: Huge
+    ) -> web.StreamResponse:
+        """Stream a chat completion whose content is ``reply.size`` bytes, chunk by chunk; a client
+        that stops reading ends it quietly."""
+        head, fill, tail = _huge_parts(reply, kind, body)
+        resp = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
+        if reply.chunked:
+            resp.enable_chunked_encoding()
+        else:
+            resp.content_length = len(head) + fill + len(tail)
+        try:
+            await resp.prepare(request)
+            await resp.write(head)
+            left = fill
+            while left > 0:
+                n = min(left, len(_FILL_CHUNK))
+                await resp.write(_FILL_CHUNK if n == len(_FILL_CHUNK) else _FILL_CHUNK[:n])
+                left -= n
+            await resp.write(tail)
+        except ConnectionError:  # the client stopped reading (as it should, past its limit)
+            pass
+        return resp
 
     async def _handle_embeddings(self, request: web.Request) -> web.StreamResponse:
         try:
@@ -490,7 +574,68 @@ class ScriptedLLM:
         return web.json_response(self._model_obj(model))
 
 
+class _Dropped(web.StreamResponse):
+    """What the handler returns for ``Reset`` and ``Garbage``: preparing it drops the connection
+    (after writing the garbage) and raises ``ConnectionResetError``, which aiohttp's server takes
+    for a client that went away (logged at debug level, no traceback)."""
+
+    def __init__(self, how: Reset | Garbage) -> None:
+        super().__init__()
+        self._how = how
+
+    async def prepare(self, request: web.BaseRequest) -> None:  # type: ignore[override]
+        transport = request.transport
+        if transport is not None and not transport.is_closing():
+            if isinstance(self._how, Garbage):
+                transport.write(self._how.data)
+                transport.close()
+            else:
+                sock = transport.get_extra_info("socket")
+                if self._how.rst and sock is not None:
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    transport.abort()
+                else:
+                    transport.close()
+        raise ConnectionResetError("scripted LLM: the connection was dropped on purpose")
+
+
 # --------------------------------------------------------------------------- helpers
+
+_FILL_CHUNK = b"x" * 65536
+_FILL_MARK = "@@scripted-llm-fill@@"
+
+
+def _huge_parts(reply: Huge, kind: str, body: dict[str, Any]) -> tuple[bytes, int, bytes]:
+    """A ``Huge`` completion as (bytes before the filler, filler length, bytes after it). The
+    filler is ``x`` repeated, which needs no escaping inside a JSON string."""
+    if not reply.valid:
+        content = _FILL_MARK
+    elif kind == "task_list":
+        content = json.dumps(tasks_reply(_FILL_MARK))
+    else:
+        content = json.dumps(agent_reply("list_files", {"directory": "."}, text=_FILL_MARK))
+    fill = max(0, reply.size - (len(content) - len(_FILL_MARK)))
+    completion = {
+        "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": body["model"],
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": content, "refusal": None},
+                "logprobs": None,
+                "finish_reason": "stop",
+            }
+        ],
+        "usage": {
+            "prompt_tokens": _approx_tokens(json.dumps(body["messages"])),
+            "completion_tokens": max(1, reply.size // 4),
+            "total_tokens": _approx_tokens(json.dumps(body["messages"])) + max(1, reply.size // 4),
+        },
+    }
+    head, tail = json.dumps(completion).split(_FILL_MARK)
+    return head.encode(), fill, tail.encode()
 
 
 def _check_reply(reply: object) -> None:
@@ -498,7 +643,7 @@ def _check_reply(reply: object) -> None:
         if reply.then is not None:
             _check_reply(reply.then)
         return
-    if not isinstance(reply, dict | str | Reply | Raw | Error):
+    if not isinstance(reply, dict | str | Reply | Raw | Error | Body | Huge | Reset | Garbage):
         raise TypeError(f"not a scripted reply: {reply!r}")
 
 
