@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Literal
 
 from bot.llm import prompts, tokens
@@ -36,11 +38,12 @@ from bot.models import (
     Usage,
     utcnow,
 )
+from bot.redact import Redactor
 from bot.settings import Settings
 from bot.store.archive import Archive
 from bot.store.base import SessionStore
 from bot.tools import FINISH, ToolContext, ToolError, ToolRegistry
-from bot.tools.files import workspace_of
+from bot.tools.files import STEP_FILES, error_text, keep_whole, without_server_paths, workspace_of
 from bot.views import (
     ChatPlatform,
     DecisionOption,
@@ -182,6 +185,7 @@ class Engine:
         self.tools = tools
         self.memory = memory
         self.platforms = platforms
+        self.redactor = Redactor.of(settings)  # what goes to a chat holds no secret
         self.holder = f"engine-{uuid.uuid4().hex[:12]}"
         # The session each step of a drive saved last, so the next step need not read it back;
         # only for sessions being driven right now (emptied when their drive ends).
@@ -212,8 +216,10 @@ class Engine:
                     await self._advance(session)
                 except Exception as exc:  # a bug must not lose the session: pause it, keep the trace in logs
                     log.exception("session %s: unexpected error", session_id)
-                    await self._halt(
-                        session_id, SessionState.PAUSED, f"internal error: {type(exc).__name__}: {exc}"
+                    await self._halt(  # its text may hold a path or worse: the log has the details
+                        session_id,
+                        SessionState.PAUSED,
+                        f"internal error ({type(exc).__name__}); the details are in the bot's log",
                     )
         finally:
             self._driving.discard(session_id)
@@ -452,6 +458,7 @@ class Engine:
             no=len(session.steps) + 1, thoughts=reply.thoughts.to_thoughts(), command=reply.command.to_call()
         )
         tool = self.tools.get(step.command.name, settings)
+        await self._keep_long_args(session, step)
         if tool is None:
             step.status = StepStatus.INVALID
             names = ", ".join(t.name for t in tools)
@@ -486,22 +493,33 @@ class Engine:
             s.cycles += 1
             if step.status == StepStatus.PENDING:
                 auto = s.approvals_left > 0 or s.continuous
+                # a command with effects outside the session runs only on a human's approval of
+                # this very step: neither continuous mode nor "approve next N" covers it
+                guarded = (
+                    tool is not None
+                    and tool.outside_effects
+                    and not settings.allow_outside_effects_in_continuous
+                )
                 if auto and repeating:
                     step.notes.append("Paused for a human: the agent is repeating itself.")
                     s.approvals_left = 0
+                elif auto and guarded:
+                    assert tool is not None
+                    given = (
+                        "approvals given in advance do not cover it"
+                        if s.approvals_left > 0
+                        else "continuous mode does not run those on its own"
+                    )
+                    step.notes.append(
+                        f"Waiting for a human: {tool.name} has effects outside the session, and {given}."
+                    )
                 elif s.approvals_left > 0:
                     s.approvals_left -= 1
                     step.status = StepStatus.APPROVED
                     step.decided_by, step.decision = "auto", "approved in advance"
-                elif s.continuous and tool is not None:
-                    if tool.outside_effects and not settings.allow_outside_effects_in_continuous:
-                        step.notes.append(
-                            f"Waiting for a human: {tool.name} has effects outside the session, and "
-                            "continuous mode does not run those on its own."
-                        )
-                    else:
-                        step.status = StepStatus.APPROVED
-                        step.decided_by, step.decision = "continuous", "continuous mode"
+                elif s.continuous:
+                    step.status = StepStatus.APPROVED
+                    step.decided_by, step.decision = "continuous", "continuous mode"
                 if step.status == StepStatus.APPROVED:
                     step.decided_at = utcnow()
                     s.phase = Phase.EXECUTE
@@ -580,12 +598,7 @@ class Engine:
         output, ok, spent = await self._run_tool_telling(running, step)
         if not ok:
             self.metrics.tool_error(step.command.name)
-        stored = output
-        if len(stored) > self.settings.max_result_chars:
-            stored = (
-                stored[: self.settings.max_result_chars]
-                + f"\n[... cut: the result had {len(output)} characters; the rest is not kept]"
-            )
+        stored = await self._keep_long_result(running, step, output)
         remembered: list[Usage] = []
         text = f"Command {step.command.name} returned: {stored}"
         await self.memory.remember(running, text, spend=remembered.append)
@@ -627,16 +640,65 @@ class Engine:
         )
         ctx.workspace.mkdir(parents=True, exist_ok=True)
         try:
-            args = tool.validate(step.command.args)
+            args = tool.validate(await self._full_args(ctx.workspace, step))
             result = await asyncio.wait_for(tool.run(ctx, args), timeout=TOOL_TIMEOUT_S)
             return str(result), True, ctx.usage
         except ToolError as exc:
-            return f"Error: {exc}", False, ctx.usage
+            return f"Error: {without_server_paths(str(exc), ctx.workspace)}", False, ctx.usage
         except TimeoutError:
             return f"Error: {tool.name} did not finish within {TOOL_TIMEOUT_S:g} s", False, ctx.usage
         except Exception as exc:
             log.exception("session %s: tool %s failed", session.id, tool.name)
-            return f"Error: {tool.name} failed: {type(exc).__name__}: {exc}", False, ctx.usage
+            return f"Error: {tool.name} failed: {error_text(exc, ctx.workspace)}", False, ctx.usage
+
+    # ------------------------------------------------------------------ bounded steps
+
+    async def _keep_long_args(self, session: Session, step: Step) -> None:
+        """Arguments longer than MAX_ARGS_CHARS are kept whole in a workspace file (used from
+        there when the command runs) and cut in the step, so no reply makes every later store
+        write of the session huge."""
+        limit = self.settings.max_args_chars
+        text = json.dumps(step.command.args, ensure_ascii=False)
+        if len(text) <= limit:
+            return
+        name = f"{STEP_FILES}/step-{step.no}-args.json"
+        workspace = workspace_of(self.settings.data_dir, session.id)
+        await asyncio.to_thread(keep_whole, workspace, name, text)
+        step.args_file = name
+        step.command.args = cut_args(step.command.args, limit)
+        step.notes.append(
+            f"The arguments are {len(text):,} characters long: shown cut here, used whole from {name}."
+        )
+
+    async def _full_args(self, workspace: Path, step: Step) -> dict[str, Any]:
+        if step.args_file is None:
+            return step.command.args
+        try:
+            text = await asyncio.to_thread((workspace / step.args_file).read_text, encoding="utf-8")
+            args = json.loads(text)
+        except (OSError, ValueError):
+            raise ToolError(
+                f"The whole arguments of this step ({step.args_file}) are gone; propose the command again."
+            ) from None
+        if not isinstance(args, dict):
+            raise ToolError(f"The arguments kept in {step.args_file} are not an object.")
+        return args
+
+    async def _keep_long_result(self, session: Session, step: Step, output: str) -> str:
+        """The result as kept in the session: up to MAX_RESULT_CHARS, and a longer one whole in a
+        workspace file the agent can read."""
+        limit = self.settings.max_result_chars
+        if len(output) <= limit:
+            return output
+        name = f"{STEP_FILES}/step-{step.no}-result.txt"
+        try:
+            workspace = workspace_of(self.settings.data_dir, session.id)
+            await asyncio.to_thread(keep_whole, workspace, name, self.redactor.text(output))
+            where = f"all of it is in {name} (read_file)"
+        except OSError as exc:
+            log.warning("session %s: could not keep the result of step %s: %s", session.id, step.no, exc)
+            where = "the rest is not kept"
+        return output[:limit] + f"\n[... cut: the result has {len(output):,} characters; {where}]"
 
     async def _update_tasks(self, session: Session) -> None:
         model = self.llm.model_for("fast", session.llm_mode)
@@ -770,7 +832,9 @@ class Engine:
             if action in ("approve", "approve_n"):
                 what = "approved" if count <= 1 else f"approved this and the next {count - 1}"
                 _approve(pending, actor.label, what, now)
-                s.approvals_left = max(0, count - 1)
+                # a step that waited although approvals were given in advance (it has effects
+                # outside the session) keeps the rest of them
+                s.approvals_left = max(s.approvals_left, count - 1)
                 s.phase = Phase.EXECUTE
                 message = f"Step {pending.no} approved" + (
                     f", and the next {count - 1}." if count > 1 else "."
@@ -847,7 +911,7 @@ class Engine:
         if platform is None:
             return None
         try:
-            return await platform.post(session.place, view)
+            return await platform.post(session.place, self.redactor.model(view))
         except PlatformError as exc:
             log.warning("session %s: posting failed: %s", session.id, exc)
             return None
@@ -859,7 +923,7 @@ class Engine:
         if platform is None:
             return None
         try:
-            return await platform.post(session.place, view)
+            return await platform.post(session.place, self.redactor.model(view))
         except PlatformError as exc:
             await self._halt(
                 session.id, SessionState.PAUSED, f"Paused: the chat refused a message: {exc}", kind="chat"
@@ -871,7 +935,7 @@ class Engine:
         if platform is None or ref is None:
             return
         try:
-            await platform.update(ref, view)
+            await platform.update(ref, self.redactor.model(view))
         except PlatformError as exc:
             log.warning("session %s: updating a message failed: %s", session.id, exc)
 
@@ -916,6 +980,19 @@ def _record(session: Session, step_no: int, result: str, status: StepStatus) -> 
     if session.state == SessionState.RUNNING and session.phase == Phase.EXECUTE:
         session.phase = Phase.UPDATE_TASKS
     return None
+
+
+def cut_args(args: dict[str, Any], limit: int) -> dict[str, Any]:
+    """Arguments cut to about `limit` characters of JSON in all, for the stored step and the
+    chat: each value gets its share, a longer one is cut with its length said."""
+    shown = list(args.items())[:20]
+    share = max(100, limit // max(1, len(shown)) - 40)
+    out: dict[str, Any] = {}
+    for key, value in shown:
+        text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+        key = key[:100]
+        out[key] = text[:share] + f" [... {len(text):,} characters in all]" if len(text) > share else value
+    return out
 
 
 def _approve(step: Step, who: str, what: str, when: datetime) -> None:

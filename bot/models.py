@@ -87,6 +87,7 @@ class Step(BaseModel):
     no: int
     thoughts: Thoughts
     command: CommandCall
+    args_file: str | None = None  # long arguments: kept whole in this workspace file, cut in `command`
     status: StepStatus = StepStatus.PENDING
     decided_by: str | None = None
     decision: str | None = None

@@ -7,10 +7,11 @@ dead store all come back as a clear message.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 from bot import grammar
 from bot.engine import Engine, may_decide, summary_view, today
@@ -32,11 +33,13 @@ from bot.grammar import (
 from bot.logs import bind, logged
 from bot.metrics import Metrics
 from bot.models import ACTIVE, Actor, Outcome, Place, Session
+from bot.redact import Redactor
 from bot.runner import Runner
 from bot.schedules import Schedule, ScheduleBook, ScheduleError, firing_id
 from bot.settings import Settings
 from bot.store.archive import Archive
 from bot.store.base import SessionExists, SessionStore, StoreError
+from bot.text import scrub
 from bot.views import NoticeView, SessionHeaderView
 
 log = logging.getLogger(__name__)
@@ -45,6 +48,23 @@ PLACE_TTL_S = 90 * 86400  # a thread keeps pointing at its session this long
 STORE_DOWN = (
     "The session store is not reachable right now ({}). Nothing was changed; please try again shortly."
 )
+
+P = ParamSpec("P")
+A = TypeVar("A", bound=Outcome | None)
+
+
+def answers(fn: Callable[P, Awaitable[A]]) -> Callable[P, Awaitable[A]]:
+    """A public call whose answer goes to a user: it passes through the redaction filter, like
+    everything else that leaves the bot (a session's reason may quote a provider's error)."""
+
+    @functools.wraps(fn)
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> A:
+        outcome = await fn(*args, **kwargs)
+        service = args[0]
+        assert isinstance(service, Service)
+        return service.redactor.model(outcome) if outcome is not None else outcome  # type: ignore[return-value]
+
+    return wrapper
 
 
 class Service:
@@ -65,6 +85,7 @@ class Service:
         self.archive = archive
         self.engine = engine
         self.runner = runner
+        self.redactor = Redactor.of(settings)
         self._handlers: dict[type, Callable[[Actor, Place, Any], Awaitable[Outcome]]] = {
             GoalCommand: self._goal,
             StatusCommand: self._status,
@@ -80,15 +101,17 @@ class Service:
             ScheduleChangeCommand: self._schedule_change,
         }
 
+    @answers
     @logged
     async def handle_text(self, actor: Actor, place: Place, text: str) -> Outcome:
         """Parse and run one command typed by a user."""
         try:
-            command = grammar.parse(text, max_goal_chars=self.settings.max_goal_chars)
+            command = grammar.parse(scrub(text), max_goal_chars=self.settings.max_goal_chars)
         except UsageError as exc:
             return Outcome(ok=False, message=f"{exc.message}\n\n{exc.usage}")
         return await self.handle(actor, place, command)
 
+    @answers
     @logged
     async def handle(self, actor: Actor, place: Place, command: Any) -> Outcome:
         handler = self._handlers.get(type(command))
@@ -102,6 +125,7 @@ class Service:
 
     # ------------------------------------------------------------------ commands
 
+    @answers
     @logged
     async def start(
         self,
@@ -138,15 +162,15 @@ class Service:
             "owner": actor.user_id,
             "owner_name": actor.name,
             "place": place,
-            "goals": command.goals,
+            "goals": scrub(list(command.goals)),
             "llm_mode": llm_mode,
             "continuous": command.continuous,
             "continuous_limit": limit,
         }
         if command.ai_name:
-            fields["ai_name"] = command.ai_name
+            fields["ai_name"] = scrub(command.ai_name)
         if command.ai_role:
-            fields["ai_role"] = command.ai_role
+            fields["ai_role"] = scrub(command.ai_role)
         session = await self._create(fields)
         try:
             await self._open_thread(session, actor.label)
@@ -178,7 +202,7 @@ class Service:
             goals=session.goals,
             mode=session.mode,
         )
-        thread = await platform.open_session(place, header)
+        thread = await platform.open_session(place, self.redactor.model(header))
         if thread != place:
             await self.store.update(session.id, lambda x: setattr(x, "place", thread))
         await self.store.bind_place(thread.key, session.id, PLACE_TTL_S)
@@ -200,12 +224,24 @@ class Service:
     async def _find(self, session_id: str) -> Session | None:
         return await self.store.get(session_id) or await self.archive.get(session_id)
 
+    def may_see(self, session: Session, actor: Actor, place: Place) -> bool:
+        """A session is shown to its owner, an admin, and anyone asking from its own channel
+        (they can read its thread anyway). To anyone else it does not exist: the same answer as
+        for an unknown id, so ids cannot be probed."""
+        return may_decide(session, actor, self.settings) or (
+            place.platform == session.place.platform and place.channel == session.place.channel
+        )
+
+    async def _visible(self, actor: Actor, place: Place, session_id: str) -> Session | None:
+        session = await self._find(session_id)
+        return session if session is not None and self.may_see(session, actor, place) else None
+
     async def _status(self, actor: Actor, place: Place, command: StatusCommand) -> Outcome:
         if command.session_id is None:
             return await self._list(actor, place, ListCommand())
-        session = await self._find(command.session_id)
+        session = await self._visible(actor, place, command.session_id)
         if session is None:
-            return Outcome(ok=False, message=f"No session {command.session_id}.")
+            return _unknown(command.session_id)
         return Outcome(ok=True, message=describe(session), session_id=session.id)
 
     async def _list(self, actor: Actor, place: Place, command: ListCommand) -> Outcome:
@@ -215,21 +251,30 @@ class Service:
         lines = [line(s) for s in sessions[:20]]
         return Outcome(ok=True, message="Your sessions:\n" + "\n".join(lines))
 
+    async def _typed_decision(
+        self, actor: Actor, place: Place, session_id: str, action: str, **kw: Any
+    ) -> Outcome:
+        """A decision typed as a command (not a button in the session's thread): a session the
+        actor may not see is answered like an unknown one."""
+        if await self._visible(actor, place, session_id) is None:
+            return _unknown(session_id)
+        return await self.decide(session_id, actor, action, **kw)
+
     async def _stop(self, actor: Actor, place: Place, command: StopCommand) -> Outcome:
-        return await self.engine.decide(command.session_id, actor, "stop")
+        return await self._typed_decision(actor, place, command.session_id, "stop")
 
     async def _approve(self, actor: Actor, place: Place, command: ApproveCommand) -> Outcome:
-        return await self.decide(command.session_id, actor, "approve", count=command.count)
+        return await self._typed_decision(actor, place, command.session_id, "approve", count=command.count)
 
     async def _feedback(self, actor: Actor, place: Place, command: FeedbackCommand) -> Outcome:
-        return await self.decide(command.session_id, actor, "feedback", text=command.text)
+        return await self._typed_decision(actor, place, command.session_id, "feedback", text=command.text)
 
     async def _pause(self, actor: Actor, place: Place, command: PauseCommand) -> Outcome:
-        return await self.decide(command.session_id, actor, "pause")
+        return await self._typed_decision(actor, place, command.session_id, "pause")
 
     async def _resume(self, actor: Actor, place: Place, command: ResumeCommand) -> Outcome:
         limit = (command.continuous_limit or self.settings.continuous_limit) if command.continuous else None
-        return await self.decide(command.session_id, actor, "resume", continuous_limit=limit)
+        return await self._typed_decision(actor, place, command.session_id, "resume", continuous_limit=limit)
 
     # ------------------------------------------------------------------ schedules
 
@@ -375,6 +420,7 @@ class Service:
 
     # ------------------------------------------------------------------ buttons
 
+    @answers
     @logged
     async def decide(
         self,
@@ -388,6 +434,14 @@ class Service:
         continuous_limit: int | None = None,
     ) -> Outcome:
         """A click or a typed decision. The session continues in the background."""
+        limit = self.settings.max_goal_chars
+        if action == "feedback" and text is not None and len(text) > limit:
+            return Outcome(
+                ok=False,
+                message=f"Your feedback is {len(text):,} characters long; the limit is {limit:,}. "
+                "Nothing changed: say it in fewer words.",
+                session_id=session_id,
+            )
         try:
             outcome = await self.engine.decide(
                 session_id,
@@ -395,7 +449,7 @@ class Service:
                 action,
                 step_no=step_no,
                 count=count,
-                text=text,
+                text=scrub(text),
                 continuous_limit=continuous_limit,
             )
         except StoreError as exc:
@@ -404,6 +458,7 @@ class Service:
             self.runner.kick(session_id)
         return outcome
 
+    @answers
     async def reply_in_thread(self, actor: Actor, place: Place, text: str) -> Outcome | None:
         """A message typed in a session's thread. From the owner (or an admin) while a step waits,
         it is feedback on that step; anything else is conversation and is left alone (None)."""
@@ -426,6 +481,10 @@ class Service:
     async def may_decide(self, session_id: str, actor: Actor) -> bool:
         session = await self.store.get(session_id)
         return session is not None and may_decide(session, actor, self.settings)
+
+
+def _unknown(session_id: str) -> Outcome:
+    return Outcome(ok=False, message=f"No session {session_id}.")
 
 
 def line(session: Session) -> str:

@@ -258,6 +258,24 @@ async def test_download_size_cap_leaves_no_file(
             await run(registry, ctx, "download_file", url="http://10.0.0.1/x.bin", filename="x.bin")
 
 
+async def test_download_is_capped_per_file_and_per_workspace(
+    registry: ToolRegistry, pages: PageServer, llm: ScriptedLLM, tmp_path: Path
+) -> None:
+    async with tool_context(tmp_path, llm, allow_downloads=True, max_file_bytes=6 * 1024) as ctx:
+        with pytest.raises(ToolError, match="MAX_FILE_BYTES"):
+            await run(registry, ctx, "download_file", url=pages.url("/file.bin?kb=8"), filename="big.bin")
+        assert list(ctx.workspace.iterdir()) == []
+    quota = 12 / 1024  # MB: room for two 5 KB files, not three
+    async with tool_context(tmp_path, llm, allow_downloads=True, workspace_quota_mb=quota) as ctx:
+        for name in ("a.bin", "b.bin"):
+            await run(registry, ctx, "download_file", url=pages.url("/file.bin?kb=5"), filename=name)
+        with pytest.raises(ToolError, match="WORKSPACE_QUOTA_MB"):
+            await run(registry, ctx, "download_file", url=pages.url("/file.bin?kb=5"), filename="c.bin")
+        # replacing a file counts its old size out
+        await run(registry, ctx, "download_file", url=pages.url("/file.bin?kb=6"), filename="a.bin")
+        assert sorted(p.name for p in ctx.workspace.iterdir()) == ["a.bin", "b.bin"]
+
+
 # ----------------------------------------------------------------------------------- chromium
 
 

@@ -1,9 +1,15 @@
 """Workspace file tools with AutoGPT's names and arguments. Each session has its own workspace
-under DATA_DIR/workspaces/<session id>/; a path that leaves it is refused."""
+under DATA_DIR/workspaces/<session id>/; a path that leaves it is refused.
+
+Writes are bounded: a file may not grow past MAX_FILE_BYTES, nor the workspace past
+WORKSPACE_QUOTA_MB (`check_room`, for every tool that writes). The engine keeps a step's long
+arguments and results whole in STEP_FILES, so the stored session stays small."""
 
 from __future__ import annotations
 
 import asyncio
+import os
+import re
 from pathlib import Path
 
 from pydantic import BaseModel, Field
@@ -12,6 +18,7 @@ from bot.tools.base import ToolContext, ToolError, ToolRegistry
 
 READ_LIMIT = 1_000_000
 LIST_LIMIT = 500
+STEP_FILES = ".autogpt"  # the engine's files in a workspace: long arguments and results of steps
 
 
 class FileArgs(BaseModel):
@@ -39,6 +46,85 @@ def safe_path(workspace: Path, name: str) -> Path:
     return candidate
 
 
+def workspace_bytes(workspace: Path) -> int:
+    """Bytes the files of a workspace take (symbolic links not followed)."""
+    total = 0
+    for root, _dirs, names in os.walk(workspace):
+        for name in names:
+            try:
+                total += os.lstat(os.path.join(root, name)).st_size
+            except OSError:
+                continue
+    return total
+
+
+def readable(size: float) -> str:
+    for unit in ("bytes", "KB", "MB"):
+        if size < 1024 or unit == "MB":
+            return f"{size:,.0f} {unit}" if unit == "bytes" else f"{size:,.1f} {unit}"
+        size /= 1024
+    return f"{size:,.1f} GB"  # pragma: no cover
+
+
+def check_room(ctx: ToolContext, path: Path, new_size: int, replaces: bool = True) -> None:
+    """Refuse (ToolError, which the agent reads) a write that would leave `path` larger than
+    MAX_FILE_BYTES or the workspace larger than WORKSPACE_QUOTA_MB. `new_size` is the file's
+    size after the write; `replaces`: the write replaces the file (else it grows it)."""
+    limit = ctx.settings.max_file_bytes
+    name = relative(path, ctx.workspace)
+    if new_size > limit:
+        raise ToolError(
+            f"Not written: {name} would be {readable(new_size)}, more than the {readable(limit)} "
+            "a file may have (MAX_FILE_BYTES). Write less, or split it over several files."
+        )
+    try:
+        before = path.stat().st_size if path.is_file() else 0
+    except OSError:
+        before = 0
+    quota = ctx.settings.workspace_quota_mb * 1024 * 1024
+    used = workspace_bytes(ctx.workspace)
+    after = used - before + new_size
+    if after > quota:
+        raise ToolError(
+            f"Not written: the workspace would hold {readable(after)}, more than its quota of "
+            f"{readable(quota)} (WORKSPACE_QUOTA_MB). Delete files you no longer need first."
+        )
+
+
+def relative(path: Path | str, workspace: Path) -> str:
+    """`path` as the agent knows it: relative to the workspace."""
+    try:
+        rel = Path(path).resolve().relative_to(workspace.resolve())
+    except (ValueError, OSError):
+        return Path(path).name
+    return str(rel) if str(rel) != "." else "."
+
+
+def without_server_paths(text: str, workspace: Path) -> str:
+    """`text` (an error message) with the workspace's absolute path taken out: users and the
+    LLM see paths relative to the workspace, never where it lies on the server."""
+    for root in {str(workspace.resolve()), str(workspace.absolute())}:
+        if root in text:
+            text = re.sub(re.escape(root) + r"/?", lambda m: "" if m.group(0).endswith("/") else ".", text)
+    return text
+
+
+def error_text(exc: BaseException, workspace: Path) -> str:
+    """What went wrong in a tool, for the agent: an OS error by its reason and the file relative
+    to the workspace; anything else by its type and message, server paths taken out."""
+    if isinstance(exc, OSError) and exc.strerror:
+        where = f": {relative(exc.filename, workspace)}" if exc.filename else ""
+        return f"{exc.strerror}{where}"
+    return without_server_paths(f"{type(exc).__name__}: {exc}", workspace)
+
+
+def keep_whole(workspace: Path, name: str, text: str) -> None:
+    """Save a step's long arguments or result in the workspace (the engine's own file)."""
+    path = workspace / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+
+
 def _write(path: Path, text: str, mode: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open(mode, encoding="utf-8") as fh:
@@ -56,16 +142,27 @@ def _read(path: Path) -> str:
     return text
 
 
+def file_path(ctx: ToolContext, name: str) -> Path:
+    path = safe_path(ctx.workspace, name)
+    if path == ctx.workspace.resolve() or path.is_dir():
+        raise ToolError(f"'{name}' is a directory; give a file name.")
+    return path
+
+
 def register(registry: ToolRegistry) -> None:
     @registry.tool("write_to_file", "Write to file", WriteArgs)
     async def write_to_file(ctx: ToolContext, args: WriteArgs) -> str:
-        path = safe_path(ctx.workspace, args.filename)
+        path = file_path(ctx, args.filename)
+        size = len(args.text.encode("utf-8"))
+        await asyncio.to_thread(check_room, ctx, path, size)
         await asyncio.to_thread(_write, path, args.text, "w")
         return f"File {args.filename} written to successfully ({len(args.text)} characters)."
 
     @registry.tool("append_to_file", "Append to file", WriteArgs)
     async def append_to_file(ctx: ToolContext, args: WriteArgs) -> str:
-        path = safe_path(ctx.workspace, args.filename)
+        path = file_path(ctx, args.filename)
+        before = path.stat().st_size if path.is_file() else 0
+        await asyncio.to_thread(check_room, ctx, path, before + len(args.text.encode("utf-8")))
         await asyncio.to_thread(_write, path, args.text, "a")
         return f"Text appended to {args.filename} successfully."
 
@@ -83,7 +180,7 @@ def register(registry: ToolRegistry) -> None:
         def listing() -> list[str]:
             found = []
             for p in sorted(base.rglob("*")):
-                if p.is_file():
+                if p.is_file() and p.relative_to(root).parts[0] != STEP_FILES:
                     found.append(str(p.relative_to(root)))
                     if len(found) >= LIST_LIMIT:
                         found.append(f"[... more than {LIST_LIMIT} files]")

@@ -39,7 +39,8 @@ from bot.models import Usage
 from bot.net import FetchError, FetchResult, GuardedFetcher, resolve_checked
 from bot.settings import Settings
 from bot.tools.base import ToolContext, ToolError, ToolRegistry
-from bot.tools.files import safe_path
+from bot.tools.env import tool_env
+from bot.tools.files import check_room, file_path
 
 log = logging.getLogger(__name__)
 
@@ -409,6 +410,7 @@ async def render_in_chromium(
                     service_workers="block",
                     accept_downloads=False,
                     timeout=15_000,
+                    env=tool_env(settings, Path(profile)),  # not the bot's: no key or token
                 )
                 try:
                     await context.route("**/*", on_route)
@@ -513,13 +515,12 @@ def register(registry: ToolRegistry) -> None:
         enabled=lambda settings: settings.allow_downloads,
     )
     async def download_file(ctx: ToolContext, args: DownloadArgs) -> str:
-        path = safe_path(ctx.workspace, args.filename)
-        if path == ctx.workspace.resolve() or path.is_dir():
-            raise ToolError(f"'{args.filename}' is a directory; give a file name.")
+        path = file_path(ctx, args.filename)
         try:
             result = await GuardedFetcher(ctx.settings).fetch(args.url)
         except FetchError as exc:
             raise ToolError(exc.message) from None
+        await asyncio.to_thread(check_room, ctx, path, len(result.body))
         await asyncio.to_thread(_write_bytes, path, result.body)
         shown = f", {result.content_type}" if result.content_type else ""
         return (
