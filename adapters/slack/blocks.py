@@ -262,7 +262,10 @@ def _recut(text: str, excess: int) -> str:
     target = max(100, len(text) - excess - 50)
     if text.startswith("```") and text.endswith("```") and len(text) > 6:
         return "```" + clip_escaped(text[3:-3], target - 6) + "```"
-    return clip_escaped(text, target)
+    cut = clip_escaped(text, target)
+    if cut.count("```") % 2:  # the cut took the end of a code block that starts further in: close it
+        cut = clip_escaped(text, target - 3) + "```"
+    return cut
 
 
 def _size(blocks: list[dict[str, Any]]) -> int:
