@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -22,6 +21,7 @@ from slack_bolt.async_app import AsyncApp, AsyncBoltContext
 
 from adapters.slack import blocks
 from adapters.slack.blocks import SlackMessage
+from adapters.slack.inbound import once
 from adapters.slack.platform import NAME, SlackPlatform
 from bot import grammar
 from bot.core import Core
@@ -35,7 +35,6 @@ from bot.views import PlatformError
 log = logging.getLogger(__name__)
 
 DEPS_KEY: Final = "autogpt"
-SEEN_EVENTS: Final = 2000
 
 
 class Inflight:
@@ -73,7 +72,6 @@ class SlackDeps:
     settings: Settings
     platform: SlackPlatform
     inflight: Inflight = field(default_factory=Inflight)
-    _seen: OrderedDict[str, None] = field(default_factory=OrderedDict)
 
     def actor(self, user_id: str) -> Actor:
         # The name is a mention: Slack shows it as the user's current display name everywhere.
@@ -87,19 +85,13 @@ class SlackDeps:
     def place(self, channel: str, team: str | None, thread: str | None = None) -> Place:
         return Place(platform=NAME, channel=channel, thread=thread, team=team)
 
-    def first_time(self, key: str) -> bool:
-        """False for an event already handled by this process (Slack redelivers on timeouts)."""
-        if key in self._seen:
-            return False
-        self._seen[key] = None
-        while len(self._seen) > SEEN_EVENTS:
-            self._seen.popitem(last=False)
-        return True
-
     async def tell(
         self, channel: str, user: str, text: str | SlackMessage, thread: str | None = None
     ) -> None:
         """An ephemeral note to one user; a failure is logged, never raised into a listener."""
+        if not channel:  # a click from a surface without a channel: there is nowhere to say it
+            log.info("nothing told to %s: the request came from no channel", user)
+            return
         try:
             await self.platform.ephemeral(channel, user, text, thread)
         except PlatformError as exc:
@@ -139,6 +131,7 @@ def build_app(deps: SlackDeps, logger: logging.Logger | None = None) -> AsyncApp
         bind(user=context.user_id, platform=NAME)  # each event runs in its own task
         await next()
 
+    app.use(once(deps.core.store))  # first: a request delivered twice runs once (adapters/slack/inbound.py)
     app.use(attach)
     register_listeners(app)
     return app

@@ -21,6 +21,7 @@ from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.async_app import AsyncApp
 
 from adapters.slack.app import SlackDeps, build_app
+from adapters.slack.inbound import SlackEndpoint
 from adapters.slack.platform import RATE_LIMIT_RETRIES, SlackPlatform, error_code, make_client
 from bot.core import Core
 from bot.settings import Settings
@@ -110,7 +111,8 @@ class SlackAdapter:
             raise SlackStartError(f"Slack refused SLACK_BOT_TOKEN: {error_code(exc)}") from exc
         self.core.add_platform(self.platform)
         if self.mode == "http":
-            self._runner = web.AppRunner(self.app.web_app(path=PATH, port=self.port), access_log=None)
+            endpoint = SlackEndpoint(self.app, _secret(self.settings.slack_signing_secret))
+            self._runner = web.AppRunner(endpoint.web_app(PATH), access_log=None)
             await self._runner.setup()
             site = web.TCPSite(self._runner, self.host, self.port)
             try:

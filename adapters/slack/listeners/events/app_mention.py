@@ -13,13 +13,11 @@ from adapters.slack.blocks import unescape
 LEADING_MENTION: Final = re.compile(r"^\s*<@[UW][A-Z0-9]+(?:\|[^>]*)?>[\s:,]*")
 
 
-async def app_mention(event: dict[str, Any], body: dict[str, Any], context: AsyncBoltContext) -> None:
+async def app_mention(event: dict[str, Any], context: AsyncBoltContext) -> None:
     user, channel = event.get("user"), event.get("channel")
     if not user or not channel or event.get("bot_id") or user == context.bot_user_id:
         return
     deps = deps_of(context)
-    if not deps.first_time(str(body.get("event_id") or f"{channel}:{event.get('ts')}")):
-        return
     text = unescape(LEADING_MENTION.sub("", str(event.get("text") or ""), count=1))
     async with deps.inflight():
         answer = await run_command(deps, deps.actor(user), deps.place(channel, context.team_id), text)

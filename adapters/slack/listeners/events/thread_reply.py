@@ -14,7 +14,7 @@ from adapters.slack.blocks import unescape
 USER_SUBTYPES: Final = frozenset({None, "thread_broadcast", "file_share"})
 
 
-async def thread_message(event: dict[str, Any], body: dict[str, Any], context: AsyncBoltContext) -> None:
+async def thread_message(event: dict[str, Any], context: AsyncBoltContext) -> None:
     if event.get("subtype") not in USER_SUBTYPES or event.get("bot_id"):
         return  # message_changed (our own chat.update calls too), message_deleted, bot_message, ...
     user, channel = event.get("user"), event.get("channel")
@@ -25,8 +25,6 @@ async def thread_message(event: dict[str, Any], body: dict[str, Any], context: A
     if context.bot_user_id and raw.lstrip().startswith(f"<@{context.bot_user_id}>"):
         return  # a command to the app, handled as an app_mention
     deps = deps_of(context)
-    if not deps.first_time(str(body.get("event_id") or f"{channel}:{ts}")):
-        return
     async with deps.inflight():
         place = deps.place(channel, context.team_id, thread)
         outcome = await deps.core.service.reply_in_thread(deps.actor(user), place, unescape(raw))
