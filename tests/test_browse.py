@@ -14,8 +14,9 @@ import pytest
 from bot.llm.client import LLMClient
 from bot.models import Place, Session
 from bot.settings import Settings
+from bot.text import split
 from bot.tools.base import ToolContext, ToolError, ToolRegistry
-from bot.tools.web import register, split_text
+from bot.tools.web import register
 from tests.conftest import make_settings
 from tests.fakes.llm_server import Error, ScriptedLLM
 from tests.fakes.pages import (
@@ -129,7 +130,7 @@ async def test_a_long_page_is_chunked_capped_and_combined(
     llm.script("text", *[f"partial answer {i}" for i in range(8)], "The combined answer.")
     async with tool_context(tmp_path, llm, browse_chunk_max_length=600) as ctx:
         out = await run(registry, ctx, "browse_website", url=pages.url("/long?paras=30"), question="When?")
-    total = len(split_text("\n".join(["x" * 290] * 30), 600))
+    total = len(split("\n".join(["x" * 290] * 30), 600))
     assert total > 8
     assert out.startswith("Answer gathered from website: The combined answer.")
     assert f"(Only the first 8 of {total} parts of the page were read.)" in out
