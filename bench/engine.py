@@ -56,6 +56,7 @@ from typing import Any
 import redis
 
 from bot.core import Core
+from bot.decisions import Decision
 from bot.grammar import GoalCommand
 from bot.models import Actor, MessageRef, Place, Session, SessionState, StepStatus
 from bot.settings import Settings
@@ -239,7 +240,7 @@ async def approved_cycle(core: Core, session_id: str, user: str, proposals_after
     token = WAITS.set(waits)
     started = time.perf_counter()
     try:
-        outcome = await core.engine.decide(session_id, actor_of(user), "approve")
+        outcome = await core.engine.decide(session_id, actor_of(user), Decision(action="approve"))
         if not outcome.ok:
             raise BenchError(f"approve {session_id}: {outcome.message}")
         session = await core.engine.drive(session_id)

@@ -20,6 +20,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
+from bot import decisions
+from bot.decisions import Decision, Refusal, Transition
 from bot.llm import prompts, tokens
 from bot.llm.client import LLMClient, LLMError, LLMReplyError, add_usage, cost
 from bot.llm.schemas import ExecutionReply, TaskListReply
@@ -74,12 +76,6 @@ def sum_usage(first: Usage, *more: Usage) -> Usage:
 
 def today() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%d")
-
-
-def may_decide(session: Session, actor: Actor, settings: Settings) -> bool:
-    if actor.is_admin or settings.is_admin(actor.user_id):
-        return True
-    return actor.platform == session.place.platform and actor.user_id == session.owner
 
 
 RUNNING_OPTIONS = [DecisionOption(action="pause", label="Pause"), DecisionOption(action="stop", label="Stop")]
@@ -742,153 +738,38 @@ class Engine:
     # ------------------------------------------------------------------ decisions
 
     @logged
-    async def decide(
-        self,
-        session_id: str,
-        actor: Actor,
-        action: str,
-        *,
-        step_no: int | None = None,
-        count: int = 1,
-        text: str | None = None,
-        continuous_limit: int | None = None,
-    ) -> Outcome:
-        """A human decision on a session:
-        approve (count > 1: this step and the next count-1 without asking; on a paused session it
-        resumes step by step), feedback (skip the command, tell the agent), stop, pause (a
-        continuous run goes back to step-by-step approval), resume (a paused session goes on;
-        `continuous_limit` set: continuously, for that many more cycles)."""
-        session = await self.store.get(session_id)
-        if session is None:
-            archived = await self.archive.get(session_id)
-            if archived is not None:
-                return Outcome(ok=False, message=f"Session {session_id} has ended ({archived.state.value}).")
-            return Outcome(ok=False, message=f"No session {session_id}.")
-        if not may_decide(session, actor, self.settings):
-            return Outcome(
-                ok=False,
-                message=f"Only {session.owner_name or session.owner} or an admin can decide on "
-                f"session {session_id}.",
-                session_id=session_id,
-            )
-        message = ""
-        decided: Step | None = None
+    async def decide(self, session_id: str, actor: Actor, decision: Decision) -> Outcome:
+        """A human decision (bot/decisions.py), applied in one compare-and-set: a click that
+        lost a race to another is decided again on what the winner left."""
         now = utcnow()
+        result: Transition | Refusal | None = None
 
-        def mutate(s: Session) -> bool | None:
-            nonlocal message, decided
-            decided = None
-            if s.state.terminal:
-                message = f"Session {s.id} has already {s.state.value}; nothing changed."
-                return False
-            pending = s.pending_step
-            last = s.last_step
-            if action == "stop":
-                on_its_own = s.continuous or s.approvals_left > 0
-                if step_no is not None and not on_its_own and (last is None or last.no != step_no):
-                    message = _not_pending(s, step_no)  # a Stop button of an old step
-                    return False
-                s.state = SessionState.STOPPED
-                s.reason = f"stopped by {actor.label}"
-                s.finished_at = now
-                if pending is not None:
-                    pending.status = StepStatus.REJECTED
-                    pending.decided_by, pending.decision, pending.decided_at = actor.label, "stopped", now
-                    decided = pending
-                message = f"Session {s.id} stopped."
-                return None
-            if action == "pause":
-                if not (s.continuous or s.approvals_left > 0):
-                    message = f"Session {s.id} is not running on its own; nothing to pause."
-                    return False
-                s.continuous = False
-                s.approvals_left = 0
-                message = f"Session {s.id} paused: the next step will wait for approval."
-                return None
-            resuming = (
-                s.state == SessionState.PAUSED and pending is None and action in ("approve", "approve_n")
-            )
-            if action == "resume" or resuming:
-                if s.state != SessionState.PAUSED and not (action == "resume" and continuous_limit):
-                    message = f"Session {s.id} is not paused ({s.state.value})."
-                    return False
-                self._resume(s, continuous_limit, count)
-                if pending is not None and s.continuous:  # resuming continuously approves the waiting step
-                    _approve(pending, actor.label, "approved (resumed continuously)", now)
-                    s.phase = Phase.EXECUTE
-                    decided = pending
-                s.state = (
-                    SessionState.RUNNING if pending is None or decided else SessionState.AWAITING_APPROVAL
-                )
-                message = f"Session {s.id} resumed" + (" continuously." if s.continuous else ".")
-                return None
-            if (
-                s.state not in (SessionState.AWAITING_APPROVAL, SessionState.PAUSED)
-                or pending is None
-                or (step_no is not None and pending.no != step_no)
-            ):
-                message = _not_pending(s, step_no)
-                return False
-            if action in ("approve", "approve_n"):
-                what = "approved" if count <= 1 else f"approved this and the next {count - 1}"
-                _approve(pending, actor.label, what, now)
-                # a step that waited although approvals were given in advance (it has effects
-                # outside the session) keeps the rest of them
-                s.approvals_left = max(s.approvals_left, count - 1)
-                s.phase = Phase.EXECUTE
-                message = f"Step {pending.no} approved" + (
-                    f", and the next {count - 1}." if count > 1 else "."
-                )
-            elif action == "feedback":
-                pending.status = StepStatus.SKIPPED
-                pending.feedback = (text or "").strip()
-                pending.decided_by, pending.decided_at, pending.decision = actor.label, now, "gave feedback"
-                s.approvals_left = 0
-                s.phase = Phase.THINK
-                message = f"Feedback sent; step {pending.no} skipped."
-            else:
-                message = f"Unknown decision {action!r}."
-                return False
-            decided = pending
-            s.state = SessionState.RUNNING
-            s.pause_kind = None
-            return None
+        def transition(s: Session) -> Session | bool:
+            nonlocal result
+            result = decisions.decide(s, actor, decision, self.settings, now)
+            return result.session if isinstance(result, Transition) else False
 
-        saved = await self.store.update(session_id, mutate)
-        if saved is None:
-            return Outcome(ok=False, message=message, session_id=session_id)
-        log.info("session %s: %s by %s", session_id, action, actor.label)
-        if decided is not None:
-            self.metrics.decided(decided.proposed_at, now)
-            await self._refresh_step(saved, decided.no)
-        elif action == "pause" and saved.last_step is not None:
-            await self._refresh_step(saved, saved.last_step.no)
+        saved = await self.store.update(session_id, transition)
+        if saved is None or not isinstance(result, Transition):
+            if result is None:  # not in the store
+                archived = await self.archive.get(session_id)
+                message = (
+                    f"Session {session_id} has ended ({archived.state.value})."
+                    if archived is not None
+                    else f"No session {session_id}."
+                )
+                return Outcome(ok=False, message=message)
+            return Outcome(ok=False, message=result.message, session_id=session_id)
+        log.info("session %s: %s by %s", session_id, decision.action, actor.label)
+        if result.decided is not None:
+            self.metrics.decided(result.decided.proposed_at, now)
+        if (changed := result.decided.no if result.decided is not None else result.refresh) is not None:
+            await self._refresh_step(saved, changed)
         if saved.state == SessionState.AWAITING_APPROVAL:  # it paused because the chat refused the step
             await self._post_unposted(saved)
         if saved.state.terminal:
             await self._ended(saved)
-        return Outcome(ok=True, message=message, session_id=session_id)
-
-    def _resume(self, s: Session, continuous_limit: int | None, count: int) -> None:
-        """Take a paused session up again. One that a limit paused gets one more allotment of
-        cycles or budget (the user's daily budget still applies), so the owner's choice to go on
-        is explicit and bounded."""
-        settings = self.settings
-        if s.pause_kind == "limit":
-            if s.cycles >= s.cycle_limit(settings.max_cycles):
-                s.max_cycles = s.cycles + settings.max_cycles
-            budget = s.budget(settings.session_budget_usd)
-            if s.usage.cost_usd >= budget * 0.9:
-                s.budget_usd = s.usage.cost_usd + settings.session_budget_usd
-        if continuous_limit:
-            s.continuous = True
-            s.continuous_limit = s.cycles + continuous_limit
-        else:
-            s.continuous = False
-        s.approvals_left = max(0, count - 1)
-        s.pause_kind = None
-        s.error = None
-        s.reason = None
+        return Outcome(ok=True, message=result.message, session_id=session_id)
 
     async def recover(self) -> list[str]:
         """Sessions to drive after a start: those the engine was working on (planning or running)
@@ -993,22 +874,6 @@ def cut_args(args: dict[str, Any], limit: int) -> dict[str, Any]:
         key = key[:100]
         out[key] = text[:share] + f" [... {len(text):,} characters in all]" if len(text) > share else value
     return out
-
-
-def _approve(step: Step, who: str, what: str, when: datetime) -> None:
-    step.status = StepStatus.APPROVED
-    step.decided_by, step.decision, step.decided_at = who, what, when
-
-
-def _not_pending(session: Session, step_no: int | None) -> str:
-    target = next((s for s in session.steps if s.no == step_no), None) if step_no else session.last_step
-    if target is not None and target.status != StepStatus.PENDING:
-        who = f" by {target.decided_by}" if target.decided_by else ""
-        what = target.decision or target.status.value
-        return f"Step {target.no} of session {session.id} was already decided ({what}{who}); nothing changed."
-    if session.state == SessionState.PAUSED:
-        return f"Session {session.id} is paused ({session.reason}); approve it to resume."
-    return f"Session {session.id} has no step waiting for a decision right now ({session.state.value})."
 
 
 def _result_view(session: Session, step: Step, output: str, ok: bool) -> View:

@@ -14,7 +14,9 @@ from datetime import datetime
 from typing import Any, ParamSpec, TypeVar
 
 from bot import grammar
-from bot.engine import Engine, may_decide, summary_view, today
+from bot.decisions import Decision, Refusal, may_decide
+from bot.decisions import decide as decide_on
+from bot.engine import Engine, summary_view, today
 from bot.grammar import (
     ApproveCommand,
     FeedbackCommand,
@@ -32,7 +34,7 @@ from bot.grammar import (
 )
 from bot.logs import bind, logged
 from bot.metrics import Metrics
-from bot.models import ACTIVE, Actor, Outcome, Place, Session
+from bot.models import ACTIVE, Actor, Outcome, Place, Session, utcnow
 from bot.redact import Redactor
 from bot.runner import Runner
 from bot.schedules import Schedule, ScheduleBook, ScheduleError, firing_id
@@ -252,29 +254,32 @@ class Service:
         return Outcome(ok=True, message="Your sessions:\n" + "\n".join(lines))
 
     async def _typed_decision(
-        self, actor: Actor, place: Place, session_id: str, action: str, **kw: Any
+        self, actor: Actor, place: Place, session_id: str, decision: Decision
     ) -> Outcome:
         """A decision typed as a command (not a button in the session's thread): a session the
         actor may not see is answered like an unknown one."""
         if await self._visible(actor, place, session_id) is None:
             return _unknown(session_id)
-        return await self.decide(session_id, actor, action, **kw)
+        return await self.decide(session_id, actor, decision)
 
     async def _stop(self, actor: Actor, place: Place, command: StopCommand) -> Outcome:
-        return await self._typed_decision(actor, place, command.session_id, "stop")
+        return await self._typed_decision(actor, place, command.session_id, Decision(action="stop"))
 
     async def _approve(self, actor: Actor, place: Place, command: ApproveCommand) -> Outcome:
-        return await self._typed_decision(actor, place, command.session_id, "approve", count=command.count)
+        decision = Decision(action="approve", count=command.count)
+        return await self._typed_decision(actor, place, command.session_id, decision)
 
     async def _feedback(self, actor: Actor, place: Place, command: FeedbackCommand) -> Outcome:
-        return await self._typed_decision(actor, place, command.session_id, "feedback", text=command.text)
+        decision = Decision(action="feedback", text=command.text)
+        return await self._typed_decision(actor, place, command.session_id, decision)
 
     async def _pause(self, actor: Actor, place: Place, command: PauseCommand) -> Outcome:
-        return await self._typed_decision(actor, place, command.session_id, "pause")
+        return await self._typed_decision(actor, place, command.session_id, Decision(action="pause"))
 
     async def _resume(self, actor: Actor, place: Place, command: ResumeCommand) -> Outcome:
         limit = (command.continuous_limit or self.settings.continuous_limit) if command.continuous else None
-        return await self._typed_decision(actor, place, command.session_id, "resume", continuous_limit=limit)
+        decision = Decision(action="resume", continuous_limit=limit)
+        return await self._typed_decision(actor, place, command.session_id, decision)
 
     # ------------------------------------------------------------------ schedules
 
@@ -422,41 +427,32 @@ class Service:
 
     @answers
     @logged
-    async def decide(
-        self,
-        session_id: str,
-        actor: Actor,
-        action: str,
-        *,
-        step_no: int | None = None,
-        count: int = 1,
-        text: str | None = None,
-        continuous_limit: int | None = None,
-    ) -> Outcome:
+    async def decide(self, session_id: str, actor: Actor, decision: Decision) -> Outcome:
         """A click or a typed decision. The session continues in the background."""
-        limit = self.settings.max_goal_chars
-        if action == "feedback" and text is not None and len(text) > limit:
-            return Outcome(
-                ok=False,
-                message=f"Your feedback is {len(text):,} characters long; the limit is {limit:,}. "
-                "Nothing changed: say it in fewer words.",
-                session_id=session_id,
-            )
+        if decision.text is not None:
+            decision = decision.model_copy(update={"text": scrub(decision.text)})
         try:
-            outcome = await self.engine.decide(
-                session_id,
-                actor,
-                action,
-                step_no=step_no,
-                count=count,
-                text=scrub(text),
-                continuous_limit=continuous_limit,
-            )
+            outcome = await self.engine.decide(session_id, actor, decision)
         except StoreError as exc:
             return Outcome(ok=False, message=STORE_DOWN.format(exc))
-        if outcome.ok and action not in ("stop", "pause"):
+        if outcome.ok and decision.action not in ("stop", "pause"):
             self.runner.kick(session_id)
         return outcome
+
+    @answers
+    async def check(self, session_id: str, actor: Actor, decision: Decision) -> Outcome:
+        """Whether `decision` would be taken now, without taking it (read-only): an adapter asks
+        before it opens a form for it. ok=False says why not, as the decision would."""
+        try:
+            session = await self.store.get(session_id)
+        except StoreError as exc:
+            return Outcome(ok=False, message=STORE_DOWN.format(exc))
+        if session is None:
+            return Outcome(ok=False, message=f"No session {session_id} waiting for a decision.")
+        result = decide_on(session, actor, decision, self.settings, utcnow())
+        if isinstance(result, Refusal):
+            return Outcome(ok=False, message=result.message, session_id=session_id)
+        return Outcome(ok=True, message="", session_id=session_id)
 
     @answers
     async def reply_in_thread(self, actor: Actor, place: Place, text: str) -> Outcome | None:
@@ -471,16 +467,14 @@ class Service:
         pending = session.pending_step
         if pending is None:
             return None
-        return await self.decide(session_id, actor, "feedback", step_no=pending.no, text=text)
+        return await self.decide(
+            session_id, actor, Decision(action="feedback", step_no=pending.no, text=text)
+        )
 
     async def session_in(self, place: Place) -> Session | None:
         """The session living in a place (thread), if any."""
         session_id = await self.store.session_at(place.key)
         return await self.store.get(session_id) if session_id else None
-
-    async def may_decide(self, session_id: str, actor: Actor) -> bool:
-        session = await self.store.get(session_id)
-        return session is not None and may_decide(session, actor, self.settings)
 
 
 def _unknown(session_id: str) -> Outcome:

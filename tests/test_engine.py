@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 from bot.core import Core
+from bot.decisions import Decision
 from bot.grammar import GoalCommand
 from bot.llm import tokens
 from bot.models import Actor, Place, SessionState, StepStatus
@@ -19,6 +20,7 @@ from tests.fakes.llm_server import Error, Raw, ScriptedLLM, agent_reply, tasks_r
 
 OWNER = "U1"
 PLACE = Place(platform="test", channel="C1")
+APPROVE = Decision(action="approve")
 
 
 async def start(core: Core, *goals: str, user: str = OWNER, **kw: object) -> str:
@@ -193,7 +195,7 @@ async def test_invalid_reply_is_asked_again_then_fails_visibly(
     assert chat.of(sid, "summary")[-1].outcome == "paused"  # type: ignore[union-attr]
     # the owner resumes it and it goes on, nothing lost
     llm.script("execution_reply", agent_reply("finish"))
-    assert (await core.service.decide(sid, Actor(platform="test", user_id=OWNER), "approve")).ok
+    assert (await core.service.decide(sid, Actor(platform="test", user_id=OWNER), APPROVE)).ok
     await settle(core)
     session = await core.store.get(sid)
     assert session is not None and session.state == SessionState.AWAITING_APPROVAL
@@ -296,9 +298,9 @@ async def test_a_huge_result_never_overflows_the_prompt(core: Core, llm: Scripte
     (workspace / "big.html").write_text("<p>lorem ipsum dolor</p>\n" * 45000)  # ~1 MB
     llm.script("execution_reply", agent_reply("read_file", {"filename": "big.html"}), agent_reply("finish"))
     actor = Actor(platform="test", user_id=OWNER)
-    await core.service.decide(sid, actor, "approve")  # resume
+    await core.service.decide(sid, actor, APPROVE)  # resume
     await settle(core)
-    await core.service.decide(sid, actor, "approve")  # run read_file
+    await core.service.decide(sid, actor, APPROVE)  # run read_file
     await settle(core)
     messages = llm.requests_of("execution_reply")[-1]["messages"]
     used = tokens.count_messages(messages)

@@ -24,6 +24,7 @@ import pytest
 import redis
 
 from bot.core import Core
+from bot.decisions import Decision
 from bot.models import Actor, Place, Session, SessionState, StepStatus
 from tests.conftest import make_settings
 from tests.fakes.chat import TestPlatform
@@ -166,7 +167,7 @@ async def test_outage_said_in_chat_and_recovered_without_a_restart(
         listing = await core.service.handle_text(OWNER, PLACE, "list")
         assert not listing.ok
         assert "not reachable" in listing.message and "Traceback" not in listing.message
-        click = await core.service.decide(sid, OWNER, "pause")
+        click = await core.service.decide(sid, OWNER, Decision(action="pause"))
         assert not click.ok
         assert "not reachable" in click.message and "Traceback" not in click.message
         await asyncio.sleep(2.5)  # the engine and the recovery job meet the outage meanwhile

@@ -12,6 +12,7 @@ from typing import TextIO
 
 from adapters.console.platform import ConsolePlatform
 from bot.core import Core
+from bot.decisions import Decision
 from bot.engine import step_view, summary_view, tasks_view
 from bot.grammar import GoalCommand
 from bot.models import Actor, Place, Session, SessionState
@@ -204,6 +205,6 @@ async def loop(core: Core, session_id: str, actor: Actor, read: Reader, out: Tex
         if state == SessionState.PAUSED and session.pending_step is None and action == "feedback":
             print("The session is paused: enter 'y' to resume it or 'n' to stop it.", file=out)
             continue
-        outcome = await core.engine.decide(session_id, actor, action, count=count, text=text)
+        outcome = await core.engine.decide(session_id, actor, Decision(action=action, count=count, text=text))
         if not outcome.ok:
             print(outcome.message, file=out)

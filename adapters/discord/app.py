@@ -23,7 +23,8 @@ from adapters.discord.components import DecisionButton, FeedbackModal, modal_val
 from adapters.discord.ids import Click
 from adapters.discord.limits import reply_chunks
 from adapters.discord.platform import NAME, ORIGIN, SEND_ERRORS, DiscordPlatform, Origin
-from bot.models import Actor, Outcome, Place
+from bot.decisions import Decision
+from bot.models import Actor, Place
 from bot.service import Service
 from bot.settings import Settings
 
@@ -196,38 +197,24 @@ class Handlers:
 
     async def _button(self, interaction: discord.Interaction[Any], click: Click) -> None:
         actor = self.actor(interaction.user)
-        allowed: bool | None
-        try:
-            allowed = await asyncio.wait_for(self.service.may_decide(click.session_id, actor), CHECK_WITHIN_S)
+        decision = Decision(action=click.action, step_no=click.step_no, count=click.count)
+        try:  # the core says, read-only, whether it would be refused: then nothing is deferred
+            check = await asyncio.wait_for(
+                self.service.check(click.session_id, actor, decision), CHECK_WITHIN_S
+            )
         except Exception as exc:  # slow or down: defer, and let the decision itself say
             log.warning("Discord: checking a click on %s: %s", click.session_id, exc)
-            allowed = None
-        if allowed is False:
-            # Refused before anything changes; the core says why (not the owner, no such session...)
-            refusal = await self._refusal(click, actor)
-            await interaction.response.send_message(refusal, ephemeral=True)
+            check = None
+        if check is not None and not check.ok:
+            await interaction.response.send_message(check.message, ephemeral=True)
             return
         if click.action == "feedback":
             await interaction.response.send_modal(FeedbackModal(click.session_id, click.step_no))
             return
         await interaction.response.defer()
-        outcome = await self.service.decide(
-            click.session_id, actor, click.action, step_no=click.step_no, count=click.count
-        )
+        outcome = await self.service.decide(click.session_id, actor, decision)
         if not outcome.ok:
             await self._private(interaction, outcome.message)
-
-    async def _refusal(self, click: Click, actor: Actor) -> str:
-        try:
-            outcome: Outcome = await asyncio.wait_for(
-                self.service.decide(click.session_id, actor, click.action, step_no=click.step_no),
-                CHECK_WITHIN_S / 2,
-            )
-            if not outcome.ok:
-                return outcome.message
-        except Exception:
-            pass
-        return f"Only the owner of session {click.session_id} or an admin can decide on it."
 
     async def on_interaction(self, interaction: discord.Interaction[Any]) -> None:
         """Modal submissions, by custom id: the feedback form works even after a restart."""
@@ -243,7 +230,9 @@ class Handlers:
                 await interaction.response.defer()
                 text = modal_values(interaction.data).get(ids.FEEDBACK_INPUT, "")
                 outcome = await self.service.decide(
-                    session_id, self.actor(interaction.user), "feedback", step_no=step_no, text=text
+                    session_id,
+                    self.actor(interaction.user),
+                    Decision(action="feedback", step_no=step_no, text=text),
                 )
                 if not outcome.ok:
                     await self._private(interaction, outcome.message)

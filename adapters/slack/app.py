@@ -27,7 +27,7 @@ from bot import grammar
 from bot.core import Core
 from bot.grammar import GoalCommand, HelpCommand, ListCommand, StatusCommand, UsageError
 from bot.logs import bind
-from bot.models import Actor, Place, Session, StepStatus
+from bot.models import Actor, Place, Session
 from bot.settings import Settings
 from bot.store.base import StoreError
 from bot.views import PlatformError
@@ -164,21 +164,3 @@ def where(body: dict[str, Any]) -> tuple[str, str | None]:
     message = body.get("message") or {}
     channel = (body.get("channel") or {}).get("id") or container.get("channel_id") or ""
     return channel, container.get("thread_ts") or message.get("thread_ts")
-
-
-async def feedback_refusal(deps: SlackDeps, session_id: str, step_no: int, actor: Actor) -> str | None:
-    """Why `actor` may not give feedback on that step now, or None. The decision itself is the
-    core's (atomic, checked again on submit); this only spares opening a modal for nothing."""
-    session = await deps.session(session_id)
-    if session is None:
-        return f"No session {session_id} waiting for a decision."
-    if not await deps.core.service.may_decide(session_id, actor):
-        return (
-            f"Only {session.owner_name or session.owner} or an admin can decide on session {session_id}; "
-            "nothing changed."
-        )
-    step = next((s for s in session.steps if s.no == step_no), None)
-    if step is None or step.status != StepStatus.PENDING or session.state.terminal:
-        by = f" by {step.decided_by}" if step is not None and step.decided_by else ""
-        return f"Step {step_no} of session {session_id} was already decided{by}; nothing changed."
-    return None

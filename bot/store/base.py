@@ -26,7 +26,8 @@ class SessionExists(StoreError):
     pass
 
 
-Mutation = Callable[[Session], Awaitable[bool | None] | bool | None]
+# Changes the session it is given in place, or returns the session to store instead; False aborts.
+Mutation = Callable[[Session], Awaitable[Session | bool | None] | Session | bool | None]
 
 
 class SessionStore(ABC):
@@ -136,8 +137,9 @@ class SessionStore(ABC):
     ) -> Session | None:
         """Load, mutate, compare-and-set, retrying on a lost race.
 
-        `mutate` changes the session in place; returning False aborts (nothing is written and
-        None is returned). Returns the stored session, or None if it is missing or aborted.
+        `mutate` changes the session in place, or returns the session to store (a new value
+        computed from the one it got); returning False aborts (nothing is written and None is
+        returned). Returns the stored session, or None if it is missing or aborted.
         `current`, a copy the caller just read or wrote, saves the first load: if it is stale the
         compare-and-set fails and the loop loads the stored one.
         """
@@ -157,6 +159,8 @@ class SessionStore(ABC):
                 outcome = await outcome
             if outcome is False:
                 return None
+            if isinstance(outcome, Session):
+                session = outcome
             if await self.cas(session, expected):
                 return session
         raise StoreError(f"session {session_id}: too many concurrent updates")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from bot.decisions import Decision
 from bot.models import Actor, MessageRef, Outcome, Place
 from bot.service import Service
 from bot.views import PlatformError, SessionHeaderView, StepView, View
@@ -91,4 +92,5 @@ class TestPlatform:
         option = next((o for o in view.options if o.action == action), None)
         assert option is not None, f"step {step_no} offers no {action} button"
         actor = Actor(platform=self.name, user_id=user, is_admin=admin)
-        return await service.decide(session_id, actor, action, step_no=step_no, count=option.count, text=text)
+        decision = Decision(action=option.action, step_no=step_no, count=option.count, text=text)
+        return await service.decide(session_id, actor, decision)

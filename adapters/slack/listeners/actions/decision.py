@@ -12,6 +12,7 @@ from slack_bolt.async_app import AsyncAck, AsyncBoltContext
 
 from adapters.slack import ids
 from adapters.slack.app import deps_of, where
+from bot.decisions import Decision
 
 
 async def decision_button(
@@ -30,12 +31,10 @@ async def decision_button(
             )
             return
         session_id, step_no, count = parsed
-        if decision == "approve_n":
-            count = min(max(count, ids.MIN_APPROVE_N), ids.MAX_APPROVE_N)
-        else:
-            count = 1
         outcome = await deps.core.service.decide(
-            session_id, deps.actor(user), decision, step_no=step_no, count=count
+            session_id,
+            deps.actor(user),
+            Decision(action=decision, step_no=step_no, count=count if decision == "approve_n" else 1),
         )
         if not outcome.ok:
             await deps.tell(channel, user, outcome.message, thread)

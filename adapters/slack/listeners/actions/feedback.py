@@ -7,7 +7,8 @@ from typing import Any
 from slack_bolt.async_app import AsyncAck, AsyncBoltContext
 
 from adapters.slack import blocks, ids
-from adapters.slack.app import deps_of, feedback_refusal, where
+from adapters.slack.app import deps_of, where
+from bot.decisions import Decision
 from bot.views import PlatformError
 
 
@@ -26,9 +27,12 @@ async def feedback_button(
             )
             return
         session_id, step_no, _ = parsed
-        refusal = await feedback_refusal(deps, session_id, step_no, deps.actor(user))
-        if refusal is not None:
-            await deps.tell(channel, user, refusal, thread)
+        # the core says whether feedback would be taken now (read-only), before a form is opened
+        check = await deps.core.service.check(
+            session_id, deps.actor(user), Decision(action="feedback", step_no=step_no)
+        )
+        if not check.ok:
+            await deps.tell(channel, user, check.message, thread)
             return
         session = await deps.session(session_id)
         step = next((s for s in session.steps if s.no == step_no), None) if session else None

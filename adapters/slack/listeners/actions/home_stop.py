@@ -9,6 +9,7 @@ from slack_bolt.async_app import AsyncAck, AsyncBoltContext
 from adapters.slack import ids
 from adapters.slack.app import deps_of
 from adapters.slack.listeners.events.app_home import publish_home
+from bot.decisions import Decision
 
 
 async def home_stop_button(
@@ -22,6 +23,6 @@ async def home_stop_button(
         if session_id is None:
             notice = "That button is not one the bot understands; nothing changed."
         else:
-            outcome = await deps.core.service.decide(session_id, deps.actor(user), "stop")
+            outcome = await deps.core.service.decide(session_id, deps.actor(user), Decision(action="stop"))
             notice = outcome.message
         await publish_home(deps, user, context.team_id, notice)

@@ -8,6 +8,7 @@ from slack_bolt.async_app import AsyncAck, AsyncBoltContext
 
 from adapters.slack import ids
 from adapters.slack.app import deps_of
+from bot.decisions import Decision
 
 
 def typed_text(view: dict[str, Any]) -> str:
@@ -33,7 +34,7 @@ async def feedback_submitted(
         session_id, step_no, _ = parsed
         user = body["user"]["id"]
         outcome = await deps.core.service.decide(
-            session_id, deps.actor(user), "feedback", step_no=step_no, text=text
+            session_id, deps.actor(user), Decision(action="feedback", step_no=step_no, text=text)
         )
         if not outcome.ok:
             session = await deps.session(session_id)

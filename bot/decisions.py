@@ -1,0 +1,199 @@
+"""Human decisions as data, and the pure function that applies one.
+
+A `Decision` is what a click or a typed command asks for: approve (this step and the next
+count-1 without asking), feedback (skip the command, tell the agent), stop, pause (a run on its
+own goes back to step-by-step approval) or resume (a paused session goes on; continuously for
+`continuous_limit` more cycles when set). `decide(session, actor, decision, settings, now)`
+returns the `Transition` it makes (the session after it, and what to say) or a `Refusal`, with
+no I/O: the engine applies a transition in one compare-and-set, and an adapter can ask the same
+function, read-only, whether a click would be refused (`Service.check`) before opening a form.
+The OpenAI Agents SDK's `RunState.approve/reject` is the model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from bot.models import Actor, Phase, Session, SessionState, Step, StepStatus
+from bot.settings import Settings
+
+MAX_APPROVE_N = 100  # "approve next N": the range of APPROVE_NEXT_N
+
+Action = Literal["approve", "approve_n", "feedback", "stop", "pause", "resume"]
+
+
+class Decision(BaseModel):
+    """What a user decided. `step_no`: the step whose button was pressed (None: typed, about the
+    session as it is now)."""
+
+    action: Action
+    step_no: int | None = None
+    count: int = Field(1, ge=1)
+    text: str | None = None
+    continuous_limit: int | None = Field(None, ge=1)
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Nothing changes; `message` says why, for the user who asked."""
+
+    message: str
+
+
+@dataclass(frozen=True)
+class Transition:
+    """What a decision does: `session` as it is after it, the words for the user, the step
+    decided on (its message changes) and any other step whose message changes."""
+
+    session: Session
+    message: str
+    decided: Step | None = None
+    refresh: int | None = None
+
+
+def may_decide(session: Session, actor: Actor, settings: Settings) -> bool:
+    if actor.is_admin or settings.is_admin(actor.user_id):
+        return True
+    return actor.platform == session.place.platform and actor.user_id == session.owner
+
+
+def decide(
+    session: Session, actor: Actor, decision: Decision, settings: Settings, now: datetime
+) -> Transition | Refusal:
+    if not may_decide(session, actor, settings):
+        return Refusal(
+            f"Only {session.owner_name or session.owner} or an admin can decide on session {session.id}."
+        )
+    if session.state.terminal:
+        return Refusal(f"Session {session.id} has already {session.state.value}; nothing changed.")
+    if decision.action == "feedback" and len(decision.text or "") > settings.max_goal_chars:
+        return Refusal(
+            f"Your feedback is {len(decision.text or ''):,} characters long; the limit is "
+            f"{settings.max_goal_chars:,}. Nothing changed: say it in fewer words."
+        )
+    s = session.model_copy(deep=True)
+    match decision.action:
+        case "stop":
+            return _stop(s, actor, decision, now)
+        case "pause":
+            return _pause(s)
+        case "resume":
+            return _resume(s, actor, decision, settings, now)
+        case "approve" | "approve_n" if s.state == SessionState.PAUSED and s.pending_step is None:
+            return _resume(s, actor, decision, settings, now)  # approving a paused session resumes it
+        case "approve" | "approve_n" | "feedback":
+            return _on_pending(s, actor, decision, now)
+    return Refusal(f"Unknown decision {decision.action!r}.")
+
+
+def _stop(s: Session, actor: Actor, decision: Decision, now: datetime) -> Transition | Refusal:
+    last = s.last_step
+    on_its_own = s.continuous or s.approvals_left > 0
+    if decision.step_no is not None and not on_its_own and (last is None or last.no != decision.step_no):
+        return Refusal(not_pending(s, decision.step_no))  # the Stop button of an old step
+    s.state = SessionState.STOPPED
+    s.reason = f"stopped by {actor.label}"
+    s.finished_at = now
+    pending = s.pending_step
+    if pending is not None:
+        pending.status = StepStatus.REJECTED
+        pending.decided_by, pending.decision, pending.decided_at = actor.label, "stopped", now
+    return Transition(s, f"Session {s.id} stopped.", decided=pending)
+
+
+def _pause(s: Session) -> Transition | Refusal:
+    if not (s.continuous or s.approvals_left > 0):
+        return Refusal(f"Session {s.id} is not running on its own; nothing to pause.")
+    s.continuous = False
+    s.approvals_left = 0
+    last = s.last_step
+    return Transition(
+        s,
+        f"Session {s.id} paused: the next step will wait for approval.",
+        refresh=last.no if last is not None else None,
+    )
+
+
+def _resume(
+    s: Session, actor: Actor, decision: Decision, settings: Settings, now: datetime
+) -> Transition | Refusal:
+    """A paused session goes on. One that a limit paused gets one more allotment of cycles or
+    budget (the user's daily budget still applies), so the choice to go on is explicit and
+    bounded. `resume --continuous` also resumes a session that is not paused, continuously."""
+    if s.state != SessionState.PAUSED and not (decision.action == "resume" and decision.continuous_limit):
+        return Refusal(f"Session {s.id} is not paused ({s.state.value}).")
+    if s.pause_kind == "limit":
+        if s.cycles >= s.cycle_limit(settings.max_cycles):
+            s.max_cycles = s.cycles + settings.max_cycles
+        budget = s.budget(settings.session_budget_usd)
+        if s.usage.cost_usd >= budget * 0.9:
+            s.budget_usd = s.usage.cost_usd + settings.session_budget_usd
+    s.continuous = decision.continuous_limit is not None
+    s.continuous_limit = (
+        s.cycles + decision.continuous_limit if decision.continuous_limit else s.continuous_limit
+    )
+    s.approvals_left = max(0, _count(decision) - 1)
+    s.pause_kind = s.error = s.reason = None
+    pending = s.pending_step
+    decided = None
+    if pending is not None and s.continuous:  # resuming continuously approves the waiting step
+        approve(pending, actor.label, "approved (resumed continuously)", now)
+        s.phase = Phase.EXECUTE
+        decided = pending
+    s.state = SessionState.RUNNING if pending is None or decided else SessionState.AWAITING_APPROVAL
+    return Transition(s, f"Session {s.id} resumed" + (" continuously." if s.continuous else "."), decided)
+
+
+def _on_pending(s: Session, actor: Actor, decision: Decision, now: datetime) -> Transition | Refusal:
+    pending = s.pending_step
+    if (
+        s.state not in (SessionState.AWAITING_APPROVAL, SessionState.PAUSED)
+        or pending is None
+        or (decision.step_no is not None and pending.no != decision.step_no)
+    ):
+        return Refusal(not_pending(s, decision.step_no))
+    if decision.action == "feedback":
+        pending.status = StepStatus.SKIPPED
+        pending.feedback = (decision.text or "").strip()
+        pending.decided_by, pending.decided_at, pending.decision = actor.label, now, "gave feedback"
+        s.approvals_left = 0
+        s.phase = Phase.THINK
+        message = f"Feedback sent; step {pending.no} skipped."
+    else:
+        count = _count(decision)
+        approve(
+            pending, actor.label, "approved" if count == 1 else f"approved this and the next {count - 1}", now
+        )
+        # a step that waited although approvals were given in advance (it has effects outside
+        # the session) keeps the rest of them
+        s.approvals_left = max(s.approvals_left, count - 1)
+        s.phase = Phase.EXECUTE
+        message = f"Step {pending.no} approved" + (f", and the next {count - 1}." if count > 1 else ".")
+    s.state = SessionState.RUNNING
+    s.pause_kind = None
+    return Transition(s, message, decided=pending)
+
+
+def _count(decision: Decision) -> int:
+    return min(max(decision.count, 1), MAX_APPROVE_N)
+
+
+def approve(step: Step, who: str, what: str, when: datetime) -> None:
+    step.status = StepStatus.APPROVED
+    step.decided_by, step.decision, step.decided_at = who, what, when
+
+
+def not_pending(session: Session, step_no: int | None) -> str:
+    """Why a decision on `step_no` (None: the current step) finds nothing to decide."""
+    target = next((s for s in session.steps if s.no == step_no), None) if step_no else session.last_step
+    if target is not None and target.status != StepStatus.PENDING:
+        who = f" by {target.decided_by}" if target.decided_by else ""
+        what = target.decision or target.status.value
+        return f"Step {target.no} of session {session.id} was already decided ({what}{who}); nothing changed."
+    if session.state == SessionState.PAUSED:
+        return f"Session {session.id} is paused ({session.reason}); approve it to resume."
+    return f"Session {session.id} has no step waiting for a decision right now ({session.state.value})."
