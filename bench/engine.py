@@ -55,13 +55,14 @@ from typing import Any
 
 import redis
 
+from bot.adapter import PlatformError
 from bot.core import Core
 from bot.decisions import Decision
 from bot.grammar import GoalCommand
 from bot.models import Actor, MessageRef, Place, Session, SessionState, StepStatus
+from bot.presenter.views import SessionHeaderView, View
 from bot.settings import Settings
 from bot.store.base import StoreError
-from bot.views import PlatformError, SessionHeaderView, View
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # `tests` is not installed; the chat recorder lives there

@@ -8,6 +8,7 @@ import logging
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+from bot.adapter import ChatAdapter
 from bot.engine import Engine
 from bot.llm.client import LLMClient
 from bot.memory import Memory, NoMemory, open_memory
@@ -20,7 +21,6 @@ from bot.store import make_archive, make_store
 from bot.store.archive import Archive
 from bot.store.base import SessionStore
 from bot.tools import ToolRegistry, default_registry
-from bot.views import ChatPlatform
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ class Core:
         self.llm = llm
         self.tools = tools or default_registry()
         self.memory: Memory = memory or NoMemory()
-        self.platforms: dict[str, ChatPlatform] = {}
+        self.platforms: dict[str, ChatAdapter] = {}
         self.engine = Engine(
             settings, store, archive, llm, self.tools, self.memory, self.platforms, metrics=self.metrics
         )
@@ -83,7 +83,7 @@ class Core:
         core.scheduler.start()
         return core
 
-    def add_platform(self, platform: ChatPlatform) -> None:
+    def add_platform(self, platform: ChatAdapter) -> None:
         self.platforms[platform.name] = platform
         if getattr(platform, "metrics", False) is None:  # it counts its API errors (bot/ops.py)
             platform.metrics = self.metrics  # type: ignore[attr-defined]

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from bot import decisions
+from bot.adapter import ChatAdapter, PlatformError
 from bot.decisions import Decision, Refusal, Transition
 from bot.llm import prompts, tokens
 from bot.llm.client import LLMClient, LLMError, LLMReplyError, add_usage, cost
@@ -40,22 +41,14 @@ from bot.models import (
     Usage,
     utcnow,
 )
+from bot.presenter.build import result_view, step_view, summary_view, tasks_view
+from bot.presenter.views import NoticeView, View
 from bot.redact import Redactor
 from bot.settings import Settings
 from bot.store.archive import Archive
 from bot.store.base import SessionStore
 from bot.tools import FINISH, ToolContext, ToolError, ToolRegistry
 from bot.tools.files import STEP_FILES, error_text, keep_whole, without_server_paths, workspace_of
-from bot.views import (
-    ChatPlatform,
-    DecisionOption,
-    NoticeView,
-    PlatformError,
-    StepView,
-    SummaryView,
-    TaskListView,
-    View,
-)
 
 log = logging.getLogger(__name__)
 
@@ -78,78 +71,6 @@ def today() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%d")
 
 
-RUNNING_OPTIONS = [DecisionOption(action="pause", label="Pause"), DecisionOption(action="stop", label="Stop")]
-
-
-def step_view(session: Session, step: Step, settings: Settings) -> StepView:
-    status: Any
-    options: list[DecisionOption] = []
-    last = session.last_step
-    live = not session.state.terminal and last is not None and last.no == step.no
-    match step.status:
-        case StepStatus.PENDING:
-            status = "pending"
-            options = [
-                DecisionOption(action="approve", label="Approve"),
-                DecisionOption(
-                    action="approve_n",
-                    label=f"Approve next {settings.approve_next_n}",
-                    count=settings.approve_next_n,
-                ),
-                DecisionOption(action="feedback", label="Feedback"),
-                DecisionOption(action="stop", label="Stop"),
-            ]
-        case StepStatus.APPROVED if step.decided_by in ("auto", "continuous"):
-            status = "auto"
-            options = RUNNING_OPTIONS
-        case StepStatus.EXECUTING:
-            status = "running"
-            options = RUNNING_OPTIONS if step.decided_by in ("auto", "continuous") else []
-        case StepStatus.DONE:
-            status = "done"
-            options = RUNNING_OPTIONS if step.decided_by in ("auto", "continuous") else []
-        case StepStatus.INVALID:
-            status = "invalid"
-        case StepStatus.INTERRUPTED:
-            status = "interrupted"
-        case _:
-            status = "decided"
-    if options is RUNNING_OPTIONS and not live:
-        options = []
-    return StepView(
-        session_id=session.id,
-        step_no=step.no,
-        thoughts=step.thoughts,
-        command=step.command.name,
-        args=step.command.args,
-        status=status,
-        options=options,
-        decided_by=step.decided_by,
-        decision=step.decision,
-        decided_at=step.decided_at,
-        approvals_left=session.approvals_left,
-        budget_left_usd=max(0.0, session.budget(settings.session_budget_usd) - session.usage.cost_usd),
-        note="\n".join(step.notes) or None,
-    )
-
-
-def summary_view(session: Session) -> SummaryView:
-    outcome: Any = session.state.value if session.state.terminal else "paused"
-    return SummaryView(
-        session_id=session.id,
-        outcome=outcome,
-        reason=session.reason or "",
-        cycles=session.cycles,
-        cost_usd=session.usage.cost_usd,
-        prompt_tokens=session.usage.prompt_tokens,
-        completion_tokens=session.usage.completion_tokens,
-    )
-
-
-def tasks_view(session: Session) -> TaskListView:
-    return TaskListView(session_id=session.id, tasks=session.tasks, done=session.done_tasks)
-
-
 def merge_priorities(before: list[str], reply: list[str]) -> list[str]:
     """Take the prioritised order, but never lose a task ("Do not remove any tasks")."""
     if not reply:
@@ -170,7 +91,7 @@ class Engine:
         llm: LLMClient,
         tools: ToolRegistry,
         memory: Memory,
-        platforms: dict[str, ChatPlatform],
+        platforms: dict[str, ChatAdapter],
         metrics: Metrics | None = None,
     ) -> None:
         self.settings = settings
@@ -606,7 +527,7 @@ class Engine:
         if saved is None:
             return
         await self._refresh_step(saved, step.no)
-        await self.post(saved, _result_view(saved, step, output, ok))
+        await self.post(saved, result_view(saved, step, output, ok))
 
     async def _run_tool_telling(self, session: Session, step: Step) -> tuple[str, bool, Usage]:
         """Run the step's command; once it has run for RUNNING_NOTICE_S, its message says it is
@@ -874,15 +795,3 @@ def cut_args(args: dict[str, Any], limit: int) -> dict[str, Any]:
         key = key[:100]
         out[key] = text[:share] + f" [... {len(text):,} characters in all]" if len(text) > share else value
     return out
-
-
-def _result_view(session: Session, step: Step, output: str, ok: bool) -> View:
-    from bot.views import ResultView
-
-    return ResultView(
-        session_id=session.id,
-        step_no=step.no,
-        command=step.command.name,
-        output=output[:RESULT_VIEW_LIMIT],
-        ok=ok,
-    )

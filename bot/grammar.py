@@ -43,7 +43,8 @@ __all__ = [
 # --- session ids -------------------------------------------------------------------------------
 
 SESSION_ID_LENGTH: Final = 6
-SESSION_ID_RE: Final = re.compile(r"^[a-z0-9]{6}$")
+SESSION_ID_PATTERN: Final = r"[a-z0-9]{6}"  # the one pattern of a session id (buttons use it too)
+SESSION_ID_RE: Final = re.compile(f"^{SESSION_ID_PATTERN}$")
 #: No 0/o, 1/l/i: ids are read off a screen and typed on a phone.
 SESSION_ID_ALPHABET: Final = "abcdefghjkmnpqrstuvwxyz23456789"
 _ID_EXAMPLE: Final = "k3f9qa"
@@ -75,7 +76,7 @@ class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
-SessionId = Annotated[str, Field(pattern=r"^[a-z0-9]{6}$")]
+SessionId = Annotated[str, Field(pattern=f"^{SESSION_ID_PATTERN}$")]
 
 
 class GoalCommand(_Frozen):

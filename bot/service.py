@@ -16,7 +16,7 @@ from typing import Any, ParamSpec, TypeVar
 from bot import grammar
 from bot.decisions import Decision, Refusal, may_decide
 from bot.decisions import decide as decide_on
-from bot.engine import Engine, summary_view, today
+from bot.engine import Engine, today
 from bot.grammar import (
     ApproveCommand,
     FeedbackCommand,
@@ -35,6 +35,9 @@ from bot.grammar import (
 from bot.logs import bind, logged
 from bot.metrics import Metrics
 from bot.models import ACTIVE, Actor, Outcome, Place, Session, utcnow
+from bot.presenter.build import header_view, session_list_view
+from bot.presenter.views import NoticeView, SessionListView
+from bot.presenter.wording import describe, session_line
 from bot.redact import Redactor
 from bot.runner import Runner
 from bot.schedules import Schedule, ScheduleBook, ScheduleError, firing_id
@@ -42,7 +45,6 @@ from bot.settings import Settings
 from bot.store.archive import Archive
 from bot.store.base import SessionExists, SessionStore, StoreError
 from bot.text import scrub
-from bot.views import NoticeView, SessionHeaderView
 
 log = logging.getLogger(__name__)
 
@@ -195,16 +197,8 @@ class Service:
         platform = self.engine.platforms.get(place.platform)
         if platform is None:
             return place
-        header = SessionHeaderView(
-            session_id=session.id,
-            title=title,
-            owner=owner,
-            ai_name=session.ai_name,
-            ai_role=session.ai_role,
-            goals=session.goals,
-            mode=session.mode,
-        )
-        thread = await platform.open_session(place, self.redactor.model(header))
+        header = self.redactor.model(header_view(session, owner, title))
+        thread = await platform.open_session(place, header)
         if thread != place:
             await self.store.update(session.id, lambda x: setattr(x, "place", thread))
         await self.store.bind_place(thread.key, session.id, PLACE_TTL_S)
@@ -250,7 +244,7 @@ class Service:
         sessions = await self.store.sessions_of(f"{actor.platform}:{actor.user_id}")
         if not sessions:
             return Outcome(ok=True, message="You have no sessions. Start one with: goal <your goal>")
-        lines = [line(s) for s in sessions[:20]]
+        lines = [session_line(s) for s in sessions[:20]]
         return Outcome(ok=True, message="Your sessions:\n" + "\n".join(lines))
 
     async def _typed_decision(
@@ -471,6 +465,33 @@ class Service:
             session_id, actor, Decision(action="feedback", step_no=pending.no, text=text)
         )
 
+    async def sessions_of(
+        self, actor: Actor, team: str | None = None, notice: str | None = None
+    ) -> SessionListView:
+        """A user's sessions (of one team, when given) and schedules, for a home page. A store
+        that cannot be reached is said in the notice."""
+        user_key = f"{actor.platform}:{actor.user_id}"
+        try:
+            sessions = [
+                s
+                for s in await self.store.sessions_of(user_key)
+                if team is None or s.place.team in (None, team)
+            ]
+            schedules = await self.schedules.of(user_key)
+        except StoreError as exc:
+            sessions, schedules = [], []
+            notice = f"The session store is not reachable right now ({exc}); try again shortly."
+        return self.redactor.model(session_list_view(sessions, schedules, notice))
+
+    async def session_of(self, session_id: str) -> Session | None:
+        """A session as stored, for an adapter that shows a detail of it (None when unknown or
+        when the store cannot be reached)."""
+        try:
+            return await self.store.get(session_id)
+        except StoreError as exc:
+            log.warning("store error looking up %s: %s", session_id, exc)
+            return None
+
     async def session_in(self, place: Place) -> Session | None:
         """The session living in a place (thread), if any."""
         session_id = await self.store.session_at(place.key)
@@ -479,29 +500,3 @@ class Service:
 
 def _unknown(session_id: str) -> Outcome:
     return Outcome(ok=False, message=f"No session {session_id}.")
-
-
-def line(session: Session) -> str:
-    goal = session.goals[0] if session.goals else ""
-    if len(goal) > 60:
-        goal = goal[:57] + "..."
-    state, cost = session.state.value, session.usage.cost_usd
-    return f"{session.id}  {state:<17} {session.cycles:>3} cycles  ${cost:.4f}  {goal}"
-
-
-def describe(session: Session) -> str:
-    view = summary_view(session)
-    parts = [
-        f"Session {session.id}: {session.state.value} ({session.mode})",
-        "Goals: " + "; ".join(session.goals),
-        f"Cycles: {view.cycles}, spent ${view.cost_usd:.4f} "
-        f"({view.prompt_tokens}+{view.completion_tokens} tokens)",
-    ]
-    if session.tasks:
-        parts.append("Next task: " + session.tasks[0])
-    if session.pending_step is not None:
-        step = session.pending_step
-        parts.append(f"Waiting for a decision on step {step.no}: {step.command.name} {step.command.args}")
-    if session.reason:
-        parts.append("Reason: " + session.reason)
-    return "\n".join(parts)

@@ -152,7 +152,7 @@ async def test_mention_to_finish_through_approve_clicks(bot: DiscordBot, llm: Sc
     # the step's message was edited: no buttons, who decided, then done (writing a file takes
     # less than RUNNING_NOTICE_S, so no "running" edit between)
     assert step1.buttons() == [] and step1.edits >= 2
-    assert "approved by Alice" in step1.all_text()
+    assert "Alice approved" in step1.all_text()
     assert not any("Running `write_to_file`" in step1.all_text(v) for v in range(len(step1.versions)))
     [result] = bot.of_kind(sid, "Result of step 1")
     assert "File poem.txt written" in result.all_text()
@@ -160,7 +160,7 @@ async def test_mention_to_finish_through_approve_clicks(bot: DiscordBot, llm: Sc
     await press(bot, bot.step(sid, 2), "Approve")
     session = await bot.c.store.get(sid)
     assert session is not None and session.state == SessionState.FINISHED
-    [summary] = bot.of_kind(sid, f"Session {sid} finished")
+    [summary] = bot.of_kind(sid, f"Session finished ({sid})")
     assert "poem written" in summary.all_text()
     assert summary.field("Cycles") == "2" and summary.field("Spent") == f"${session.usage.cost_usd:.4f}"
     # the task list is one message, edited in place
@@ -203,7 +203,7 @@ async def test_approve_next_n_and_long_output(settings: Settings, api: FakeDisco
         assert session is not None
         assert [s.status for s in session.steps[:3]] == [StepStatus.DONE] * 3
         assert [s.decided_by for s in session.steps[1:3]] == ["auto", "auto"]
-        assert "approved in advance" in bot.step(sid, 2).all_text()
+        assert "Approved in advance" in bot.step(sid, 2).all_text()
         # the long result: shortened in the message, attached in full
         [read] = bot.of_kind(sid, "Result of step 2")
         assert read.files == {f"result-{sid}-step2.txt": big.encode()}
@@ -222,7 +222,7 @@ async def test_feedback_through_the_modal(bot: DiscordBot, llm: ScriptedLLM) -> 
     opened = await press(bot, bot.step(sid, 1), "Feedback")
     assert opened.response_type == MODAL
     modal = bot.api.modal_of(opened)
-    assert modal["custom_id"] == f"autogpt-feedback:{sid}:1" and len(modal["title"]) <= 45
+    assert modal["custom_id"] == f"autogpt:feedback:{sid}:1" and len(modal["title"]) <= 45
     session = await bot.c.store.get(sid)
     assert session is not None and session.steps[0].status == StepStatus.PENDING  # a modal changes nothing
 
@@ -236,7 +236,7 @@ async def test_feedback_through_the_modal(bot: DiscordBot, llm: ScriptedLLM) -> 
     prompt = json.dumps(llm.requests_of("execution_reply")[-1]["messages"])
     assert "Human feedback: don't delete anything" in prompt
     step1 = bot.step(sid, 1)
-    assert step1.buttons() == [] and "gave feedback by Alice" in step1.all_text()
+    assert step1.buttons() == [] and "Alice gave feedback" in step1.all_text()
 
 
 async def test_stop(bot: DiscordBot, llm: ScriptedLLM) -> None:
@@ -247,8 +247,8 @@ async def test_stop(bot: DiscordBot, llm: ScriptedLLM) -> None:
     assert session is not None and session.state == SessionState.STOPPED
     assert session.steps[0].status == StepStatus.REJECTED
     step1 = bot.step(sid, 1)
-    assert step1.buttons() == [] and "stopped by Alice" in step1.all_text()
-    [summary] = bot.of_kind(sid, f"Session {sid} stopped")
+    assert step1.buttons() == [] and "Alice stopped" in step1.all_text()
+    [summary] = bot.of_kind(sid, f"Session stopped ({sid})")
     assert "stopped by Alice" in summary.all_text()
 
 
@@ -278,7 +278,7 @@ async def test_stranger_refused_admin_allowed_double_click_once(bot: DiscordBot,
     assert len(notes) == 1 and "already decided" in notes[0]
     assert all(m.flags & EPHEMERAL for m in first.followups + second.followups)
     assert (bot.settings.data_dir / "workspaces" / sid / "log.txt").read_text() == "once\n"
-    assert "approved by Alice" in step1.all_text()
+    assert "Alice approved" in step1.all_text()
     # an old step's button later on: a private note, nothing changes
     late = await press(bot, step1, "Approve", OWNER, version=0)
     assert "already decided" in late.private_texts()[0]
@@ -286,7 +286,7 @@ async def test_stranger_refused_admin_allowed_double_click_once(bot: DiscordBot,
     await press(bot, bot.step(sid, 2), "Approve", ADMIN)
     session = await bot.c.store.get(sid)
     assert session is not None and session.state == SessionState.FINISHED
-    assert "approved by Carol" in bot.step(sid, 2).all_text()
+    assert "Carol approved" in bot.step(sid, 2).all_text()
 
 
 async def test_malformed_command_shows_usage_and_commands_answer_in_place(bot: DiscordBot) -> None:
@@ -315,7 +315,7 @@ async def test_old_button_and_open_modal_work_after_a_restart(bot: DiscordBot, l
     assert len(bot.api.identifies) == 2
     clicked = await press(bot, step1, "Approve")  # a button posted before the restart
     assert clicked.response_type == DEFERRED_UPDATE and clicked.private_texts() == []
-    assert "approved by Alice" in step1.all_text() and step1.buttons() == []
+    assert "Alice approved" in step1.all_text() and step1.buttons() == []
 
     opened = await press(bot, bot.step(sid, 2), "Feedback")
     await bot.restart()  # the form is still open in the user's client
@@ -422,7 +422,7 @@ async def test_a_send_refused_for_good_pauses_the_session(
     session = await bot.c.store.get(sid)
     assert session is not None and session.state == SessionState.PAUSED
     assert session.error is not None and words in session.error and str(status) in session.error
-    [summary] = bot.of_kind(sid, f"Session {sid} paused")
+    [summary] = bot.of_kind(sid, f"Session paused ({sid})")
     assert words in summary.all_text()
     assert len(bot.api.failed) == 1
     errors = bot.c.metrics.registry.get_sample_value(

@@ -13,13 +13,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from adapters.discord import PERMISSIONS, configured, ids, invite_url, render
+from adapters.discord import PERMISSIONS, configured, invite_url, render
 from adapters.discord.app import strip_mention
 from adapters.discord.components import FeedbackModal, modal_values
 from adapters.discord.limits import CONTENT, Code, EmbedSpec, reply_chunks, split_text
 from bot.models import Thoughts
-from bot.settings import Settings
-from bot.views import (
+from bot.presenter.views import (
     DecisionOption,
     NoticeView,
     ResultView,
@@ -29,6 +28,7 @@ from bot.views import (
     TaskListView,
     View,
 )
+from bot.settings import Settings
 from tests.fakes.discord_api import check_message, check_modal
 
 OPTIONS = [
@@ -37,6 +37,9 @@ OPTIONS = [
     DecisionOption(action="feedback", label="Feedback"),
     DecisionOption(action="stop", label="Stop"),
 ]
+
+
+RENDER = render.DiscordRenderer()
 
 
 def payload(msg: render.Rendered) -> dict[str, Any]:
@@ -98,7 +101,7 @@ def long_views(n: int) -> list[View]:
 @pytest.mark.parametrize("n", [0, 1, 50, 1000, 1025, 4097, 6001, 20_000, 1_000_000])
 def test_every_view_fits_discord_limits(n: int) -> None:
     for view in long_views(n):
-        msg = render.step(view, attach_args=True) if isinstance(view, StepView) else render.render(view)
+        msg = RENDER.step(view, attach_args=True) if isinstance(view, StepView) else RENDER.render(view)
         assert problems(msg) == [], (type(view).__name__, problems(msg))
 
 
@@ -120,25 +123,25 @@ def test_any_embed_fits(text: str, fence: bool, fields: list[str]) -> None:
 
 def test_a_long_result_is_shortened_and_attached_in_full() -> None:
     output = "".join(f"line {i}\n" for i in range(5000))
-    msg = render.result(ResultView(session_id="k3f9qa", step_no=2, command="read_file", output=output))
+    msg = RENDER.result(ResultView(session_id="k3f9qa", step_no=2, command="read_file", output=output))
     assert problems(msg) == []
     [attached] = msg.attachments
     assert attached.filename == "result-k3f9qa-step2.txt" and attached.content == output.encode()
     assert "line 0" in msg.embeds[0].description and "line 4999" not in msg.embeds[0].description  # type: ignore[operator]
-    short = render.result(ResultView(session_id="k3f9qa", step_no=2, command="read_file", output="hello"))
+    short = RENDER.result(ResultView(session_id="k3f9qa", step_no=2, command="read_file", output="hello"))
     assert short.attachments == [] and "hello" in short.embeds[0].description  # type: ignore[operator]
 
 
 def test_code_blocks_always_close() -> None:
     hostile = step_view(10)
     hostile.args = {"text": "```" * 800}
-    fields = render.step(hostile).embeds[0].fields
+    fields = RENDER.step(hostile).embeds[0].fields
     value = next(f.value for f in fields if f.name == "Command") or ""
     assert value.endswith("\n```") and value.count("```") == 2
 
 
 def test_step_buttons_carry_only_ids_and_decided_steps_have_none() -> None:
-    msg = render.step(step_view(10))
+    msg = RENDER.step(step_view(10))
     assert msg.view is not None
     custom_ids = [c["custom_id"] for row in msg.view.to_components() for c in row["components"]]
     assert custom_ids == [
@@ -147,20 +150,9 @@ def test_step_buttons_carry_only_ids_and_decided_steps_have_none() -> None:
         "autogpt:feedback:k3f9qa:7",
         "autogpt:stop:k3f9qa:7",
     ]
-    assert render.step(step_view(10, "decided")).view is None
-    decided = render.step(step_view(10, "decided")).embeds[0].description or ""
-    assert "approved by Alice" in decided and "<t:" in decided
-
-
-def test_button_ids_round_trip_and_stay_short() -> None:
-    longest = ids.button_id("approve_n", "s" * 40, 9_999_999, 999)
-    assert len(longest) <= 100
-    match = re.fullmatch(ids.BUTTON_TEMPLATE, longest)
-    assert match is not None and ids.parse_button(match) == ids.Click("approve_n", "s" * 40, 9_999_999, 999)
-    with pytest.raises(ValueError):
-        ids.button_id("approve", "bad id!", 1)
-    assert ids.parse_modal(ids.modal_id("k3f9qa", 3)) == ("k3f9qa", 3)
-    assert ids.parse_modal("autogpt:approve:k3f9qa:3") is None
+    assert RENDER.step(step_view(10, "decided")).view is None
+    decided = RENDER.step(step_view(10, "decided")).embeds[0].description or ""
+    assert "Alice approved" in decided and "<t:" in decided
 
 
 def test_the_feedback_modal_fits_and_its_values_are_read() -> None:

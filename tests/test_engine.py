@@ -12,8 +12,8 @@ from bot.decisions import Decision
 from bot.grammar import GoalCommand
 from bot.llm import tokens
 from bot.models import Actor, Place, SessionState, StepStatus
+from bot.presenter.views import StepView, SummaryView, TaskListView
 from bot.settings import Settings
-from bot.views import StepView, SummaryView, TaskListView
 from tests.conftest import started_core
 from tests.fakes.chat import TestPlatform
 from tests.fakes.llm_server import Error, Raw, ScriptedLLM, agent_reply, tasks_reply

@@ -12,6 +12,7 @@ import pytest
 
 from adapters.slack import ids
 from bot.models import SessionState, StepStatus
+from bot.presenter.ids import button_id
 from bot.settings import Settings
 from tests.fakes.llm_server import ScriptedLLM, agent_reply, tasks_reply
 from tests.fakes.slack_api import SlackBot, running_bot, start_goal
@@ -63,7 +64,7 @@ async def test_goal_to_finish_through_approve_clicks(bot: SlackBot, llm: Scripte
         ids.FEEDBACK,
         ids.STOP,
     ]
-    assert step1.button(ids.APPROVE)[1]["value"] == f"{sid}:1"
+    assert step1.button(ids.APPROVE)[1]["value"] == button_id("approve", sid, 1)  # ids only
     assert step1.button(ids.APPROVE_N)[1]["text"]["text"] == "Approve next 5"
 
     sent = await bot.send.click(step1, ids.APPROVE, OWNER)
@@ -136,7 +137,8 @@ async def test_feedback_through_the_modal_and_a_thread_reply(bot: SlackBot, llm:
     opened = api.of("views.open")
     assert len(opened) == 1 and opened[0].payload["trigger_id"] == payload["trigger_id"]
     modal = api.opened_views[0]
-    assert modal["callback_id"] == ids.FEEDBACK_VIEW and modal["private_metadata"] == f"{sid}:1"
+    assert modal["callback_id"] == ids.FEEDBACK_VIEW
+    assert modal["private_metadata"] == button_id("feedback", sid, 1)
 
     # an empty submission is refused in the modal, nothing changes
     empty = await bot.send.submit(modal, {ids.FEEDBACK_BLOCK: {ids.FEEDBACK_INPUT: "  "}}, OWNER)

@@ -35,6 +35,7 @@ from slack_bolt.request.internals import parse_body
 
 from adapters.slack import ids
 from bot.models import Session, SessionState, StepStatus
+from bot.presenter.ids import button_id
 from bot.settings import Settings
 from tests.conftest import REDIS_URL
 from tests.fakes.llm_server import ScriptedLLM, agent_reply
@@ -687,7 +688,7 @@ def test_random_and_mutated_payloads_never_break_the_endpoint_nor_move_the_sessi
                 "id": "VFEED",
                 "type": "modal",
                 "callback_id": ids.FEEDBACK_VIEW,
-                "private_metadata": f"{sid}:1",
+                "private_metadata": button_id("feedback", sid, 1),
                 "hash": "1.abc",
                 "state": {
                     "values": {

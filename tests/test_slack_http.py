@@ -11,6 +11,7 @@ import pytest
 
 from adapters.slack import ids
 from bot.models import SessionState, StepStatus
+from bot.presenter.ids import button_id
 from bot.settings import Settings
 from tests.fakes.llm_server import Delay, ScriptedLLM, agent_reply, tasks_reply
 from tests.fakes.slack_api import SlackBot, running_bot, start_goal
@@ -149,7 +150,7 @@ async def test_app_home_lists_sessions_with_a_stop_button(bot: SlackBot, llm: Sc
     await bot.settle()
     assert sid not in json.dumps(bot.api.published[-1]["view"])
 
-    await bot.send.click_home(published["view"], ids.HOME_STOP, sid, OWNER)
+    await bot.send.click_home(published["view"], ids.HOME_STOP, button_id("stop", sid, 0), OWNER)
     await bot.settle()
     session = await bot.c.store.get(sid)
     assert session is not None and session.state == SessionState.STOPPED

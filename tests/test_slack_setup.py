@@ -23,8 +23,8 @@ from adapters.slack import blocks, ids
 from adapters.slack.serve import SlackAdapter, SlackStartError, config_problem
 from bot.core import Core
 from bot.models import Thoughts
-from bot.settings import Settings
-from bot.views import (
+from bot.presenter.ids import Button, parse
+from bot.presenter.views import (
     DecisionOption,
     NoticeView,
     ResultView,
@@ -33,6 +33,7 @@ from bot.views import (
     SummaryView,
     TaskListView,
 )
+from bot.settings import Settings
 from tests.fakes.llm_server import ScriptedLLM
 from tests.fakes.slack_api import (
     SIGNING_SECRET,
@@ -219,7 +220,8 @@ def test_every_view_renders_within_slacks_limits(view: Any) -> None:
     assert len(msg.text) <= blocks.FALLBACK_MAX
     if isinstance(view, StepView) and view.status == "pending":
         values = [b.get("value") for blk in msg.blocks if blk["type"] == "actions" for b in blk["elements"]]
-        assert values[0] == f"{view.session_id}:{view.step_no}" and values[1].endswith(":100")
+        assert parse(values[0]) == Button("approve", view.session_id, view.step_no)
+        assert parse(values[1]) == Button("approve_n", view.session_id, view.step_no, 100)
 
 
 @hsettings(max_examples=40, deadline=None)
@@ -229,15 +231,7 @@ def test_replies_modals_and_home_within_limits(text: str) -> None:
     assert check_message({"text": msg.text, "blocks": msg.blocks}, "reply") == []
     modal = blocks.feedback_modal("abc123", 7, text or "x")
     assert check_blocks(modal["blocks"], "modal", 100, None) == []
-    assert modal["private_metadata"] == "abc123:7"
-    assert ids.parse_step_value(modal["private_metadata"]) == ("abc123", 7, 1)
-
-
-def test_button_values_parse_only_ids() -> None:
-    assert ids.parse_step_value("abc123:4") == ("abc123", 4, 1)
-    assert ids.parse_step_value("abc123:4:5") == ("abc123", 4, 5)
-    for bad in ("", "abc123", "ABC123:4", "abc123:x", "abc123:4:5:6", None, 3, "abc123:4:" + "9" * 9):
-        assert ids.parse_step_value(bad) is None
+    assert parse(modal["private_metadata"]) == Button("feedback", "abc123", 7)
 
 
 # ---------------------------------------------------------------------------- autogpt-bot run

@@ -13,9 +13,9 @@ from typing import TextIO
 from adapters.console.platform import ConsolePlatform
 from bot.core import Core
 from bot.decisions import Decision
-from bot.engine import step_view, summary_view, tasks_view
 from bot.grammar import GoalCommand
 from bot.models import Actor, Place, Session, SessionState
+from bot.presenter.build import step_view, summary_view, tasks_view
 from bot.settings import Settings
 from bot.store.base import StoreError
 

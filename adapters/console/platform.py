@@ -8,7 +8,8 @@ import sys
 from typing import TextIO
 
 from bot.models import MessageRef, Place
-from bot.views import (
+from bot.presenter.render import Renderer
+from bot.presenter.views import (
     NoticeView,
     ResultView,
     SessionHeaderView,
@@ -23,15 +24,12 @@ RESULT_LIMIT = 2000
 COLORS = {"yellow": "33", "green": "32", "cyan": "36", "red": "31", "magenta": "35", "bold": "1"}
 
 
-class ConsolePlatform:
-    name = "console"
+class ConsoleRenderer(Renderer[None]):
+    """Prints each view to `out`, coloured when it is a terminal (and NO_COLOR is not set)."""
 
-    def __init__(self, out: TextIO | None = None, color: bool | None = None) -> None:
-        self.out = out or sys.stdout
-        if color is None:
-            color = self.out.isatty() and not os.environ.get("NO_COLOR")
+    def __init__(self, out: TextIO, color: bool) -> None:
+        self.out = out
         self.color = color
-        self._count = 0
         self._last_tasks: tuple[list[str], list[str]] | None = None
 
     def _c(self, text: str, color: str) -> str:
@@ -45,61 +43,24 @@ class ConsolePlatform:
         if text:
             self._print(f"{self._c(label, color)} {text}")
 
-    async def open_session(self, place: Place, view: SessionHeaderView) -> Place:
+    def header(self, view: SessionHeaderView) -> None:
         self._print(self._c(f"Session {view.session_id}", "bold") + f" ({view.mode}), owner {view.owner}")
         self._print(f"{self._c(view.ai_name, 'magenta')} is {view.ai_role}")
         self._print("Goals:")
         for i, goal in enumerate(view.goals, 1):
             self._print(f"  {i}. {goal}")
-        return place
 
-    async def post(self, place: Place, view: View) -> MessageRef:
-        self._count += 1
-        self.render(view)
-        return MessageRef(platform=self.name, channel=place.channel, id=str(self._count), thread=place.thread)
+    def tasks(self, view: TaskListView) -> None:
+        if self._last_tasks == (view.tasks, view.done):
+            return
+        self._last_tasks = (list(view.tasks), list(view.done))
+        self._print(self._c("TASKS:", "cyan"))
+        for i, task in enumerate(view.tasks, 1):
+            self._print(f"  {i}. {task}")
+        if view.done:
+            self._print(f"  ({len(view.done)} done)")
 
-    async def update(self, ref: MessageRef, view: View) -> None:
-        # Edits that matter in a terminal: a changed task list and an interrupted command.
-        if isinstance(view, TaskListView) or (isinstance(view, StepView) and view.status == "interrupted"):
-            self.render(view)
-
-    async def upload(self, place: Place, filename: str, content: bytes, comment: str) -> None:
-        self._print(f"{comment} ({filename}, {len(content)} bytes)")
-
-    def render(self, view: View) -> None:
-        match view:
-            case SessionHeaderView():
-                pass
-            case TaskListView():
-                if self._last_tasks == (view.tasks, view.done):
-                    return
-                self._last_tasks = (list(view.tasks), list(view.done))
-                self._print(self._c("TASKS:", "cyan"))
-                for i, task in enumerate(view.tasks, 1):
-                    self._print(f"  {i}. {task}")
-                if view.done:
-                    self._print(f"  ({len(view.done)} done)")
-            case StepView():
-                self._step(view)
-            case ResultView():
-                output = view.output
-                if len(output) > RESULT_LIMIT:
-                    output = output[:RESULT_LIMIT] + f"... ({len(view.output)} characters in all)"
-                self._label(
-                    "SYSTEM:", f"Command {view.command} returned: {output}", "yellow" if view.ok else "red"
-                )
-            case SummaryView():
-                color = "green" if view.outcome == "finished" else "red"
-                self._print(
-                    self._c(f"Session {view.session_id} {view.outcome}:", color)
-                    + f" {view.reason}\nCycles: {view.cycles}, spent ${view.cost_usd:.4f} "
-                    f"({view.prompt_tokens} prompt + {view.completion_tokens} completion tokens)"
-                )
-            case NoticeView():
-                color = {"info": "cyan", "warning": "yellow", "error": "red"}[view.level]
-                self._label(view.level.upper() + ":", view.text, color)
-
-    def _step(self, view: StepView) -> None:
+    def step(self, view: StepView) -> None:
         t = view.thoughts
         self._label("THOUGHTS:", t.text, "yellow")
         self._label("REASONING:", t.reasoning, "yellow")
@@ -118,6 +79,56 @@ class ConsolePlatform:
         )
         if view.note:
             self._label("SYSTEM:", view.note, "red" if view.status == "invalid" else "yellow")
-        if view.status == "auto":
+        if view.status == "auto":  # AutoGPT's own words for a command approved in advance
             left = f" ({view.approvals_left} left)" if view.approvals_left else ""
             self._print(self._c(f"-=-=-=-=-=-=-= COMMAND AUTHORISED{left} -=-=-=-=-=-=-=", "magenta"))
+
+    def result(self, view: ResultView) -> None:
+        output = view.output
+        if len(output) > RESULT_LIMIT:
+            output = output[:RESULT_LIMIT] + f"... ({len(view.output)} characters in all)"
+        self._label("SYSTEM:", f"Command {view.command} returned: {output}", "yellow" if view.ok else "red")
+
+    def summary(self, view: SummaryView) -> None:
+        color = "green" if view.outcome == "finished" else "red"
+        self._print(
+            self._c(f"Session {view.session_id} {view.outcome}:", color)
+            + f" {view.reason}\nCycles: {view.cycles}, spent ${view.cost_usd:.4f} "
+            f"({view.prompt_tokens} prompt + {view.completion_tokens} completion tokens)"
+        )
+
+    def notice(self, view: NoticeView) -> None:
+        color = {"info": "cyan", "warning": "yellow", "error": "red"}[view.level]
+        self._label(view.level.upper() + ":", view.text, color)
+
+
+class ConsolePlatform:
+    name = "console"
+
+    def __init__(self, out: TextIO | None = None, color: bool | None = None) -> None:
+        self.out = out or sys.stdout
+        if color is None:
+            color = self.out.isatty() and not os.environ.get("NO_COLOR")
+        self.renderer = ConsoleRenderer(self.out, color)
+        self._count = 0
+
+    async def open_session(self, place: Place, view: SessionHeaderView) -> Place:
+        self.renderer.header(view)
+        return place
+
+    async def post(self, place: Place, view: View) -> MessageRef:
+        self._count += 1
+        if not isinstance(view, SessionHeaderView):
+            self.render(view)
+        return MessageRef(platform=self.name, channel=place.channel, id=str(self._count), thread=place.thread)
+
+    async def update(self, ref: MessageRef, view: View) -> None:
+        # Edits that matter in a terminal: a changed task list and an interrupted command.
+        if isinstance(view, TaskListView) or (isinstance(view, StepView) and view.status == "interrupted"):
+            self.render(view)
+
+    async def upload(self, place: Place, filename: str, content: bytes, comment: str) -> None:
+        self.renderer._print(f"{comment} ({filename}, {len(content)} bytes)")
+
+    def render(self, view: View) -> None:
+        self.renderer.render(view)

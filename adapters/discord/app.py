@@ -18,13 +18,12 @@ from typing import Any, Final
 import discord
 from discord import app_commands
 
-from adapters.discord import ids
-from adapters.discord.components import DecisionButton, FeedbackModal, modal_values
-from adapters.discord.ids import Click
+from adapters.discord.components import FEEDBACK_INPUT, DecisionButton, FeedbackModal, modal_values
 from adapters.discord.limits import reply_chunks
 from adapters.discord.platform import NAME, ORIGIN, SEND_ERRORS, DiscordPlatform, Origin
 from bot.decisions import Decision
 from bot.models import Actor, Place
+from bot.presenter.ids import Button, parse
 from bot.service import Service
 from bot.settings import Settings
 
@@ -187,7 +186,7 @@ class Handlers:
 
     # ------------------------------------------------------------------ buttons and the modal
 
-    async def on_button(self, interaction: discord.Interaction[Any], click: Click) -> None:
+    async def on_button(self, interaction: discord.Interaction[Any], click: Button) -> None:
         async with self.inflight.track():
             try:
                 await self._button(interaction, click)
@@ -195,7 +194,7 @@ class Handlers:
                 log.exception("Discord: click %s failed", click)
                 await self._private(interaction, SORRY)
 
-    async def _button(self, interaction: discord.Interaction[Any], click: Click) -> None:
+    async def _button(self, interaction: discord.Interaction[Any], click: Button) -> None:
         actor = self.actor(interaction.user)
         decision = Decision(action=click.action, step_no=click.step_no, count=click.count)
         try:  # the core says, read-only, whether it would be refused: then nothing is deferred
@@ -221,14 +220,14 @@ class Handlers:
         if interaction.type is not discord.InteractionType.modal_submit:
             return
         data: dict[str, Any] = dict(interaction.data or {})
-        parsed = ids.parse_modal(str(data.get("custom_id", "")))
-        if parsed is None:
+        parsed = parse(data.get("custom_id"))
+        if parsed is None or parsed.action != "feedback":
             return
-        session_id, step_no = parsed
+        session_id, step_no = parsed.session_id, parsed.step_no
         async with self.inflight.track():
             try:
                 await interaction.response.defer()
-                text = modal_values(interaction.data).get(ids.FEEDBACK_INPUT, "")
+                text = modal_values(interaction.data).get(FEEDBACK_INPUT, "")
                 outcome = await self.service.decide(
                     session_id,
                     self.actor(interaction.user),

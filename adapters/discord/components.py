@@ -8,16 +8,15 @@ the class at start-up. The modal's submission is handled statelessly too (see `a
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import discord
 
-from adapters.discord import ids
-from adapters.discord.limits import BUTTON_LABEL, INPUT_LABEL, INPUT_MAX, MODAL_TITLE, clip
-from bot.views import DecisionOption
-
-if TYPE_CHECKING:
-    from adapters.discord.ids import Click
+from adapters.discord.limits import BUTTON_LABEL, INPUT_LABEL, INPUT_MAX, MODAL_TITLE
+from bot.presenter import ids
+from bot.presenter.ids import Button
+from bot.presenter.views import DecisionOption
+from bot.text import clip
 
 STYLES: dict[str, discord.ButtonStyle] = {
     "approve": discord.ButtonStyle.success,
@@ -28,18 +27,21 @@ STYLES: dict[str, discord.ButtonStyle] = {
 }
 
 
+FEEDBACK_INPUT = "feedback"  # the text input of the feedback form
+
+
 class ClickHandler(Protocol):
-    async def on_button(self, interaction: discord.Interaction[Any], click: Click) -> None: ...
+    async def on_button(self, interaction: discord.Interaction[Any], click: Button) -> None: ...
 
 
 class HasHandlers(Protocol):
     handlers: ClickHandler
 
 
-class DecisionButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=ids.BUTTON_TEMPLATE):
+class DecisionButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=ids.TEMPLATE):
     """One decision on one step of one session; the custom id holds nothing else."""
 
-    def __init__(self, click: Click, label: str | None = None) -> None:
+    def __init__(self, click: Button, label: str | None = None) -> None:
         self.click = click
         super().__init__(
             discord.ui.Button(
@@ -58,7 +60,7 @@ class DecisionButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=id
         /,
     ) -> DecisionButton:
         label = getattr(item, "label", None)
-        return cls(ids.parse_button(match), label=label)
+        return cls(ids.of_match(match), label=label)
 
     async def callback(self, interaction: discord.Interaction[Any]) -> None:
         client: HasHandlers = interaction.client
@@ -71,7 +73,7 @@ def decision_view(session_id: str, step_no: int, options: list[DecisionOption]) 
         return None
     view = discord.ui.View(timeout=None)
     for option in options[:25]:
-        click = ids.Click(option.action, session_id, step_no, option.count)
+        click = Button(option.action, session_id, step_no, option.count)
         view.add_item(DecisionButton(click, label=option.label))
     return view
 
@@ -84,12 +86,12 @@ class FeedbackModal(discord.ui.Modal):
         super().__init__(
             title=clip(f"Feedback on step {step_no} of {session_id}", MODAL_TITLE),
             timeout=15 * 60,
-            custom_id=ids.modal_id(session_id, step_no),
+            custom_id=ids.button_id("feedback", session_id, step_no),
         )
         self.text: discord.ui.TextInput[FeedbackModal] = discord.ui.TextInput(
             label=clip("What should the agent do instead?", INPUT_LABEL),
             style=discord.TextStyle.paragraph,
-            custom_id=ids.FEEDBACK_INPUT,
+            custom_id=FEEDBACK_INPUT,
             placeholder="The command is skipped and the agent reads this.",
             max_length=INPUT_MAX,
             required=True,

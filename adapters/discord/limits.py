@@ -14,6 +14,8 @@ from typing import Final
 
 import discord
 
+from bot.text import clip, split
+
 CONTENT: Final = 2000
 EMBEDS: Final = 10
 EMBED_TITLE: Final = 256
@@ -30,17 +32,7 @@ INPUT_LABEL: Final = 45
 INPUT_MAX: Final = 4000
 THREAD_NAME: Final = 100
 
-MARK: Final = "…"
 FENCE: Final = "```"
-
-
-def clip(text: str, limit: int, mark: str = MARK) -> str:
-    """`text` cut to at most `limit` characters, ending in `mark` when it was cut."""
-    if len(text) <= limit:
-        return text
-    if limit <= len(mark):
-        return text[:limit]
-    return text[: limit - len(mark)].rstrip() + mark
 
 
 def defuse(text: str) -> str:
@@ -150,19 +142,9 @@ def embed_length(data: dict[str, object]) -> int:
 
 
 def split_text(text: str, limit: int = CONTENT) -> list[str]:
-    """Split text into messages of at most `limit` characters, at line breaks where possible."""
-    text = text.strip("\n") or "\u200b"
-    chunks: list[str] = []
-    while len(text) > limit:
-        cut = text.rfind("\n", 0, limit)
-        if cut < limit // 2:
-            cut = text.rfind(" ", 0, limit)
-        if cut < limit // 2:
-            cut = limit
-        chunks.append(text[:cut].rstrip())
-        text = text[cut:].lstrip("\n")
-    chunks.append(text)
-    return [c for c in chunks if c.strip()] or ["\u200b"]
+    """Text as messages of at most `limit` characters, at line breaks where possible (Discord
+    refuses an empty message: an empty text is one zero-width space)."""
+    return split(text.strip("\n"), limit) or ["\u200b"]
 
 
 def reply_chunks(text: str, limit: int = CONTENT) -> list[str]:

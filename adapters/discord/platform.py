@@ -20,10 +20,12 @@ import aiohttp
 import discord
 
 from adapters.discord import render
-from adapters.discord.limits import CONTENT, clip
+from adapters.discord.limits import CONTENT
+from bot.adapter import PlatformError
 from bot.metrics import Metrics
 from bot.models import MessageRef, Place
-from bot.views import PlatformError, ResultView, SessionHeaderView, StepView, View
+from bot.presenter.views import SessionHeaderView, StepView, View
+from bot.text import clip
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +81,7 @@ class DiscordPlatform:
 
     def __init__(self, client: discord.Client, result_inline: int = render.RESULT_INLINE) -> None:
         self.client = client
-        self.result_inline = result_inline
+        self.renderer = render.DiscordRenderer(result_inline)
 
     def connected(self) -> bool:
         """For /healthz: logged in, READY received, and the gateway socket open."""
@@ -103,7 +105,7 @@ class DiscordPlatform:
         """Answer the mention (or post in the channel), and open the session's thread from that
         message. In a DM there are no threads: the session lives in the DM."""
         origin = ORIGIN.get()
-        msg = render.header(view)
+        msg = self.renderer.header(view)
         mention = origin.message if origin is not None else None
         with self.refused("messages.create", "posting the session"):
             if (
@@ -137,12 +139,11 @@ class DiscordPlatform:
         return opened
 
     async def post(self, place: Place, view: View) -> MessageRef:
-        if isinstance(view, ResultView):
-            msg = render.result(view, self.result_inline)
-        elif isinstance(view, StepView):
-            msg = render.step(view, attach_args=True)
-        else:
-            msg = render.render(view)
+        msg = (
+            self.renderer.step(view, attach_args=True)
+            if isinstance(view, StepView)
+            else self.renderer.render(view)
+        )
         channel = self.messageable(place.thread or place.channel, place.team)
         with self.refused("messages.create", f"posting a {view.kind} message"):
             sent = await channel.send(
@@ -156,7 +157,7 @@ class DiscordPlatform:
     async def update(self, ref: MessageRef, view: View) -> None:
         """Edit a message in place; no buttons in the new view removes the old ones. Files
         attached when it was posted stay."""
-        msg = render.render(view)
+        msg = self.renderer.render(view)
         message = self.messageable(ref.thread or ref.channel).get_partial_message(int(ref.id))
         with self.refused("messages.edit", f"editing a {view.kind} message"):
             await message.edit(content=msg.content, embeds=msg.embeds, view=msg.view)

@@ -15,16 +15,19 @@ from typing import Any, Final
 import discord
 
 from adapters.discord.components import decision_view
-from adapters.discord.limits import THREAD_NAME, Code, EmbedSpec, clip
-from bot.views import (
+from adapters.discord.limits import THREAD_NAME, Code, EmbedSpec
+from bot.presenter import wording
+from bot.presenter.render import Renderer
+from bot.presenter.views import (
     NoticeView,
     ResultView,
     SessionHeaderView,
     StepView,
     SummaryView,
     TaskListView,
-    View,
 )
+from bot.presenter.wording import Line
+from bot.text import clip
 
 RESULT_INLINE: Final = 1500  # characters of a result shown in the message; longer ones are attached
 ARGS_INLINE: Final = 900  # characters of a proposed command shown; longer ones are attached
@@ -45,11 +48,18 @@ STEP_COLORS: Final = {
     "invalid": ORANGE,
     "interrupted": ORANGE,
 }
-OUTCOME: Final = {
-    "finished": ("finished", GREEN),
-    "stopped": ("stopped", GREY),
-    "failed": ("failed", RED),
-    "paused": ("paused", ORANGE),
+OUTCOME_COLORS: Final = {"finished": GREEN, "stopped": GREY, "failed": RED, "paused": ORANGE}
+MOODS: Final[dict[str, str]] = {
+    "waiting": "⏸️",
+    "auto": "⏩",
+    "continuous": "🔁",
+    "approved": "✅",
+    "feedback": "💬",
+    "stopped": "⏹️",
+    "running": "⏳",
+    "done": "✔️",
+    "invalid": "⚠️",
+    "interrupted": "⚠️",
 }
 LEVEL: Final = {"info": ("ℹ️", GREY), "warning": ("⚠️", ORANGE), "error": ("⛔", RED)}
 
@@ -74,23 +84,6 @@ class Rendered:
         return [a.file() for a in self.attachments]
 
 
-def render(view: View) -> Rendered:
-    match view:
-        case SessionHeaderView():
-            return header(view)
-        case TaskListView():
-            return tasks(view)
-        case StepView():
-            return step(view)
-        case ResultView():
-            return result(view)
-        case SummaryView():
-            return summary(view)
-        case NoticeView():
-            return notice(view)
-    raise TypeError(f"no Discord rendering for {type(view).__name__}")
-
-
 def when(moment: datetime | None) -> str:
     return discord.utils.format_dt(moment, "f") if moment is not None else ""
 
@@ -100,130 +93,122 @@ def thread_name(view: SessionHeaderView) -> str:
     return clip(" ".join(f"{view.ai_name} {view.session_id}: {goal}".split()), THREAD_NAME)
 
 
-def header(view: SessionHeaderView) -> Rendered:
-    spec = EmbedSpec(
-        title=view.title or f"{view.ai_name} · session {view.session_id}",
-        description="\n".join(f"{i}. {g}" for i, g in enumerate(view.goals, 1)),
-        color=BLURPLE,
-        footer=f"Session {view.session_id} · commands: status {view.session_id}, stop {view.session_id}",
-    )
-    spec.add("Role", view.ai_role)
-    spec.add("Owner", view.owner, inline=True)
-    spec.add("Mode", view.mode, inline=True)
-    content = clip(f"Session `{view.session_id}` for {discord.utils.escape_markdown(view.owner)}.", 2000)
-    return Rendered(content=content, embeds=[spec.build()])
-
-
-def tasks(view: TaskListView) -> Rendered:
-    lines = [f"~~{t}~~ ✓" for t in view.done[-10:]]
-    lines += [f"**{i}. {t}**" if i == 1 else f"{i}. {t}" for i, t in enumerate(view.tasks, 1)]
-    spec = EmbedSpec(
-        title="Task list",
-        description="\n".join(lines) or "No tasks left.",
-        color=GREY,
-        footer=f"Session {view.session_id} · {len(view.tasks)} to do, {len(view.done)} done",
-    )
-    return Rendered(embeds=[spec.build()])
+def line_text(line: Line) -> str:
+    """A line of the shared wording in Discord markdown: its mark, who, the words, the command,
+    when."""
+    parts = [MOODS[line.mood]]
+    if line.who:
+        parts.append(discord.utils.escape_markdown(line.who))
+    parts.append(line.text)
+    if line.code:
+        parts.append(f"`{clip(line.code, 100)}`…")
+    return " ".join(parts) + (f" · {when(line.at)}" if line.at else "")
 
 
 def _args_text(args: dict[str, Any]) -> str:
     return json.dumps(args, indent=2, ensure_ascii=False, default=str) if args else "{}"
 
 
-def _status_line(view: StepView) -> str:
-    decided = ""
-    if view.decided_by and view.decision:
-        decided = f"{view.decision} by {view.decided_by}"
-        if view.decided_at:
-            decided += f" · {when(view.decided_at)}"
-    match view.status:
-        case "pending":
-            budget = f" Budget left: ${view.budget_left_usd:.4f}." if view.budget_left_usd is not None else ""
-            return "⏸️ Waiting for a decision." + budget
-        case "auto":
-            left = f" ({view.approvals_left} more approved in advance)" if view.approvals_left else ""
-            return f"✅ {decided or 'approved in advance'}{left}."
-        case "decided":
-            mark = "⏹️" if view.decision == "stopped" else "💬" if view.decision == "gave feedback" else "✅"
-            return f"{mark} {decided or 'decided'}."
-        case "running":
-            return (f"✅ {decided}.\n" if decided else "") + f"⏳ Running `{view.command}`…"
-        case "done":
-            return (f"✅ {decided}.\n" if decided else "") + "✔️ Done: the result follows."
-        case "invalid":
-            return "⚠️ Not run: the command is not valid (the agent is told why)."
-        case "interrupted":
-            return "⚠️ Interrupted: the process stopped while the command ran."
-    return view.status
+@dataclass
+class DiscordRenderer(Renderer[Rendered]):
+    """The core's views as embeds; `result_inline`: characters of a result shown in its message
+    (longer ones are attached)."""
 
+    result_inline: int = RESULT_INLINE
 
-def step(view: StepView, attach_args: bool = False) -> Rendered:
-    """A cycle: thoughts as fields, the proposed command, its status, and its buttons."""
-    t = view.thoughts
-    spec = EmbedSpec(
-        title=f"Step {view.step_no} · {view.command}",
-        description=_status_line(view),
-        color=STEP_COLORS.get(view.status, GREY),
-        footer=f"Session {view.session_id} · step {view.step_no}",
-    )
-    spec.add("Thoughts", t.text)
-    spec.add("Reasoning", t.reasoning)
-    spec.add("Plan", t.plan)
-    spec.add("Criticism", t.criticism)
-    if t.speak and t.speak.strip() != t.text.strip():
-        spec.add("Says", t.speak)
-    args = _args_text(view.args)
-    spec.add("Command", Code(args, "json", prefix=f"`{clip(view.command, 100)}`\n"))
-    if view.note:
-        spec.add("Note", view.note)
-    attachments: list[Attachment] = []
-    if attach_args and len(args) > ARGS_INLINE:
-        name = f"step-{view.step_no}-{view.command}.json"
-        attachments.append(Attachment(name, args.encode("utf-8")))
-        spec.add("Full command", f"{len(args):,} characters, attached as {name}.")
-    return Rendered(
-        embeds=[spec.build()],
-        view=decision_view(view.session_id, view.step_no, view.options),
-        attachments=attachments,
-    )
+    def header(self, view: SessionHeaderView) -> Rendered:
+        spec = EmbedSpec(
+            title=view.title or f"{view.ai_name} · session {view.session_id}",
+            description="\n".join(f"{i}. {g}" for i, g in enumerate(view.goals, 1)),
+            color=BLURPLE,
+            footer=f"Session {view.session_id} · commands: status {view.session_id}, stop {view.session_id}",
+        )
+        spec.add("Role", view.ai_role)
+        spec.add("Owner", view.owner, inline=True)
+        spec.add("Mode", view.mode, inline=True)
+        content = clip(f"Session `{view.session_id}` for {discord.utils.escape_markdown(view.owner)}.", 2000)
+        return Rendered(content=content, embeds=[spec.build()])
 
+    def tasks(self, view: TaskListView) -> Rendered:
+        lines = [f"~~{t}~~ ✓" for t in view.done[-10:]]
+        lines += [f"**{i}. {t}**" if i == 1 else f"{i}. {t}" for i, t in enumerate(view.tasks, 1)]
+        spec = EmbedSpec(
+            title="Task list",
+            description="\n".join(lines) or "No tasks left.",
+            color=GREY,
+            footer=f"Session {view.session_id} · {len(view.tasks)} to do, {len(view.done)} done",
+        )
+        return Rendered(embeds=[spec.build()])
 
-def result(view: ResultView, inline: int = RESULT_INLINE) -> Rendered:
-    output = view.output or "(no output)"
-    spec = EmbedSpec(
-        title=f"{'Result' if view.ok else 'Error'} of step {view.step_no} · {view.command}",
-        description=Code(output),
-        color=GREEN if view.ok else RED,
-        footer=f"Session {view.session_id} · step {view.step_no}",
-    )
-    attachments: list[Attachment] = []
-    if len(output) > inline:
-        spec.description = Code(output[:inline] + "\n…")
-        name = f"result-{view.session_id}-step{view.step_no}.txt"
-        attachments.append(Attachment(name, output.encode("utf-8")))
-        spec.add("Full output", f"{len(output):,} characters, attached as {name}.")
-    return Rendered(embeds=[spec.build()], attachments=attachments)
+    def step(self, view: StepView, attach_args: bool = False) -> Rendered:
+        """A cycle: thoughts as fields, the proposed command, its status, and its buttons."""
+        t = view.thoughts
+        lines = [line_text(x) for x in (wording.decided(view), wording.progress(view)) if x is not None]
+        if view.status == "pending" and view.budget_left_usd is not None:
+            lines[-1] += f" Budget left: ${view.budget_left_usd:.4f}."
+        spec = EmbedSpec(
+            title=f"Step {view.step_no} · {view.command}",
+            description="\n".join(lines) or view.status,
+            color=STEP_COLORS.get(view.status, GREY),
+            footer=f"Session {view.session_id} · step {view.step_no}",
+        )
+        spec.add("Thoughts", t.text)
+        spec.add("Reasoning", t.reasoning)
+        spec.add("Plan", t.plan)
+        spec.add("Criticism", t.criticism)
+        if t.speak and t.speak.strip() != t.text.strip():
+            spec.add("Says", t.speak)
+        args = _args_text(view.args)
+        spec.add("Command", Code(args, "json", prefix=f"`{clip(view.command, 100)}`\n"))
+        if view.note:
+            spec.add("Note", view.note)
+        attachments: list[Attachment] = []
+        if attach_args and len(args) > ARGS_INLINE:
+            name = f"step-{view.step_no}-{view.command}.json"
+            attachments.append(Attachment(name, args.encode("utf-8")))
+            spec.add("Full command", f"{len(args):,} characters, attached as {name}.")
+        return Rendered(
+            embeds=[spec.build()],
+            view=decision_view(view.session_id, view.step_no, view.options),
+            attachments=attachments,
+        )
 
+    def result(self, view: ResultView) -> Rendered:
+        output = view.output or "(no output)"
+        inline = self.result_inline
+        spec = EmbedSpec(
+            title=f"{'Result' if view.ok else 'Error'} of step {view.step_no} · {view.command}",
+            description=Code(output),
+            color=GREEN if view.ok else RED,
+            footer=f"Session {view.session_id} · step {view.step_no}",
+        )
+        attachments: list[Attachment] = []
+        if len(output) > inline:
+            spec.description = Code(output[:inline] + "\n…")
+            name = f"result-{view.session_id}-step{view.step_no}.txt"
+            attachments.append(Attachment(name, output.encode("utf-8")))
+            spec.add("Full output", f"{len(output):,} characters, attached as {name}.")
+        return Rendered(embeds=[spec.build()], attachments=attachments)
 
-def summary(view: SummaryView) -> Rendered:
-    word, color = OUTCOME.get(view.outcome, (view.outcome, GREY))
-    spec = EmbedSpec(
-        title=f"Session {view.session_id} {word}",
-        description=view.reason or "",
-        color=color,
-        footer=f"Session {view.session_id}",
-    )
-    spec.add("Cycles", str(view.cycles), inline=True)
-    spec.add("Spent", f"${view.cost_usd:.4f}", inline=True)
-    spec.add("Tokens", f"{view.prompt_tokens:,} in, {view.completion_tokens:,} out", inline=True)
-    return Rendered(embeds=[spec.build()])
+    def summary(self, view: SummaryView) -> Rendered:
+        spec = EmbedSpec(
+            title=f"{wording.OUTCOMES[view.outcome]} ({view.session_id})",
+            description=view.reason or "",
+            color=OUTCOME_COLORS.get(view.outcome, GREY),
+            footer=f"Session {view.session_id}",
+        )
+        spec.add("Cycles", str(view.cycles), inline=True)
+        spec.add("Spent", f"${view.cost_usd:.4f}", inline=True)
+        spec.add("Tokens", f"{view.prompt_tokens:,} in, {view.completion_tokens:,} out", inline=True)
+        if hint := wording.resume_hint(view, "@AutoGPT"):
+            spec.add("Go on", hint)
+        return Rendered(embeds=[spec.build()])
 
-
-def notice(view: NoticeView) -> Rendered:
-    mark, color = LEVEL.get(view.level, ("", GREY))
-    spec = EmbedSpec(
-        description=f"{mark} {view.text}".strip(),
-        color=color,
-        footer=f"Session {view.session_id}" if view.session_id else "",
-    )
-    return Rendered(embeds=[spec.build()])
+    def notice(self, view: NoticeView) -> Rendered:
+        mark, color = LEVEL.get(view.level, ("", GREY))
+        spec = EmbedSpec(
+            description=f"{mark} {view.text}".strip(),
+            color=color,
+            footer=f"Session {view.session_id}" if view.session_id else "",
+        )
+        return Rendered(embeds=[spec.build()])

@@ -24,13 +24,12 @@ from adapters.slack.blocks import SlackMessage
 from adapters.slack.inbound import once
 from adapters.slack.platform import NAME, SlackPlatform
 from bot import grammar
+from bot.adapter import PlatformError
 from bot.core import Core
 from bot.grammar import GoalCommand, HelpCommand, ListCommand, StatusCommand, UsageError
 from bot.logs import bind
 from bot.models import Actor, Place, Session
 from bot.settings import Settings
-from bot.store.base import StoreError
-from bot.views import PlatformError
 
 log = logging.getLogger(__name__)
 
@@ -98,11 +97,7 @@ class SlackDeps:
             log.warning("could not tell %s in %s: %s", user, channel, exc)
 
     async def session(self, session_id: str) -> Session | None:
-        try:
-            return await self.core.store.get(session_id)
-        except StoreError as exc:
-            log.warning("store error looking up %s: %s", session_id, exc)
-            return None
+        return await self.core.service.session_of(session_id)
 
 
 def deps_of(context: AsyncBoltContext) -> SlackDeps:

@@ -35,19 +35,23 @@ from slack_sdk.models.blocks import (
 from slack_sdk.models.views import View as SlackView
 
 from adapters.slack import ids
+from bot import text as texts
 from bot.grammar import USAGE
-from bot.models import Session, SessionState
-from bot.schedules import Schedule
-from bot.views import (
+from bot.presenter import wording
+from bot.presenter.ids import button_id
+from bot.presenter.render import Renderer
+from bot.presenter.views import (
     DecisionOption,
     NoticeView,
     ResultView,
     SessionHeaderView,
+    SessionListView,
     StepView,
     SummaryView,
     TaskListView,
     View,
 )
+from bot.presenter.wording import Line
 
 SECTION_MAX: Final = 3000
 HEADER_MAX: Final = 150
@@ -110,40 +114,17 @@ def clip(raw: str, limit: int, mentions: bool = False) -> str:
     Triple backticks become triple quotes, so no text opens a code block it does not close."""
     raw = raw.replace("```", "'''")
     if len(raw) > limit * 2 + 16:  # a huge text: no need to escape what is cut anyway
-        raw = raw[: limit * 2 + 16]
-        cut = True
-    else:
-        cut = False
-    escaped = escape(raw, mentions)
-    if len(escaped) <= limit and not cut:
-        return escaped
-    return clip_escaped(escaped, limit)
+        return clip_escaped(escape(raw[: limit * 2 + 16], mentions) + ELLIPSIS, limit)
+    return clip_escaped(escape(raw, mentions), limit)
 
 
 def clip_escaped(escaped: str, limit: int) -> str:
-    if len(escaped) <= limit:
-        return escaped
-    keep = _safe_cut(escaped, max(0, limit - len(ELLIPSIS)))
-    return escaped[:keep].rstrip() + ELLIPSIS
+    return texts.clip(escaped, limit, ELLIPSIS, cut=_safe_cut)
 
 
 def split_escaped(escaped: str, size: int) -> list[str]:
     """Pieces of at most `size` characters, cut at a line break, else a space, else anywhere."""
-    pieces: list[str] = []
-    rest = escaped
-    while len(rest) > size:
-        cut = rest.rfind("\n", 0, size + 1)
-        if cut < size // 2:
-            cut = rest.rfind(" ", 0, size + 1)
-        if cut < size // 2:
-            cut = size
-        cut = _safe_cut(rest, cut) or size
-        piece, rest = rest[:cut].rstrip(), rest[cut:].lstrip("\n ")
-        if piece:
-            pieces.append(piece)
-    if rest.strip():
-        pieces.append(rest)
-    return pieces
+    return texts.split(escaped, size, cut=_safe_cut)
 
 
 def plain(text: str, limit: int) -> str:
@@ -278,137 +259,227 @@ def message(text: str, blocks: list[dict[str, Any]]) -> SlackMessage:
 
 # ---------------------------------------------------------------------------- the views
 
+MOODS: Final[dict[str, str]] = {
+    "waiting": ":hourglass_flowing_sand:",
+    "auto": ":fast_forward:",
+    "continuous": ":repeat:",
+    "approved": ":white_check_mark:",
+    "feedback": ":speech_balloon:",
+    "stopped": ":octagonal_sign:",
+    "running": ":gear:",
+    "done": ":heavy_check_mark:",
+    "invalid": ":no_entry:",
+    "interrupted": ":warning:",
+}
+OUTCOME_MARKS: Final[dict[str, str]] = {
+    "finished": ":checkered_flag:",
+    "stopped": ":octagonal_sign:",
+    "failed": ":x:",
+    "paused": ":double_vertical_bar:",
+}
+NOTICE_MARKS: Final[dict[str, str]] = {"info": ":information_source:", "warning": ":warning:", "error": ":x:"}
+STATE_MARKS: Final[dict[str, str]] = {
+    "planning": ":memo:",
+    "running": ":gear:",
+    "awaiting_approval": ":hourglass_flowing_sand:",
+    "paused": ":double_vertical_bar:",
+    "finished": ":checkered_flag:",
+    "stopped": ":octagonal_sign:",
+    "failed": ":x:",
+}
+
+
+def line_text(line: Line) -> str:
+    """A line of the shared wording in mrkdwn: its mark, who, the words, the command, when."""
+    parts = [MOODS[line.mood]]
+    if line.who:
+        parts.append(who(line.who))
+    parts.append(escape(line.text))
+    if line.code:
+        parts.append(inline(line.code, 200) + f" {ELLIPSIS}")
+    text = " ".join(parts)
+    return text + (f" · {when(line.at)}" if line.at else "")
+
+
+@dataclass
+class SlackRenderer(Renderer[SlackMessage]):
+    """The core's views as Block Kit; `result_inline`: characters of a result shown in its
+    message (longer ones are attached)."""
+
+    result_inline: int = RESULT_INLINE
+
+    def header(self, view: SessionHeaderView) -> SlackMessage:
+        first = view.goals[0] if view.goals else ""
+        allowances = allot([len(escape(g)) for g in view.goals], TEXT_BUDGET - 600)
+        goals = "\n".join(
+            f"{i}. {clip(g, a)}" for i, (g, a) in enumerate(zip(view.goals, allowances, strict=True), 1)
+        )
+        blocks = [
+            header(view.title or f"{view.ai_name}: {first}"),
+            section(f"*{clip(view.ai_name, 80)}* is {clip(view.ai_role, 400)}."),
+            *[
+                section(("*Goals*\n" if i == 0 else "") + p)
+                for i, p in enumerate(split_escaped(goals, SECTION_MAX - 10))
+            ],
+            context(f"Started by {who(view.owner)} · session `{view.session_id}` · {escape(view.mode)}"),
+            context(
+                "Each step is posted in this thread. Decide with its buttons, or reply in the thread to "
+                "give the agent feedback on the step that waits."
+            ),
+        ]
+        return message(f"{view.ai_name} session {view.session_id} by {view.owner}: {first}", blocks)
+
+    def tasks(self, view: TaskListView) -> SlackMessage:
+        done = [" ".join(t.split()) for t in view.done[-10:]]
+        todo = [" ".join(t.split()) for t in view.tasks]
+        allowances = allot([len(escape(t)) for t in [*done, *todo]], TEXT_BUDGET - 500)
+        lines: list[str] = []
+        if len(view.done) > len(done):
+            lines.append(f"_{len(view.done) - len(done)} earlier tasks done_")
+        lines += [
+            f":heavy_check_mark: ~{clip(t, max(20, a))}~" for t, a in zip(done, allowances, strict=False)
+        ]
+        lines += [
+            f"{i}. {clip(t, a)}"
+            for i, (t, a) in enumerate(zip(todo, allowances[len(done) :], strict=True), 1)
+        ]
+        if not todo:
+            lines.append("_No tasks left._")
+        pieces = split_escaped("\n".join(lines), SECTION_MAX - 20)
+        blocks = [section(("*Task list*\n" if i == 0 else "") + p) for i, p in enumerate(pieces)]
+        blocks.append(
+            context(f"Session `{view.session_id}` · {len(view.tasks)} to do, {len(view.done)} done")
+        )
+        return message(f"Task list of session {view.session_id}: {len(view.tasks)} to do", blocks)
+
+    def step(self, view: StepView) -> SlackMessage:
+        t = view.thoughts
+        fields = [
+            ("Thoughts", t.text),
+            ("Reasoning", t.reasoning),
+            ("Plan", bullets(t.plan)),
+            ("Criticism", t.criticism),
+            ("Speak", t.speak),
+        ]
+        args = json.dumps(view.args, ensure_ascii=False)
+        note = view.note or ""
+        raws = [raw for _, raw in fields] + [args, note]
+        allowances = allot([len(escape(x)) for x in raws], TEXT_BUDGET)
+        blocks = [header(f"Step {view.step_no}: {view.command}")]
+        for (label, raw), allowance in zip(fields, allowances, strict=False):
+            if raw.strip():
+                blocks += labelled(label, raw, allowance)
+        command = f"*Command* {inline(view.command, 200)}\n"
+        blocks.append(section(command + code(args, min(allowances[-2] + 6, SECTION_MAX - len(command)))))
+        if note.strip():
+            blocks += labelled(":warning: Note", note, allowances[-1])
+        for line in (wording.decided(view), wording.progress(view)):
+            if line is not None:
+                blocks.append(context(line_text(line)))
+        if view.options:  # pending: the decisions; a continuous run's step: Pause and Stop
+            blocks.append(buttons(view))
+        footer = f"Session `{view.session_id}` · step {view.step_no}"
+        if view.budget_left_usd is not None:
+            footer += f" · budget left ${view.budget_left_usd:.2f}"
+        blocks.append(context(footer))
+        return message(f"Step {view.step_no}: {view.command} ({wording.status_word(view)})", blocks)
+
+    def result(self, view: ResultView, attach_error: str | None = None) -> SlackMessage:
+        """A command's result; past `result_inline` characters it is shortened and attached in
+        full, or, with `attach_error`, says why the full result could not be attached."""
+        shown = self.result_inline
+        icon = ":page_facing_up:" if view.ok else ":x:"
+        blocks = [
+            section(f"{icon} *Result of step {view.step_no}* {inline(view.command, 200)}"),
+            section(code(view.output, shown + 6)),
+        ]
+        if self.needs_attachment(view):
+            where = (
+                "the full result is attached below as a file."
+                if attach_error is None
+                else f"the full result could not be attached ({escape(attach_error)})."
+            )
+            blocks.append(context(f"Shortened: the result has {len(view.output):,} characters; {where}"))
+        return message(f"Result of step {view.step_no} ({view.command})", blocks)
+
+    def needs_attachment(self, view: ResultView) -> bool:
+        return len(escape(view.output)) > self.result_inline
+
+    def summary(self, view: SummaryView) -> SlackMessage:
+        title = f"{OUTCOME_MARKS[view.outcome]} {wording.OUTCOMES[view.outcome]}"
+        blocks = [header(f"{title} ({view.session_id})")]
+        if view.reason:
+            blocks.append(section(clip(view.reason, SECTION_MAX, mentions=True)))
+        fields = [
+            MarkdownTextObject(text=f"*Cycles*\n{view.cycles}"),
+            MarkdownTextObject(text=f"*Spent*\n${view.cost_usd:.4f}"),
+            MarkdownTextObject(
+                text=f"*Tokens*\n{view.prompt_tokens:,} prompt + {view.completion_tokens:,} completion"
+            ),
+        ]
+        blocks.append(_dict(SectionBlock(fields=fields)))
+        if hint := wording.resume_hint(view, ids.COMMAND):
+            blocks.append(context(hint))
+        return message(
+            f"Session {view.session_id} {view.outcome} after {wording.spent(view)}: {view.reason}", blocks
+        )
+
+    def notice(self, view: NoticeView) -> SlackMessage:
+        body = f"{NOTICE_MARKS[view.level]} " + clip(view.text, TEXT_BUDGET, mentions=True)
+        return message(view.text, [section(p) for p in split_escaped(body, SECTION_MAX)])
+
+    def sessions(self, view: SessionListView) -> dict[str, Any]:  # type: ignore[override]
+        """The App Home tab: the user's sessions, each with a Stop button while it is open."""
+        blocks: list[dict[str, Any]] = [
+            header("AutoGPT"),
+            section(
+                f"Start a session in any channel with `{ids.COMMAND} goal &lt;your goal&gt;`; "
+                f"`{ids.COMMAND} help` lists every command. Each session lives in its own thread."
+            ),
+        ]
+        if view.notice:
+            blocks.append(context(clip(view.notice, CONTEXT_MAX)))
+        blocks.append(header("Your sessions"))
+        if not view.sessions:
+            blocks.append(section("_You have no sessions yet._"))
+        for s in view.sessions[:MAX_HOME_SESSIONS]:
+            state = f"{STATE_MARKS[s.state]} {wording.STATES[s.state]}"
+            link = (
+                f" · <https://slack.com/archives/{s.channel}/p{s.thread.replace('.', '')}|thread>"
+                if s.thread
+                else ""
+            )
+            text = (
+                f"*`{s.session_id}`* · {state} · {s.cycles} cycles · ${s.cost_usd:.4f}{link}\n"
+                f"{clip(s.goal, 300)}"
+            )
+            accessory = None
+            if s.open:
+                accessory = ButtonElement(
+                    text=PlainTextObject(text="Stop"),
+                    action_id=ids.HOME_STOP,
+                    value=button_id("stop", s.session_id, 0),
+                    style="danger",
+                    confirm=ConfirmObject(
+                        title="Stop this session?",
+                        text=f"Session {s.session_id} stops for good.",
+                        confirm="Stop it",
+                        deny="Keep going",
+                        style="danger",
+                    ),
+                )
+            blocks.append(section(text, accessory))
+        if len(view.sessions) > MAX_HOME_SESSIONS:
+            blocks.append(context(f"and {len(view.sessions) - MAX_HOME_SESSIONS} more: `{ids.COMMAND} list`"))
+        blocks += schedules_blocks(view)
+        return {"type": "home", "blocks": fit(blocks, VIEW_MAX_BLOCKS, BLOCKS_BUDGET * 2)}
+
+
+RENDERER: Final = SlackRenderer()
+
 
 def render(view: View) -> SlackMessage:
-    match view:
-        case SessionHeaderView():
-            return header_message(view)
-        case TaskListView():
-            return tasks_message(view)
-        case StepView():
-            return step_message(view)
-        case ResultView():
-            return result_message(view)
-        case SummaryView():
-            return summary_message(view)
-        case NoticeView():
-            return notice_message(view)
-    # a view this adapter does not know yet: shown plainly rather than failing the session
-    fields = view.model_dump(mode="json") if hasattr(view, "model_dump") else {"view": str(view)}
-    body = "\n".join(f"{k}: {v}" for k, v in fields.items() if k != "kind")
-    return message(f"{type(view).__name__}", [section(code(body, SECTION_MAX))])
-
-
-def header_message(view: SessionHeaderView) -> SlackMessage:
-    first = view.goals[0] if view.goals else ""
-    allowances = allot([len(escape(g)) for g in view.goals], TEXT_BUDGET - 600)
-    goals = "\n".join(
-        f"{i}. {clip(g, a)}" for i, (g, a) in enumerate(zip(view.goals, allowances, strict=True), 1)
-    )
-    blocks = [
-        header(view.title or f"{view.ai_name}: {first}"),
-        section(f"*{clip(view.ai_name, 80)}* is {clip(view.ai_role, 400)}."),
-        *[
-            section(("*Goals*\n" if i == 0 else "") + p)
-            for i, p in enumerate(split_escaped(goals, SECTION_MAX - 10))
-        ],
-        context(f"Started by {who(view.owner)} · session `{view.session_id}` · {escape(view.mode)}"),
-        context(
-            "Each step is posted in this thread. Decide with its buttons, or reply in the thread to "
-            "give the agent feedback on the step that waits."
-        ),
-    ]
-    return message(f"{view.ai_name} session {view.session_id} by {view.owner}: {first}", blocks)
-
-
-def tasks_message(view: TaskListView) -> SlackMessage:
-    done = [" ".join(t.split()) for t in view.done[-10:]]
-    todo = [" ".join(t.split()) for t in view.tasks]
-    allowances = allot([len(escape(t)) for t in [*done, *todo]], TEXT_BUDGET - 500)
-    lines: list[str] = []
-    if len(view.done) > len(done):
-        lines.append(f"_{len(view.done) - len(done)} earlier tasks done_")
-    lines += [f":heavy_check_mark: ~{clip(t, max(20, a))}~" for t, a in zip(done, allowances, strict=False)]
-    lines += [
-        f"{i}. {clip(t, a)}" for i, (t, a) in enumerate(zip(todo, allowances[len(done) :], strict=True), 1)
-    ]
-    if not todo:
-        lines.append("_No tasks left._")
-    pieces = split_escaped("\n".join(lines), SECTION_MAX - 20)
-    blocks = [section(("*Task list*\n" if i == 0 else "") + p) for i, p in enumerate(pieces)]
-    blocks.append(context(f"Session `{view.session_id}` · {len(view.tasks)} to do, {len(view.done)} done"))
-    return message(f"Task list of session {view.session_id}: {len(view.tasks)} to do", blocks)
-
-
-_STATUS_TEXT: Final[dict[str, str]] = {
-    "pending": ":hourglass_flowing_sand: Waiting for a decision.",
-    "done": ":heavy_check_mark: Ran; the result follows in the thread.",
-    "invalid": ":no_entry: Not run: the command was not valid (see the note); the agent was told.",
-    "interrupted": ":warning: Interrupted: the process running it stopped. It may or may not have "
-    "taken effect; check before repeating it.",
-}
-_DECISION_ICON: Final[dict[str, str]] = {
-    "gave feedback": ":speech_balloon:",
-    "stopped": ":octagonal_sign:",
-}
-
-
-def decision_line(view: StepView) -> str | None:
-    if view.decided_by == "auto":
-        left = f" ({view.approvals_left} more to go)" if view.approvals_left else ""
-        return f":fast_forward: Approved in advance{left}"
-    if view.decided_by == "continuous":
-        return ":repeat: Approved automatically (continuous mode)"
-    if not view.decided_by:
-        return None
-    decision = view.decision or "decided"
-    icon = _DECISION_ICON.get(decision, ":white_check_mark:")
-    stamp = f" · {when(view.decided_at)}" if view.decided_at else ""
-    return f"{icon} {who(view.decided_by)} {escape(decision)}{stamp}"
-
-
-def step_message(view: StepView) -> SlackMessage:
-    t = view.thoughts
-    fields = [
-        ("Thoughts", t.text),
-        ("Reasoning", t.reasoning),
-        ("Plan", bullets(t.plan)),
-        ("Criticism", t.criticism),
-        ("Speak", t.speak),
-    ]
-    args = json.dumps(view.args, ensure_ascii=False)
-    note = view.note or ""
-    texts = [raw for _, raw in fields] + [args, note]
-    allowances = allot([len(escape(x)) for x in texts], TEXT_BUDGET)
-    blocks = [header(f"Step {view.step_no}: {view.command}")]
-    for (label, raw), allowance in zip(fields, allowances, strict=False):
-        if raw.strip():
-            blocks += labelled(label, raw, allowance)
-    command = f"*Command* {inline(view.command, 200)}\n"
-    blocks.append(section(command + code(args, min(allowances[-2] + 6, SECTION_MAX - len(command)))))
-    if note.strip():
-        blocks += labelled(":warning: Note", note, allowances[-1])
-    if line := decision_line(view):
-        blocks.append(context(line))
-    if view.status == "running":
-        blocks.append(context(f":gear: Running {inline(view.command, 200)} {ELLIPSIS}"))
-    elif view.status in _STATUS_TEXT:
-        blocks.append(context(_STATUS_TEXT[view.status]))
-    if view.options:  # pending: the decisions; a continuous run's step: Pause and Stop
-        blocks.append(buttons(view))
-    footer = f"Session `{view.session_id}` · step {view.step_no}"
-    if view.budget_left_usd is not None:
-        footer += f" · budget left ${view.budget_left_usd:.2f}"
-    blocks.append(context(footer))
-    return message(f"Step {view.step_no}: {view.command} ({_status_word(view)})", blocks)
-
-
-def _status_word(view: StepView) -> str:
-    if view.status == "pending":
-        return "waiting for a decision"
-    if view.status == "decided" and view.decision:
-        return view.decision
-    return {"auto": "approved in advance", "running": "running"}.get(view.status, view.status)
+    return RENDERER.render(view)
 
 
 def buttons(view: StepView) -> dict[str, Any]:
@@ -431,73 +502,10 @@ def button(view: StepView, option: DecisionOption) -> ButtonElement:
     return ButtonElement(
         text=PlainTextObject(text=plain(option.label, BUTTON_MAX), emoji=True),
         action_id=ids.ACTION_IDS[option.action],
-        value=ids.step_value(view.session_id, view.step_no, count),
+        value=button_id(option.action, view.session_id, view.step_no, count),
         style=style,
         confirm=confirm,
     )
-
-
-def needs_attachment(view: ResultView, shown: int = RESULT_INLINE) -> bool:
-    return len(escape(view.output)) > shown
-
-
-def result_message(
-    view: ResultView, shown: int = RESULT_INLINE, attach_error: str | None = None
-) -> SlackMessage:
-    """A command's result; past `shown` characters it is shortened and attached in full, or,
-    with `attach_error`, says why the full result could not be attached."""
-    icon = ":page_facing_up:" if view.ok else ":x:"
-    blocks = [
-        section(f"{icon} *Result of step {view.step_no}* {inline(view.command, 200)}"),
-        section(code(view.output, shown + 6)),
-    ]
-    if needs_attachment(view, shown):
-        where = (
-            "the full result is attached below as a file."
-            if attach_error is None
-            else f"the full result could not be attached ({escape(attach_error)})."
-        )
-        blocks.append(context(f"Shortened: the result has {len(view.output):,} characters; {where}"))
-    return message(f"Result of step {view.step_no} ({view.command})", blocks)
-
-
-_OUTCOME_HEADER: Final[dict[str, str]] = {
-    "finished": ":checkered_flag: Session finished",
-    "stopped": ":octagonal_sign: Session stopped",
-    "failed": ":x: Session failed",
-    "paused": ":double_vertical_bar: Session paused",
-}
-
-
-def summary_message(view: SummaryView) -> SlackMessage:
-    blocks = [header(f"{_OUTCOME_HEADER[view.outcome]} ({view.session_id})")]
-    if view.reason:
-        blocks.append(section(clip(view.reason, SECTION_MAX, mentions=True)))
-    fields = [
-        MarkdownTextObject(text=f"*Cycles*\n{view.cycles}"),
-        MarkdownTextObject(text=f"*Spent*\n${view.cost_usd:.4f}"),
-        MarkdownTextObject(
-            text=f"*Tokens*\n{view.prompt_tokens:,} prompt + {view.completion_tokens:,} completion"
-        ),
-    ]
-    blocks.append(_dict(SectionBlock(fields=fields)))
-    if view.outcome == "paused":
-        blocks.append(
-            context(
-                f"Resume it with `{ids.COMMAND} approve {view.session_id}`, or end it with "
-                f"`{ids.COMMAND} stop {view.session_id}`."
-            )
-        )
-    spent = f"{view.cycles} cycles, ${view.cost_usd:.4f}"
-    return message(f"Session {view.session_id} {view.outcome} after {spent}: {view.reason}", blocks)
-
-
-_NOTICE_ICON: Final[dict[str, str]] = {"info": ":information_source:", "warning": ":warning:", "error": ":x:"}
-
-
-def notice_message(view: NoticeView) -> SlackMessage:
-    body = f"{_NOTICE_ICON[view.level]} " + clip(view.text, TEXT_BUDGET, mentions=True)
-    return message(view.text, [section(p) for p in split_escaped(body, SECTION_MAX)])
 
 
 # ---------------------------------------------------------------------------- replies to one user
@@ -527,7 +535,7 @@ def feedback_modal(session_id: str, step_no: int, command: str) -> dict[str, Any
     view = SlackView(
         type="modal",
         callback_id=ids.FEEDBACK_VIEW,
-        private_metadata=ids.step_value(session_id, step_no),
+        private_metadata=button_id("feedback", session_id, step_no),
         title=PlainTextObject(text="Feedback"),
         submit=PlainTextObject(text="Send"),
         close=PlainTextObject(text="Cancel"),
@@ -551,77 +559,15 @@ def feedback_modal(session_id: str, step_no: int, command: str) -> dict[str, Any
     return view.to_dict()
 
 
-_STATE_WORDS: Final[dict[SessionState, str]] = {
-    SessionState.PLANNING: ":memo: planning",
-    SessionState.RUNNING: ":gear: running",
-    SessionState.AWAITING_APPROVAL: ":hourglass_flowing_sand: waiting for you",
-    SessionState.PAUSED: ":double_vertical_bar: paused",
-    SessionState.FINISHED: ":checkered_flag: finished",
-    SessionState.STOPPED: ":octagonal_sign: stopped",
-    SessionState.FAILED: ":x: failed",
-}
-
-
-def thread_link(session: Session) -> str:
-    place = session.place
-    if not place.thread:
-        return ""
-    return f" · <https://slack.com/archives/{place.channel}/p{place.thread.replace('.', '')}|thread>"
-
-
-def home_view(
-    sessions: Sequence[Session], notice: str | None = None, schedules: Sequence[Schedule] = ()
-) -> dict[str, Any]:
-    """The App Home tab: the user's sessions, each with a Stop button while it is open."""
-    blocks: list[dict[str, Any]] = [
-        header("AutoGPT"),
-        section(
-            f"Start a session in any channel with `{ids.COMMAND} goal &lt;your goal&gt;`; "
-            f"`{ids.COMMAND} help` lists every command. Each session lives in its own thread."
-        ),
-    ]
-    if notice:
-        blocks.append(context(clip(notice, CONTEXT_MAX)))
-    blocks.append(header("Your sessions"))
-    if not sessions:
-        blocks.append(section("_You have no sessions yet._"))
-    for s in sessions[:MAX_HOME_SESSIONS]:
-        goal = s.goals[0] if s.goals else ""
-        text = (
-            f"*`{s.id}`* · {_STATE_WORDS[s.state]} · {s.cycles} cycles · ${s.usage.cost_usd:.4f}"
-            f"{thread_link(s)}\n{clip(goal, 300)}"
-        )
-        accessory = None
-        if not s.state.terminal:
-            accessory = ButtonElement(
-                text=PlainTextObject(text="Stop"),
-                action_id=ids.HOME_STOP,
-                value=s.id,
-                style="danger",
-                confirm=ConfirmObject(
-                    title="Stop this session?",
-                    text=f"Session {s.id} stops for good.",
-                    confirm="Stop it",
-                    deny="Keep going",
-                    style="danger",
-                ),
-            )
-        blocks.append(section(text, accessory))
-    if len(sessions) > MAX_HOME_SESSIONS:
-        blocks.append(context(f"and {len(sessions) - MAX_HOME_SESSIONS} more: `{ids.COMMAND} list`"))
-    blocks += schedules_blocks(schedules)
-    return {"type": "home", "blocks": fit(blocks, VIEW_MAX_BLOCKS, BLOCKS_BUDGET * 2)}
-
-
-def schedules_blocks(schedules: Sequence[Schedule]) -> list[dict[str, Any]]:
+def schedules_blocks(view: SessionListView) -> list[dict[str, Any]]:
     """The Home tab's scheduled goals, with their next run."""
     out = [_dict(DividerBlock()), header("Your schedules")]
-    if not schedules:
+    if not view.schedules:
         out.append(
             context(f'No schedules. `{ids.COMMAND} schedule "every day at 09:00" &lt;goal&gt;` makes one.')
         )
-    for sch in schedules[:MAX_HOME_SESSIONS]:
-        next_run = sch.next_run()
+    for sch in view.schedules[:MAX_HOME_SESSIONS]:
+        next_run = sch.next_run
         when = (
             "paused"
             if sch.paused
@@ -634,8 +580,8 @@ def schedules_blocks(schedules: Sequence[Schedule]) -> list[dict[str, Any]]:
         )
         out.append(
             section(
-                f"*`{sch.id}`* · {escape(sch.when)} ({escape(sch.tz)}) · {when} · {sch.runs} runs\n"
-                f"{clip(sch.goals[0], 300)}"
+                f"*`{sch.schedule_id}`* · {escape(sch.when)} ({escape(sch.tz)}) · {when} · {sch.runs} runs\n"
+                f"{clip(sch.goal, 300)}"
             )
         )
     return out

@@ -22,10 +22,11 @@ from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
 from adapters.slack import blocks
-from adapters.slack.blocks import SlackMessage
+from adapters.slack.blocks import SlackMessage, SlackRenderer
+from bot.adapter import PlatformError
 from bot.metrics import Metrics
 from bot.models import MessageRef, Place
-from bot.views import PlatformError, ResultView, SessionHeaderView, SummaryView, View
+from bot.presenter.views import ResultView, SessionHeaderView, SummaryView, View
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +73,7 @@ class SlackPlatform:
 
     def __init__(self, client: AsyncWebClient, result_inline: int = blocks.RESULT_INLINE) -> None:
         self.client = client
-        self.result_inline = result_inline
+        self.renderer = SlackRenderer(result_inline)
 
     async def connected(self) -> bool:
         """For /healthz. The adapter adds the platform to the core only once auth.test passed;
@@ -82,7 +83,7 @@ class SlackPlatform:
     # ------------------------------------------------------------------ ChatPlatform
 
     async def open_session(self, place: Place, view: SessionHeaderView) -> Place:
-        msg = blocks.render(view)
+        msg = self.renderer.render(view)
         try:
             ts = await self._post(place.channel, None, msg)
         except PlatformError as exc:
@@ -92,14 +93,11 @@ class SlackPlatform:
         return place.model_copy(update={"thread": ts})
 
     async def post(self, place: Place, view: View) -> MessageRef:
-        if isinstance(view, ResultView):
-            msg = blocks.result_message(view, self.result_inline)
-        else:
-            msg = blocks.render(view)
+        msg = self.renderer.render(view)
         # the final word also goes to the channel, so the outcome is seen without opening the thread
         broadcast = isinstance(view, SummaryView) and place.thread is not None
         ts = await self._post(place.channel, place.thread, msg, broadcast=broadcast)
-        if isinstance(view, ResultView) and blocks.needs_attachment(view, self.result_inline):
+        if isinstance(view, ResultView) and self.renderer.needs_attachment(view):
             try:
                 await self.upload(
                     place,
@@ -110,7 +108,7 @@ class SlackPlatform:
                 )
             except PlatformError as exc:  # the shortened result is posted; say the rest is missing
                 log.warning("session %s: attaching a result failed: %s", view.session_id, exc)
-                failed = blocks.result_message(view, self.result_inline, attach_error=str(exc))
+                failed = self.renderer.result(view, attach_error=str(exc))
                 ref = MessageRef(platform=self.name, channel=place.channel, id=ts, thread=place.thread)
                 try:
                     await self._update(ref, failed)
@@ -119,7 +117,7 @@ class SlackPlatform:
         return MessageRef(platform=self.name, channel=place.channel, id=ts, thread=place.thread)
 
     async def update(self, ref: MessageRef, view: View) -> None:
-        await self._update(ref, blocks.render(view))
+        await self._update(ref, self.renderer.render(view))
 
     async def _update(self, ref: MessageRef, msg: SlackMessage) -> None:
         await self._call(

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from bot.adapter import PlatformError
 from bot.decisions import Decision
 from bot.models import Actor, MessageRef, Outcome, Place
+from bot.presenter.views import SessionHeaderView, StepView, View
 from bot.service import Service
-from bot.views import PlatformError, SessionHeaderView, StepView, View
 
 
 @dataclass

@@ -13,6 +13,7 @@ from slack_bolt.async_app import AsyncAck, AsyncBoltContext
 from adapters.slack import ids
 from adapters.slack.app import deps_of, where
 from bot.decisions import Decision
+from bot.presenter.ids import parse
 
 
 async def decision_button(
@@ -23,18 +24,13 @@ async def decision_button(
         await ack()
         user = body["user"]["id"]
         channel, thread = where(body)
-        parsed = ids.parse_step_value(action.get("value"))
-        decision = ids.DECISIONS.get(action.get("action_id", ""))
-        if parsed is None or decision is None:
+        clicked = parse(action.get("value"))
+        if clicked is None or action.get("action_id") != ids.ACTION_IDS.get(clicked.action):
             await deps.tell(
                 channel, user, "This button is not one the bot understands; nothing changed.", thread
             )
             return
-        session_id, step_no, count = parsed
-        outcome = await deps.core.service.decide(
-            session_id,
-            deps.actor(user),
-            Decision(action=decision, step_no=step_no, count=count if decision == "approve_n" else 1),
-        )
+        decision = Decision(action=clicked.action, step_no=clicked.step_no, count=clicked.count)
+        outcome = await deps.core.service.decide(clicked.session_id, deps.actor(user), decision)
         if not outcome.ok:
             await deps.tell(channel, user, outcome.message, thread)

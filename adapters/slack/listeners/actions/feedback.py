@@ -8,8 +8,9 @@ from slack_bolt.async_app import AsyncAck, AsyncBoltContext
 
 from adapters.slack import blocks, ids
 from adapters.slack.app import deps_of, where
+from bot.adapter import PlatformError
 from bot.decisions import Decision
-from bot.views import PlatformError
+from bot.presenter.ids import parse
 
 
 async def feedback_button(
@@ -20,13 +21,13 @@ async def feedback_button(
         await ack()
         user = body["user"]["id"]
         channel, thread = where(body)
-        parsed = ids.parse_step_value(action.get("value"))
-        if parsed is None:
+        parsed = parse(action.get("value"))
+        if parsed is None or parsed.action != "feedback":
             await deps.tell(
                 channel, user, "This button is not one the bot understands; nothing changed.", thread
             )
             return
-        session_id, step_no, _ = parsed
+        session_id, step_no = parsed.session_id, parsed.step_no
         # the core says whether feedback would be taken now (read-only), before a form is opened
         check = await deps.core.service.check(
             session_id, deps.actor(user), Decision(action="feedback", step_no=step_no)

@@ -6,10 +6,10 @@ from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncBoltContext
 
-from adapters.slack import ids
 from adapters.slack.app import deps_of
 from adapters.slack.listeners.events.app_home import publish_home
 from bot.decisions import Decision
+from bot.presenter.ids import parse
 
 
 async def home_stop_button(
@@ -19,10 +19,12 @@ async def home_stop_button(
     async with deps.inflight():
         await ack()
         user = body["user"]["id"]
-        session_id = ids.session_value(action.get("value"))
-        if session_id is None:
+        clicked = parse(action.get("value"))
+        if clicked is None or clicked.action != "stop":
             notice = "That button is not one the bot understands; nothing changed."
         else:
-            outcome = await deps.core.service.decide(session_id, deps.actor(user), Decision(action="stop"))
+            outcome = await deps.core.service.decide(
+                clicked.session_id, deps.actor(user), Decision(action="stop")
+            )
             notice = outcome.message
         await publish_home(deps, user, context.team_id, notice)

@@ -8,13 +8,8 @@ from typing import Any
 
 from slack_bolt.async_app import AsyncBoltContext
 
-from adapters.slack import blocks
 from adapters.slack.app import SlackDeps, deps_of
-from adapters.slack.platform import NAME
-from bot.models import Session
-from bot.schedules import Schedule
-from bot.store.base import StoreError
-from bot.views import PlatformError
+from bot.adapter import PlatformError
 
 log = logging.getLogger(__name__)
 
@@ -28,18 +23,8 @@ async def home_opened(event: dict[str, Any], context: AsyncBoltContext) -> None:
 
 
 async def publish_home(deps: SlackDeps, user: str, team: str | None, notice: str | None = None) -> None:
-    sessions: list[Session] = []
-    schedules: list[Schedule] = []
+    view = await deps.core.service.sessions_of(deps.actor(user), team, notice)
     try:
-        sessions = [
-            s
-            for s in await deps.core.store.sessions_of(f"{NAME}:{user}")
-            if team is None or s.place.team in (None, team)
-        ]
-        schedules = await deps.core.schedules.of(f"{NAME}:{user}")
-    except StoreError as exc:
-        notice = f"The session store is not reachable right now ({exc}); try again shortly."
-    try:
-        await deps.platform.publish_home(user, blocks.home_view(sessions, notice, schedules))
+        await deps.platform.publish_home(user, deps.platform.renderer.sessions(view))
     except PlatformError as exc:
         log.warning("could not publish the Home tab of %s: %s", user, exc)

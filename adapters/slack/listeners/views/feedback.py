@@ -9,6 +9,7 @@ from slack_bolt.async_app import AsyncAck, AsyncBoltContext
 from adapters.slack import ids
 from adapters.slack.app import deps_of
 from bot.decisions import Decision
+from bot.presenter.ids import parse
 
 
 def typed_text(view: dict[str, Any]) -> str:
@@ -21,7 +22,8 @@ async def feedback_submitted(
 ) -> None:
     deps = deps_of(context)
     async with deps.inflight():
-        parsed = ids.parse_step_value(view.get("private_metadata"))
+        parsed = parse(view.get("private_metadata"))
+        parsed = parsed if parsed is not None and parsed.action == "feedback" else None
         text = typed_text(view)
         if parsed is not None and not text.strip():
             await ack(
@@ -31,7 +33,7 @@ async def feedback_submitted(
         await ack()
         if parsed is None:
             return
-        session_id, step_no, _ = parsed
+        session_id, step_no = parsed.session_id, parsed.step_no
         user = body["user"]["id"]
         outcome = await deps.core.service.decide(
             session_id, deps.actor(user), Decision(action="feedback", step_no=step_no, text=text)

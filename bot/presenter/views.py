@@ -1,17 +1,16 @@
-"""Platform-neutral views the core hands to adapters, and the interface adapters implement.
-
-A view says what to show; each adapter decides how (Block Kit, an embed, coloured text).
-Buttons carry nothing but ids: a `DecisionOption` is (session id, step number, action).
-"""
+"""Platform-neutral views: what the core shows. Each adapter decides how (Block Kit, an embed,
+coloured text), one method per view kind (`bot.presenter.render.Renderer`). Buttons carry
+nothing but ids: a `DecisionOption` is (session id, step number, action), encoded by
+`bot.presenter.ids`."""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from bot.models import MessageRef, Place, Thoughts
+from bot.models import Thoughts
 
 Action = Literal["approve", "approve_n", "feedback", "stop", "pause"]
 
@@ -91,25 +90,36 @@ class NoticeView(BaseModel):
     text: str
 
 
-View = SessionHeaderView | TaskListView | StepView | ResultView | SummaryView | NoticeView
+class SessionItem(BaseModel):
+    """One session in a list (a home page): its id, state, cost and first goal."""
+
+    session_id: str
+    state: str  # a SessionState value
+    open: bool  # not finished, stopped or failed: it can still be stopped
+    cycles: int
+    cost_usd: float
+    goal: str
+    channel: str
+    thread: str | None = None
 
 
-class PlatformError(Exception):
-    """A chat platform refused or failed a send for good (after its own retries)."""
+class ScheduleItem(BaseModel):
+    schedule_id: str
+    when: str
+    tz: str
+    paused: bool
+    next_run: datetime | None
+    runs: int
+    goal: str
 
 
-class ChatPlatform(Protocol):
-    """What the core needs from a chat platform. Adapters implement it; so does the test platform."""
+class SessionListView(BaseModel):
+    """A user's sessions and schedules (a home page), with a notice on top when there is one."""
 
-    name: str
+    kind: Literal["sessions"] = "sessions"
+    sessions: list[SessionItem]
+    schedules: list[ScheduleItem] = Field(default_factory=list)
+    notice: str | None = None
 
-    async def open_session(self, place: Place, view: SessionHeaderView) -> Place:
-        """Post the session's root message where it was asked for; return the place (thread) the
-        session lives in from now on."""
-        ...
 
-    async def post(self, place: Place, view: View) -> MessageRef: ...
-
-    async def update(self, ref: MessageRef, view: View) -> None: ...
-
-    async def upload(self, place: Place, filename: str, content: bytes, comment: str) -> None: ...
+View = SessionHeaderView | TaskListView | StepView | ResultView | SummaryView | NoticeView | SessionListView

@@ -1,0 +1,151 @@
+"""The views of a session, built from the stored session: what every adapter shows."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from bot.models import Session, Step, StepStatus
+from bot.presenter.views import (
+    DecisionOption,
+    ResultView,
+    ScheduleItem,
+    SessionHeaderView,
+    SessionItem,
+    SessionListView,
+    StepView,
+    SummaryView,
+    TaskListView,
+)
+from bot.schedules import Schedule
+from bot.settings import Settings
+
+RESULT_VIEW_LIMIT = 1_000_000
+MAX_LISTED = 20
+
+RUNNING_OPTIONS = [DecisionOption(action="pause", label="Pause"), DecisionOption(action="stop", label="Stop")]
+
+
+def step_view(session: Session, step: Step, settings: Settings) -> StepView:
+    status: Any
+    options: list[DecisionOption] = []
+    last = session.last_step
+    live = not session.state.terminal and last is not None and last.no == step.no
+    match step.status:
+        case StepStatus.PENDING:
+            status = "pending"
+            options = [
+                DecisionOption(action="approve", label="Approve"),
+                DecisionOption(
+                    action="approve_n",
+                    label=f"Approve next {settings.approve_next_n}",
+                    count=settings.approve_next_n,
+                ),
+                DecisionOption(action="feedback", label="Feedback"),
+                DecisionOption(action="stop", label="Stop"),
+            ]
+        case StepStatus.APPROVED if step.decided_by in ("auto", "continuous"):
+            status = "auto"
+            options = RUNNING_OPTIONS
+        case StepStatus.EXECUTING:
+            status = "running"
+            options = RUNNING_OPTIONS if step.decided_by in ("auto", "continuous") else []
+        case StepStatus.DONE:
+            status = "done"
+            options = RUNNING_OPTIONS if step.decided_by in ("auto", "continuous") else []
+        case StepStatus.INVALID:
+            status = "invalid"
+        case StepStatus.INTERRUPTED:
+            status = "interrupted"
+        case _:
+            status = "decided"
+    if options is RUNNING_OPTIONS and not live:
+        options = []
+    return StepView(
+        session_id=session.id,
+        step_no=step.no,
+        thoughts=step.thoughts,
+        command=step.command.name,
+        args=step.command.args,
+        status=status,
+        options=options,
+        decided_by=step.decided_by,
+        decision=step.decision,
+        decided_at=step.decided_at,
+        approvals_left=session.approvals_left,
+        budget_left_usd=max(0.0, session.budget(settings.session_budget_usd) - session.usage.cost_usd),
+        note="\n".join(step.notes) or None,
+    )
+
+
+def summary_view(session: Session) -> SummaryView:
+    outcome: Any = session.state.value if session.state.terminal else "paused"
+    return SummaryView(
+        session_id=session.id,
+        outcome=outcome,
+        reason=session.reason or "",
+        cycles=session.cycles,
+        cost_usd=session.usage.cost_usd,
+        prompt_tokens=session.usage.prompt_tokens,
+        completion_tokens=session.usage.completion_tokens,
+    )
+
+
+def tasks_view(session: Session) -> TaskListView:
+    return TaskListView(session_id=session.id, tasks=session.tasks, done=session.done_tasks)
+
+
+def result_view(session: Session, step: Step, output: str, ok: bool) -> ResultView:
+    return ResultView(
+        session_id=session.id,
+        step_no=step.no,
+        command=step.command.name,
+        output=output[:RESULT_VIEW_LIMIT],
+        ok=ok,
+    )
+
+
+def header_view(session: Session, owner: str, title: str | None = None) -> SessionHeaderView:
+    return SessionHeaderView(
+        session_id=session.id,
+        title=title,
+        owner=owner,
+        ai_name=session.ai_name,
+        ai_role=session.ai_role,
+        goals=session.goals,
+        mode=session.mode,
+    )
+
+
+def session_list_view(
+    sessions: Sequence[Session], schedules: Sequence[Schedule] = (), notice: str | None = None
+) -> SessionListView:
+    """A user's sessions (newest first) and schedules, for a home page."""
+    return SessionListView(
+        sessions=[
+            SessionItem(
+                session_id=s.id,
+                state=s.state.value,
+                open=not s.state.terminal,
+                cycles=s.cycles,
+                cost_usd=s.usage.cost_usd,
+                goal=s.goals[0] if s.goals else "",
+                channel=s.place.channel,
+                thread=s.place.thread,
+            )
+            for s in sessions
+        ],
+        schedules=[
+            ScheduleItem(
+                schedule_id=x.id,
+                when=x.when,
+                tz=x.tz,
+                paused=x.paused,
+                next_run=x.next_run(),
+                runs=x.runs,
+                goal=x.goals[0] if x.goals else "",
+            )
+            for x in schedules
+        ],
+        notice=notice,
+    )
