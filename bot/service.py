@@ -415,7 +415,7 @@ class Service:
         return fired
 
     async def _help(self, actor: Actor, place: Place, command: HelpCommand) -> Outcome:
-        return Outcome(ok=True, message=grammar.USAGE)
+        return Outcome(ok=True, message=grammar.help_text(command.topic))
 
     # ------------------------------------------------------------------ buttons
 

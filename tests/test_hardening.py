@@ -247,3 +247,13 @@ async def test_feedback_over_the_size_limit_is_refused_where_it_was_given(
     assert not outcome.ok and "9,000 characters long; the limit is 4,000" in outcome.message
     session = await stored(core, sid)
     assert session.pending_step is not None and session.pending_step.no == 1  # nothing changed
+
+
+async def test_help_on_one_command_is_that_commands_help(core: Core) -> None:
+    from bot.grammar import USAGE, help_text
+
+    one = await core.service.handle_text(ME, PLACE, "help goal")
+    assert one.ok and one.message == help_text("goal") and one.message != USAGE
+    assert one.message.startswith("goal ")
+    everything = await core.service.handle_text(ME, PLACE, "help")
+    assert everything.message == USAGE
