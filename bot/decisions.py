@@ -178,6 +178,51 @@ def _on_pending(s: Session, actor: Actor, decision: Decision, now: datetime) -> 
     return Transition(s, message, decided=pending)
 
 
+def repeating(session: Session, step: Step) -> bool:
+    """Whether a proposed step repeats the last two (the loop guard)."""
+    return (
+        step.status == StepStatus.PENDING
+        and len(session.steps) >= 2
+        and all(s.command == step.command for s in session.steps[-2:])
+    )
+
+
+def propose(
+    s: Session, step: Step, outside_effects: bool, repeats: bool, settings: Settings, now: datetime
+) -> None:
+    """A new proposal joins the session: approved at once when approvals were given in advance
+    or the run is continuous, else it waits for a human. A command with effects outside the
+    session runs only on a human's approval of that very step (neither continuous mode nor
+    "approve next N" covers it, unless ALLOW_OUTSIDE_EFFECTS_IN_CONTINUOUS), and a run that
+    repeats itself waits too."""
+    s.cycles += 1
+    if step.status == StepStatus.PENDING:
+        on_its_own = s.approvals_left > 0 or s.continuous
+        guarded = outside_effects and not settings.allow_outside_effects_in_continuous
+        if on_its_own and repeats:
+            step.notes.append("Paused for a human: the agent is repeating itself.")
+            s.approvals_left = 0
+        elif on_its_own and guarded:
+            given = (
+                "approvals given in advance do not cover it"
+                if s.approvals_left > 0
+                else "continuous mode does not run those on its own"
+            )
+            step.notes.append(
+                f"Waiting for a human: {step.command.name} has effects outside the session, and {given}."
+            )
+        elif s.approvals_left > 0:
+            s.approvals_left -= 1
+            approve(step, "auto", "approved in advance", now)
+        elif s.continuous:
+            approve(step, "continuous", "continuous mode", now)
+        if step.status == StepStatus.APPROVED:
+            s.phase = Phase.EXECUTE
+        else:
+            s.state = SessionState.AWAITING_APPROVAL
+    s.steps.append(step)
+
+
 def _count(decision: Decision) -> int:
     return min(max(decision.count, 1), MAX_APPROVE_N)
 

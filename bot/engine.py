@@ -389,60 +389,20 @@ class Engine:
             except ToolError as exc:
                 step.status = StepStatus.INVALID
                 step.notes.append(str(exc))
-        repeating = (
-            step.status == StepStatus.PENDING
-            and len(session.steps) >= 2
-            and all(s.command == step.command for s in session.steps[-2:])
-        )
+        repeating = decisions.repeating(session, step)
         if repeating:
             step.notes.append(
                 "You have proposed the same command with the same arguments three times in a row. "
                 "It is not getting you closer to your goals: do something different, or finish."
             )
         n_before = len(session.steps)
-        proposal = step
+        outside = tool is not None and tool.outside_effects
 
         def mutate(s: Session) -> bool | None:
-            nonlocal step
             if s.state != SessionState.RUNNING or s.phase != Phase.THINK or len(s.steps) != n_before:
                 return False
-            step = proposal.model_copy(deep=True)  # a lost race runs this again: start from the proposal
-            s.cycles += 1
-            if step.status == StepStatus.PENDING:
-                auto = s.approvals_left > 0 or s.continuous
-                # a command with effects outside the session runs only on a human's approval of
-                # this very step: neither continuous mode nor "approve next N" covers it
-                guarded = (
-                    tool is not None
-                    and tool.outside_effects
-                    and not settings.allow_outside_effects_in_continuous
-                )
-                if auto and repeating:
-                    step.notes.append("Paused for a human: the agent is repeating itself.")
-                    s.approvals_left = 0
-                elif auto and guarded:
-                    assert tool is not None
-                    given = (
-                        "approvals given in advance do not cover it"
-                        if s.approvals_left > 0
-                        else "continuous mode does not run those on its own"
-                    )
-                    step.notes.append(
-                        f"Waiting for a human: {tool.name} has effects outside the session, and {given}."
-                    )
-                elif s.approvals_left > 0:
-                    s.approvals_left -= 1
-                    step.status = StepStatus.APPROVED
-                    step.decided_by, step.decision = "auto", "approved in advance"
-                elif s.continuous:
-                    step.status = StepStatus.APPROVED
-                    step.decided_by, step.decision = "continuous", "continuous mode"
-                if step.status == StepStatus.APPROVED:
-                    step.decided_at = utcnow()
-                    s.phase = Phase.EXECUTE
-                else:
-                    s.state = SessionState.AWAITING_APPROVAL
-            s.steps.append(step)
+            # a lost race runs this again: each time from a copy of the proposal
+            decisions.propose(s, step.model_copy(deep=True), outside, repeating, settings, utcnow())
             return None
 
         saved = await self._commit(session.id, mutate, usage, current=session)
