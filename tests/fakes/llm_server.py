@@ -1,7 +1,7 @@
 """A scripted, OpenAI-compatible HTTP server for tests.
 
-``ScriptedLLM`` runs an aiohttp server on 127.0.0.1 in a background thread with its own
-event loop, so the same instance serves sync tests, async tests and subprocesses (point
+``ScriptedLLM`` is a ``ThreadServer`` (tests/fakes/server.py): aiohttp on 127.0.0.1 in a background
+thread with its own event loop, so the same instance serves sync tests, async tests and subprocesses (point
 them at ``llm.base_url``, e.g. through ``OPENAI_BASE_URL``).
 
 Every chat request has a *kind*: ``response_format.json_schema.name`` when present, else
@@ -29,7 +29,6 @@ at once with varied replies, for ``bench/engine.py``).
 from __future__ import annotations
 
 import argparse
-import asyncio
 import base64
 import collections
 import hashlib
@@ -44,10 +43,11 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from types import TracebackType
-from typing import Any, TypeAlias
+from typing import Any, ClassVar, TypeAlias
 
 from aiohttp import web
+
+from tests.fakes.server import HOST, Failure, Failures, ThreadServer
 
 __all__ = [
     "Body",
@@ -248,23 +248,24 @@ def _task_list_default(_body: dict[str, Any]) -> ReplyLike:
     return {"tasks": []}
 
 
-class ScriptedLLM:
+class ScriptedLLM(ThreadServer):
     """Scripted OpenAI-compatible server (chat completions, embeddings, models).
 
     Usage not overridden by ``Reply``: ``prompt_tokens = max(1, len(json.dumps(messages)) // 4)``,
     ``completion_tokens = max(1, len(content) // 4)``.
     """
 
+    client_max_size: ClassVar[int] = 64 * 1024 * 1024
+
     def __init__(
         self,
-        host: str = "127.0.0.1",
+        host: str = HOST,
         port: int = 0,
         *,
         dim: int = 64,
         models: tuple[str, ...] = ("gpt-4o-mini", "text-embedding-3-small"),
     ) -> None:
-        self.host = host
-        self.port = port
+        super().__init__(host, port)
         self.dim = dim
         self.models: list[str] = list(models)
         self.delay: float = 0.0
@@ -274,107 +275,22 @@ class ScriptedLLM:
         self.unscripted: list[str] = []
         self._lock = threading.Lock()
         self._queues: dict[str, collections.deque[ReplyLike]] = {}
-        self._fail: collections.deque[Error] = collections.deque()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._runner: web.AppRunner | None = None
-        self._closing: asyncio.Event | None = None
+        self._failures = Failures()
         self._restore_defaults()
-
-    # -- lifecycle ----------------------------------------------------------------
 
     @property
     def base_url(self) -> str:
-        if self._runner is None:
+        if not self.started:
             raise RuntimeError("ScriptedLLM is not started")
-        return f"http://{self.host}:{self.port}/v1"
+        return self.url("/v1")
 
-    def start(self) -> ScriptedLLM:
-        if self._thread is not None:
-            raise RuntimeError("ScriptedLLM already started")
-        loop = asyncio.new_event_loop()
-        self._loop = loop
-        self._thread = threading.Thread(target=self._run_loop, args=(loop,), name="ScriptedLLM", daemon=True)
-        self._thread.start()
-        try:
-            asyncio.run_coroutine_threadsafe(self._astart(), loop).result(timeout=10)
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def stop(self) -> None:
-        loop, thread = self._loop, self._thread
-        if loop is None or thread is None:
-            return
-        if loop.is_running():
-            try:
-                asyncio.run_coroutine_threadsafe(self._ashutdown(), loop).result(timeout=10)
-            finally:
-                loop.call_soon_threadsafe(loop.stop)
-        thread.join(timeout=10)
-        self._loop = None
-        self._thread = None
-        self._runner = None
-
-    def __enter__(self) -> ScriptedLLM:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    @staticmethod
-    def _run_loop(loop: asyncio.AbstractEventLoop) -> None:
-        asyncio.set_event_loop(loop)
-        try:
-            loop.run_forever()
-        finally:
-            try:
-                loop.run_until_complete(loop.shutdown_asyncgens())
-            finally:
-                loop.close()
-
-    async def _astart(self) -> None:
-        self._closing = asyncio.Event()
-        app = web.Application(client_max_size=64 * 1024 * 1024)
+    def add_routes(self, app: web.Application) -> None:
         app.router.add_post("/v1/chat/completions", self._handle_chat)
         # Azure OpenAI: the deployment in the path, the API version in the query, key in `api-key`
         app.router.add_post("/openai/deployments/{deployment}/chat/completions", self._handle_chat)
         app.router.add_post("/v1/embeddings", self._handle_embeddings)
         app.router.add_get("/v1/models", self._handle_models)
         app.router.add_get("/v1/models/{model}", self._handle_model)
-        runner = web.AppRunner(app, access_log=None, handler_cancellation=True, shutdown_timeout=1.0)
-        await runner.setup()
-        site = web.TCPSite(runner, self.host, self.port)
-        await site.start()
-        self._runner = runner
-        self.port = int(runner.addresses[0][1])
-
-    async def _ashutdown(self) -> None:
-        if self._closing is not None:
-            self._closing.set()
-        if self._runner is not None:
-            await self._runner.cleanup()
-        current = asyncio.current_task()
-        pending = [t for t in asyncio.all_tasks() if t is not current and not t.done()]
-        for task in pending:
-            task.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
-
-    async def _sleep(self, seconds: float) -> None:
-        """Sleep without blocking other requests; returns early when the server stops."""
-        if seconds <= 0:
-            return
-        assert self._closing is not None
-        try:
-            await asyncio.wait_for(self._closing.wait(), timeout=seconds)
-        except TimeoutError:
-            pass
 
     # -- scripting ----------------------------------------------------------------
 
@@ -388,9 +304,10 @@ class ScriptedLLM:
 
     def fail_next(self, status: int, times: int = 1, retry_after_ms: int = 1) -> ScriptedLLM:
         """The next ``times`` chat requests of any kind get HTTP ``status`` (before kind queues)."""
-        error = Error(status, f"scripted failure (HTTP {status})", retry_after_ms)
-        with self._lock:
-            self._fail.extend([error] * times)
+        message = f"scripted failure (HTTP {status})"
+        self._failures.add(
+            Failure(".*", status, message=message, times=times, retry_after=retry_after_ms / 1000)
+        )
         return self
 
     def remaining(self) -> dict[str, int]:
@@ -416,7 +333,7 @@ class ScriptedLLM:
         """Clear queues, records, ``unscripted``, pending ``fail_next`` and ``delay``; restore defaults."""
         with self._lock:
             self._queues.clear()
-            self._fail.clear()
+            self._failures.clear()
             self.requests.clear()
             self.unscripted.clear()
             self.delay = 0.0
@@ -431,9 +348,11 @@ class ScriptedLLM:
             self.requests.append(Recorded(path, body, kind))
 
     def _next_reply(self, kind: str, body: dict[str, Any], *, fail_first: bool) -> ReplyLike:
+        failure = self._failures.take(kind, body) if fail_first else None
+        if failure is not None:
+            retry_after_ms = None if failure.retry_after is None else round(failure.retry_after * 1000)
+            return Error(failure.status, failure.message, retry_after_ms)
         with self._lock:
-            if fail_first and self._fail:
-                return self._fail.popleft()
             queue = self._queues.get(kind)
             if queue:
                 return queue.popleft()
@@ -467,11 +386,11 @@ class ScriptedLLM:
         self.last_headers = dict(request.headers)
         if body.get("stream"):
             return _error_response(400, "scripted LLM: streaming is not supported")
-        await self._sleep(self.delay)
+        await self.sleep(self.delay)
         reply = self._next_reply(kind, body, fail_first=True)
         while isinstance(reply, Delay):
-            await self._sleep(reply.seconds)
-            if self._closing is not None and self._closing.is_set():
+            await self.sleep(reply.seconds)
+            if self.stopping:
                 return _error_response(503, "scripted LLM: shutting down", None)
             reply = reply.then if reply.then is not None else self._next_reply(kind, body, fail_first=False)
         if isinstance(reply, Error):
@@ -488,27 +407,7 @@ class ScriptedLLM:
             content, prompt_tokens, completion_tokens = _resolve_reply(reply, body)
         except (TypeError, ValueError) as exc:
             return _error_response(500, f"scripted LLM: bad scripted reply {reply!r}: {exc}", None)
-        return web.json_response(
-            {
-                "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
-                "object": "chat.completion",
-                "created": int(time.time()),
-                "model": body["model"],
-                "choices": [
-                    {
-                        "index": 0,
-                        "message": {"role": "assistant", "content": content, "refusal": None},
-                        "logprobs": None,
-                        "finish_reason": "stop",
-                    }
-                ],
-                "usage": {
-                    "prompt_tokens": prompt_tokens,
-                    "completion_tokens": completion_tokens,
-                    "total_tokens": prompt_tokens + completion_tokens,
-                },
-            }
-        )
+        return web.json_response(_completion(body, content, prompt_tokens, completion_tokens))
 
     async def _huge(
         self, request: web.Request, body: dict[str, Any], kind: str, reply: Huge
@@ -541,7 +440,7 @@ class ScriptedLLM:
         except _BadRequest as exc:
             return _error_response(400, str(exc))
         self._record(request.path, body, "embeddings")
-        await self._sleep(self.delay)
+        await self.sleep(self.delay)
         data: list[dict[str, Any]] = []
         for i, text in enumerate(texts):
             vec = embed_text(text, dim)
@@ -605,17 +504,11 @@ _FILL_CHUNK = b"x" * 65536
 _FILL_MARK = "@@scripted-llm-fill@@"
 
 
-def _huge_parts(reply: Huge, kind: str, body: dict[str, Any]) -> tuple[bytes, int, bytes]:
-    """A ``Huge`` completion as (bytes before the filler, filler length, bytes after it). The
-    filler is ``x`` repeated, which needs no escaping inside a JSON string."""
-    if not reply.valid:
-        content = _FILL_MARK
-    elif kind == "task_list":
-        content = json.dumps(tasks_reply(_FILL_MARK))
-    else:
-        content = json.dumps(agent_reply("list_files", {"directory": "."}, text=_FILL_MARK))
-    fill = max(0, reply.size - (len(content) - len(_FILL_MARK)))
-    completion = {
+def _completion(
+    body: dict[str, Any], content: str, prompt_tokens: int, completion_tokens: int
+) -> dict[str, Any]:
+    """A chat completion with one assistant message ``content``."""
+    return {
         "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
         "object": "chat.completion",
         "created": int(time.time()),
@@ -629,11 +522,25 @@ def _huge_parts(reply: Huge, kind: str, body: dict[str, Any]) -> tuple[bytes, in
             }
         ],
         "usage": {
-            "prompt_tokens": _approx_tokens(json.dumps(body["messages"])),
-            "completion_tokens": max(1, reply.size // 4),
-            "total_tokens": _approx_tokens(json.dumps(body["messages"])) + max(1, reply.size // 4),
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
         },
     }
+
+
+def _huge_parts(reply: Huge, kind: str, body: dict[str, Any]) -> tuple[bytes, int, bytes]:
+    """A ``Huge`` completion as (bytes before the filler, filler length, bytes after it). The
+    filler is ``x`` repeated, which needs no escaping inside a JSON string."""
+    if not reply.valid:
+        content = _FILL_MARK
+    elif kind == "task_list":
+        content = json.dumps(tasks_reply(_FILL_MARK))
+    else:
+        content = json.dumps(agent_reply("list_files", {"directory": "."}, text=_FILL_MARK))
+    fill = max(0, reply.size - (len(content) - len(_FILL_MARK)))
+    prompt_tokens = _approx_tokens(json.dumps(body["messages"]))
+    completion = _completion(body, content, prompt_tokens, max(1, reply.size // 4))
     head, tail = json.dumps(completion).split(_FILL_MARK)
     return head.encode(), fill, tail.encode()
 

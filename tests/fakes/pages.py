@@ -1,7 +1,8 @@
 """A local web server for the browsing tests.
 
-``PageServer`` runs aiohttp on 127.0.0.1 (and, for the browser tests, also on 127.0.0.2 with the
-same port) in a background thread with its own event loop, like ``ScriptedLLM``. Every request
+``PageServer`` is a ``ThreadServer`` (tests/fakes/server.py), like ``ScriptedLLM``: aiohttp on
+127.0.0.1 (and, for the browser tests, also on 127.0.0.2 with the same port) in a background thread
+with its own event loop. Every request
 is recorded (``server.requests``: path, Host header, headers, the address it reached), so a test
 can prove that a refused fetch never reached it.
 
@@ -32,7 +33,6 @@ Pages::
 
 from __future__ import annotations
 
-import asyncio
 import html
 import json
 import struct
@@ -40,9 +40,11 @@ import threading
 import zlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from types import TracebackType
+from typing import ClassVar
 
 from aiohttp import web
+
+from tests.fakes.server import HOST, ThreadServer
 
 ARTICLE_TITLE = "The Quiet Life of Lighthouse Keepers"
 ARTICLE_FACT = "Keepers trimmed the lamp wicks every four hours through the night."
@@ -170,62 +172,24 @@ def file_bytes(kb: int) -> bytes:
     return bytes(range(256)) * (kb * 4)
 
 
-class PageServer:
+class PageServer(ThreadServer):
+    handler_cancellation: ClassVar[bool] = False  # a client that went away is part of some tests
+
     def __init__(self, *, second_address: bool = True) -> None:
-        self.host = "127.0.0.1"
-        self.port = 0
+        super().__init__(HOST, 0)
         self.second_address = second_address
         self.requests: list[Seen] = []
         self._lock = threading.Lock()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._runner: web.AppRunner | None = None
-        self._closing: asyncio.Event | None = None
-
-    # -- lifecycle ------------------------------------------------------------------
 
     @property
     def base(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return self.origin
 
-    def url(self, path: str) -> str:
-        return self.base + path
+    async def _serve_more(self, runner: web.AppRunner) -> None:
+        if self.second_address:
+            await web.TCPSite(runner, "127.0.0.2", self.port).start()
 
-    def start(self) -> PageServer:
-        loop = asyncio.new_event_loop()
-        self._loop = loop
-        self._thread = threading.Thread(target=loop.run_forever, name="PageServer", daemon=True)
-        self._thread.start()
-        try:
-            asyncio.run_coroutine_threadsafe(self._astart(), loop).result(timeout=10)
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def stop(self) -> None:
-        loop, thread = self._loop, self._thread
-        if loop is None or thread is None:
-            return
-        try:
-            asyncio.run_coroutine_threadsafe(self._astop(), loop).result(timeout=10)
-        finally:
-            loop.call_soon_threadsafe(loop.stop)
-            thread.join(timeout=10)
-            loop.close()
-            self._loop = self._thread = None
-
-    def __enter__(self) -> PageServer:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
-
-    async def _astart(self) -> None:
-        self._closing = asyncio.Event()
-        app = web.Application()
+    def add_routes(self, app: web.Application) -> None:
         app.middlewares.append(self._record_mw)
         app.router.add_get("/article", self._article)
         app.router.add_get("/many-links", _sync(lambda r: _html(many_links_html())))
@@ -258,19 +222,6 @@ class PageServer:
         )
         app.router.add_get("/js-go", _sync(lambda r: _html(js_go_html(r.query["url"]))))
         app.router.add_get("/secret", _sync(lambda r: web.Response(text=SECRET, headers=_cors())))
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", 0).start()
-        self.port = int(runner.addresses[0][1])
-        if self.second_address:
-            await web.TCPSite(runner, "127.0.0.2", self.port).start()
-        self._runner = runner
-
-    async def _astop(self) -> None:
-        if self._closing is not None:
-            self._closing.set()
-        if self._runner is not None:
-            await self._runner.cleanup()
 
     # -- records --------------------------------------------------------------------
 
@@ -336,11 +287,11 @@ class PageServer:
         response = web.StreamResponse(headers={"Content-Type": "text/html"})
         response.content_length = 6 * 1024 * 1024
         await response.prepare(request)
-        await self._sleep(5)
+        await self.sleep(5)
         return response
 
     async def _slow(self, request: web.Request) -> web.Response:
-        await self._sleep(float(request.query.get("s", "3")))
+        await self.sleep(float(request.query.get("s", "3")))
         return _html("<html><body><p>Finally here, a slow page.</p></body></html>")
 
     async def _trickle(self, request: web.Request) -> web.StreamResponse:
@@ -350,7 +301,7 @@ class PageServer:
         try:
             await response.write(b"<html><body><p>")
             for _ in range(steps):
-                await self._sleep(0.1)
+                await self.sleep(0.1)
                 await response.write(b"drip ")
             await response.write(b"</p></body></html>")
             await response.write_eof()
@@ -361,13 +312,6 @@ class PageServer:
     async def _file(self, request: web.Request) -> web.Response:
         body = file_bytes(int(request.query.get("kb", "4")))
         return web.Response(body=body, content_type="application/octet-stream")
-
-    async def _sleep(self, seconds: float) -> None:
-        assert self._closing is not None
-        try:
-            await asyncio.wait_for(self._closing.wait(), timeout=seconds)
-        except TimeoutError:
-            pass
 
 
 def _sync(

@@ -8,19 +8,20 @@ makes the next requests answer an error in Google's shape::
         settings = make_settings(..., google_search_api_url=google.base_url, google_api_key="k", ...)
         google.fail_next(429)
         google.requests[-1].params["q"]
+
+``FakeGoogleSearch`` is a ``ThreadServer`` (tests/fakes/server.py): it runs in a background thread
+with its own event loop, for sync and async tests alike.
 """
 
 from __future__ import annotations
 
-import collections
-import json
 import threading
-import time
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+
+from aiohttp import web
+
+from tests.fakes.server import HOST, Failure, Failures, ThreadServer
 
 _STATUS = {400: "INVALID_ARGUMENT", 403: "PERMISSION_DENIED", 429: "RESOURCE_EXHAUSTED", 500: "INTERNAL"}
 _REASON = {400: "badRequest", 403: "forbidden", 429: "rateLimitExceeded", 500: "backendError"}
@@ -32,121 +33,55 @@ class SearchRequest:
     params: dict[str, str]
 
 
-@dataclass(frozen=True)
-class Failure:
-    status: int
-    message: str
-    reason: str
-
-
-class FakeGoogleSearch:
-    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
-        self.host = host
-        self.port = port
+class FakeGoogleSearch(ThreadServer):
+    def __init__(self, host: str = HOST, port: int = 0) -> None:
+        super().__init__(host, port)
         self.requests: list[SearchRequest] = []
         self.items: list[dict[str, Any]] | None = None  # None: made from the query
         self.delay = 0.0
-        self._fail: collections.deque[Failure] = collections.deque()
+        self._failures = Failures()
         self._lock = threading.Lock()
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
-        self._stopping = threading.Event()
-
-    @property
-    def base_url(self) -> str:
-        return f"http://{self.host}:{self.port}"
 
     def fail_next(self, status: int, message: str | None = None, reason: str | None = None) -> None:
-        with self._lock:
-            self._fail.append(
-                Failure(
-                    status,
-                    message or f"fake Google error {status}",
-                    reason or _REASON.get(status, "error"),
-                )
+        """The next request gets HTTP ``status`` with Google's error body."""
+        self._failures.add(
+            Failure(
+                ".*",
+                status,
+                error=reason or _REASON.get(status, "error"),
+                message=message or f"fake Google error {status}",
             )
+        )
 
-    def start(self) -> FakeGoogleSearch:
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, format: str, *args: Any) -> None:
-                return None
-
-            def do_GET(self) -> None:
-                fake._handle(self)
-
-        self._server = ThreadingHTTPServer((self.host, self.port), Handler)
-        self._server.daemon_threads = True
-        self.port = int(self._server.server_address[1])
-        self._thread = threading.Thread(target=self._server.serve_forever, name="FakeGoogle", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stopping.set()
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-        self._server = None
-        self._thread = None
-
-    def __enter__(self) -> FakeGoogleSearch:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
+    def add_routes(self, app: web.Application) -> None:
+        app.router.add_get("/{path:.*}", self._handle)
 
     # ------------------------------------------------------------------ serving
-    def _handle(self, handler: BaseHTTPRequestHandler) -> None:
-        parts = urlsplit(handler.path)
-        params = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
+    async def _handle(self, request: web.Request) -> web.Response:
+        params = {k: request.query.getall(k)[-1] for k in request.query}
         with self._lock:
-            self.requests.append(SearchRequest(parts.path, params))
-            failure = self._fail.popleft() if self._fail else None
-        deadline = time.monotonic() + self.delay
-        while time.monotonic() < deadline and not self._stopping.is_set():
-            time.sleep(0.02)
-        if parts.path != "/customsearch/v1":
-            self._send(handler, 404, {"error": {"code": 404, "message": "Not Found"}})
-            return
+            self.requests.append(SearchRequest(request.path, params))
+        failure = self._failures.take(request.path, params)
+        await self.sleep(self.delay)
+        if request.path != "/customsearch/v1":
+            return _send(404, {"error": {"code": 404, "message": "Not Found"}})
         if failure is not None:
-            body = {
-                "error": {
-                    "code": failure.status,
-                    "message": failure.message,
-                    "errors": [{"message": failure.message, "domain": "global", "reason": failure.reason}],
-                    "status": _STATUS.get(failure.status, "UNKNOWN"),
-                }
+            error = {
+                "code": failure.status,
+                "message": failure.message,
+                "errors": [{"message": failure.message, "domain": "global", "reason": failure.error}],
+                "status": _STATUS.get(failure.status, "UNKNOWN"),
             }
-            self._send(handler, failure.status, body)
-            return
+            return _send(failure.status, {"error": error})
         if not params.get("key") or not params.get("cx") or not params.get("q"):
-            self._send(
-                handler, 400, {"error": {"code": 400, "message": "Missing key, cx or q", "errors": []}}
-            )
-            return
+            return _send(400, {"error": {"code": 400, "message": "Missing key, cx or q", "errors": []}})
         try:
             num = int(params.get("num", "10"))
         except ValueError:
             num = 10
         if not 1 <= num <= 10:
-            self._send(
-                handler,
-                400,
-                {
-                    "error": {
-                        "code": 400,
-                        "message": "Invalid value for num",
-                        "errors": [{"reason": "invalid"}],
-                    }
-                },
-            )
-            return
+            invalid = {"code": 400, "message": "Invalid value for num", "errors": [{"reason": "invalid"}]}
+            return _send(400, {"error": invalid})
         query = params["q"]
         items = (
             self.items
@@ -168,16 +103,10 @@ class FakeGoogleSearch:
         }
         if items[:num]:
             body["items"] = items[:num]
-        self._send(handler, 200, body)
+        return _send(200, body)
 
-    @staticmethod
-    def _send(handler: BaseHTTPRequestHandler, status: int, body: dict[str, Any]) -> None:
-        data = json.dumps(body).encode("utf-8")
-        try:
-            handler.send_response(status)
-            handler.send_header("Content-Type", "application/json; charset=UTF-8")
-            handler.send_header("Content-Length", str(len(data)))
-            handler.end_headers()
-            handler.wfile.write(data)
-        except OSError:  # the client gave up (a timeout test)
-            pass
+
+def _send(status: int, body: dict[str, Any]) -> web.Response:
+    response = web.json_response(body, status=status)
+    response.charset = "UTF-8"
+    return response

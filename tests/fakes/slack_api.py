@@ -1,10 +1,11 @@
 """A local Slack for tests: the Web API the bot calls, the `response_url`s, file uploads and a
 Socket Mode websocket, plus a sender that signs requests exactly as Slack does.
 
-``FakeSlackAPI`` is an aiohttp server on 127.0.0.1 in the test's event loop. It answers like
-Slack (``{"ok": true, ...}``, realistic ``ts``), keeps every posted message with its edits, and
-checks EVERY payload against Slack's limits: a violation is recorded in ``api.violations`` and,
-as Slack would, refused with ``invalid_blocks``. Tests assert ``api.violations == []``::
+``FakeSlackAPI`` is a ``LoopServer`` (tests/fakes/server.py): aiohttp on 127.0.0.1 in the test's
+event loop. It answers like Slack (``{"ok": true, ...}``, realistic ``ts``), keeps every posted
+message with its edits, and checks EVERY payload against Slack's limits: a violation is recorded in
+``api.violations`` and, as Slack would, refused with ``invalid_blocks``. Tests assert
+``api.violations == []``::
 
     async with FakeSlackAPI() as api:
         client = AsyncWebClient(token="xoxb-test", base_url=api.base_url)
@@ -21,7 +22,6 @@ view submissions and events to the Bolt app, signed with the signing secret
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import json
 import re
@@ -29,8 +29,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from types import TracebackType
-from typing import Any, Final
+from typing import Any, ClassVar, Final
 from urllib.parse import urlencode
 
 import aiohttp
@@ -43,6 +42,7 @@ from slack_sdk.signature import SignatureVerifier
 from adapters.slack.serve import SlackAdapter
 from bot.core import Core
 from bot.settings import Settings
+from tests.fakes.server import HOST, Failure, Failures, LoopServer
 
 TEAM: Final = "T0TEST"
 BOT_USER: Final = "UBOT"
@@ -309,20 +309,15 @@ class Upload:
     completed: dict[str, Any] | None = None
 
 
-@dataclass
-class _Failure:
-    error: str
-    times: int
-    when: Callable[[dict[str, Any]], bool] | None
-
-
 # ---------------------------------------------------------------------------- the server
 
 
-class FakeSlackAPI:
-    def __init__(self, host: str = "127.0.0.1") -> None:
-        self.host = host
-        self.port = 0
+class FakeSlackAPI(LoopServer):
+    client_max_size: ClassVar[int] = 16 * 1024 * 1024
+    shutdown_timeout: ClassVar[float] = 0.5
+
+    def __init__(self, host: str = HOST) -> None:
+        super().__init__(host)
         self.calls: list[ApiCall] = []
         self.peers: set[tuple[str, int]] = set()  # the client ends of the connections Web API calls came on
         self.messages: dict[tuple[str, str], Posted] = {}
@@ -334,49 +329,24 @@ class FakeSlackAPI:
         self.joined: list[str] = []
         self.violations: list[str] = []
         self.not_member: set[str] = set()
-        self._rate_limits: dict[str, collections.deque[int]] = collections.defaultdict(collections.deque)
-        self._failures: dict[str, list[_Failure]] = collections.defaultdict(list)
+        self._rate_limits = Failures()  # answered before the token is even looked at
+        self._failures = Failures()
         self._seq = 0
-        self._runner: web.AppRunner | None = None
-        self._sockets: list[web.WebSocketResponse] = []
         self._acks: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self._connected = asyncio.Event()
         self._response_users: dict[str, str] = {}
         self._told: list[tuple[str, dict[str, Any]]] = []  # (user, ephemeral message), in order
 
-    # -- lifecycle
-    async def start(self) -> FakeSlackAPI:
-        app = web.Application(client_max_size=16 * 1024 * 1024)
+    def add_routes(self, app: web.Application) -> None:
         app.router.add_post("/api/{method}", self._api)
         app.router.add_get("/api/{method}", self._api)
         app.router.add_post("/response/{id}", self._response_url)
         app.router.add_post("/upload/{file_id}", self._upload)
         app.router.add_get("/socket-mode", self._socket_mode)
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, 0)
-        await site.start()
-        self.port = int(self._runner.addresses[0][1])
-        return self
-
-    async def stop(self) -> None:
-        for ws in list(self._sockets):
-            await ws.close()
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def __aenter__(self) -> FakeSlackAPI:
-        return await self.start()
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.stop()
 
     @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+    def url(self) -> str:  # type: ignore[override]  # here the origin, as before the shared base
+        return self.origin
 
     @property
     def base_url(self) -> str:
@@ -388,13 +358,15 @@ class FakeSlackAPI:
     # -- scripting
     def rate_limit(self, method: str, times: int = 1, retry_after: int = 1) -> None:
         """The next `times` calls of `method` get HTTP 429 with `Retry-After: retry_after`."""
-        self._rate_limits[method].extend([retry_after] * times)
+        self._rate_limits.add(
+            Failure(re.escape(method), 429, "ratelimited", times=times, retry_after=retry_after)
+        )
 
     def fail(
         self, method: str, error: str, times: int = 1, when: Callable[[dict[str, Any]], bool] | None = None
     ) -> None:
         """The next `times` calls of `method` (whose payload matches `when`) get `ok: false`."""
-        self._failures[method].append(_Failure(error, times, when))
+        self._failures.add(Failure(re.escape(method), 200, error, times=times, when=when))
 
     # -- what a test looks at
     def of(self, method: str) -> list[ApiCall]:
@@ -447,11 +419,11 @@ class FakeSlackAPI:
         payload = await self._payload(request)
         auth = request.headers.get("Authorization", "")
         token = auth.removeprefix("Bearer ").strip() or payload.get("token")
-        if self._rate_limits[method]:
-            retry_after = self._rate_limits[method].popleft()
-            body = {"ok": False, "error": "ratelimited"}
-            self.calls.append(ApiCall(method, payload, 429, body, token))
-            return web.json_response(body, status=429, headers={"Retry-After": str(retry_after)})
+        if (limited := self._rate_limits.take(method, payload)) is not None:
+            body = {"ok": False, "error": limited.error}
+            self.calls.append(ApiCall(method, payload, limited.status, body, token))
+            headers = {"Retry-After": str(limited.retry_after)}
+            return web.json_response(body, status=limited.status, headers=headers)
         body = self._answer(method, payload, token)
         self.calls.append(ApiCall(method, payload, 200, body, token))
         return web.json_response(body)
@@ -460,10 +432,8 @@ class FakeSlackAPI:
         expected = APP_TOKEN if method == "apps.connections.open" else BOT_TOKEN
         if token != expected:
             return {"ok": False, "error": "invalid_auth"}
-        for failure in self._failures[method]:
-            if failure.times > 0 and (failure.when is None or failure.when(payload)):
-                failure.times -= 1
-                return {"ok": False, "error": failure.error}
+        if (failure := self._failures.take(method, payload)) is not None:
+            return {"ok": False, "error": failure.error}
         handler = getattr(self, "_m_" + method.replace(".", "_"), None)
         if handler is None:
             return {"ok": False, "error": "unknown_method"}
@@ -614,12 +584,10 @@ class FakeSlackAPI:
 
     # -- Socket Mode
     async def _socket_mode(self, request: web.Request) -> web.WebSocketResponse:
-        ws = web.WebSocketResponse()
-        await ws.prepare(request)
-        self._sockets.append(ws)
-        await ws.send_json({"type": "hello", "num_connections": 1, "connection_info": {"app_id": APP_ID}})
-        self._connected.set()
-        try:
+        async with self.websocket(request) as ws:
+            hello = {"type": "hello", "num_connections": 1, "connection_info": {"app_id": APP_ID}}
+            await ws.send_json(hello)
+            self._connected.set()
             async for msg in ws:
                 if msg.type != aiohttp.WSMsgType.TEXT:
                     continue
@@ -627,8 +595,6 @@ class FakeSlackAPI:
                 waiter = self._acks.pop(str(data.get("envelope_id")), None)
                 if waiter is not None and not waiter.done():
                     waiter.set_result(data)
-        finally:
-            self._sockets.remove(ws)
         return ws
 
     async def socket_send(
@@ -640,7 +606,7 @@ class FakeSlackAPI:
         waiter: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._acks[envelope_id] = waiter
         started = time.monotonic()
-        await self._sockets[-1].send_json(
+        await self._websockets[-1].send_json(
             {
                 "envelope_id": envelope_id,
                 "type": kind,
