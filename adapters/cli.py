@@ -1,4 +1,5 @@
-"""The `autogpt-bot` command: the composition root that knows every adapter.
+"""The `autogpt-bot` command: the composition root. Chat adapters are found by their entry points
+(group `autogpt_bot.adapters`, bot/adapter.py); the console is the default when none is set up.
 
 autogpt-bot run            start every adapter that has credentials (the console when none has)
 autogpt-bot console ...    one session in the terminal, like AutoGPT's CLI
@@ -13,13 +14,13 @@ import gc
 import logging
 import signal
 import sys
-from typing import Protocol
 
 from adapters.console.app import EXIT_CONFIG, EXIT_ERROR, NO_LLM, ConsoleArgs, run_console
 from bot import logs
+from bot.adapter import AdapterStartError, ChatAdapter, adapter_classes
 from bot.core import Core
 from bot.ops import OpsServer
-from bot.settings import ConfigError, Settings, load_settings, masked
+from bot.settings import BaseConfig, ConfigError, Settings, load, load_settings, masked
 from bot.store.base import StoreError
 
 log = logging.getLogger(__name__)
@@ -55,36 +56,21 @@ def console_args(ns: argparse.Namespace) -> ConsoleArgs:
     )
 
 
-class ChatAdapter(Protocol):
-    """A chat platform's connection: `start` registers its platform and connects; `stop` stops
-    receiving and lets running handlers finish."""
-
-    async def start(self) -> None: ...
-
-    async def stop(self) -> None: ...
-
-
-def chat_wanted(settings: Settings) -> bool:
-    """Whether any chat platform is configured (then `run` serves chat instead of the console)."""
-    from adapters.slack.serve import wanted as slack_wanted
-
-    return slack_wanted(settings) or settings.discord_bot_token is not None
+def installed_adapters() -> list[tuple[type[ChatAdapter], BaseConfig]]:
+    """Every installed chat adapter with its settings (ConfigError if one has a wrong value)."""
+    return [
+        (cls, load(cls.settings_class) if cls.settings_class is not None else BaseConfig())
+        for cls in adapter_classes().values()
+    ]
 
 
-async def run_chat(settings: Settings) -> int:
-    """`run` with chat credentials: every configured adapter on one core, until SIGINT/SIGTERM."""
-    from adapters.discord import DiscordAdapter, DiscordStartError
-    from adapters.discord import configured as discord_problem
-    from adapters.slack.serve import SlackAdapter, SlackStartError, config_problem
-    from adapters.slack.serve import wanted as slack_wanted
-
-    slack, discord = slack_wanted(settings), settings.discord_bot_token is not None
-    problem = (config_problem(settings) if slack else None) or (
-        discord_problem(settings) if discord else None
-    )
-    if problem:
-        print(problem, file=sys.stderr)
-        return EXIT_CONFIG
+async def run_chat(settings: Settings, wanted: list[tuple[type[ChatAdapter], BaseConfig]]) -> int:
+    """`run` with chat credentials: every adapter the admin set up, on one core, until
+    SIGINT/SIGTERM."""
+    for cls, config in wanted:
+        if problem := cls.problem(config):
+            print(problem, file=sys.stderr)
+            return EXIT_CONFIG
     if not settings.llm_configured():
         print(NO_LLM, file=sys.stderr)
         return EXIT_CONFIG
@@ -101,12 +87,8 @@ async def run_chat(settings: Settings) -> int:
     started: list[ChatAdapter] = []
     ops = OpsServer(core, settings)
     try:
-        adapters: list[tuple[str, ChatAdapter]] = []
-        if slack:
-            adapters.append(("Slack", SlackAdapter(core, settings)))
-        if discord:
-            adapters.append(("Discord", DiscordAdapter(core, settings)))
-        for _, adapter in adapters:
+        for cls, config in wanted:
+            adapter = cls(core, config)  # type: ignore[call-arg]
             await adapter.start()
             started.append(adapter)
         resumed = await core.resume_all()
@@ -116,12 +98,12 @@ async def run_chat(settings: Settings) -> int:
         # the collected generations, each full collection re-scanned it for ~90 ms with the event
         # loop stalled, which is what the slowest chat acknowledgements were waiting for.
         gc.freeze()
-        names = ", ".join(name for name, _ in adapters)
+        names = ", ".join(cls.name.capitalize() for cls, _ in wanted)
         print(f"autogpt-bot is running on {names} ({resumed} sessions resumed).", file=sys.stderr)
         await stop.wait()
         print("Stopping: sessions are saved and continue at the next start.", file=sys.stderr)
         return 0
-    except (SlackStartError, DiscordStartError) as exc:
+    except AdapterStartError as exc:
         print(exc, file=sys.stderr)
         return EXIT_CONFIG
     finally:
@@ -155,21 +137,23 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_CONFIG
     try:
         settings = load_settings()
+        adapters = installed_adapters()
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return EXIT_CONFIG
     if ns.command == "check-config":
-        for key, value in masked(settings).items():
+        for key, value in masked(settings, *(config for _, config in adapters)).items():
             print(f"{key}={value}")
         return 0
-    chat = ns.command in (None, "run") and chat_wanted(settings)
-    logs.setup(settings, quiet=not chat)
+    wanted = [(cls, config) for cls, config in adapters if cls.wanted(config)]
+    chat = ns.command in (None, "run") and bool(wanted)
+    logs.setup(settings, quiet=not chat, extra=[config for _, config in adapters])
     try:
         if ns.command == "console":
             return asyncio.run(run_console(settings, console_args(ns)))
         # `run` (and no command): the chat adapters that have credentials; the console otherwise.
         if chat:
-            return asyncio.run(run_chat(settings))
+            return asyncio.run(run_chat(settings, wanted))
         return asyncio.run(run_console(settings, ConsoleArgs()))
     except KeyboardInterrupt:
         print(

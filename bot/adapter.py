@@ -10,8 +10,11 @@ the core through `core.service` only. adapters/README.md says how to add one.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -84,6 +87,30 @@ class ChatAdapter(ABC):
 
     @abstractmethod
     async def upload(self, place: Place, filename: str, content: bytes, comment: str) -> None: ...
+
+
+class Inflight:
+    """Counts an adapter's handlers still running after they acknowledged a request, so a
+    shutdown (or a test) can wait for them: `async with inflight(): ...`, `await inflight.wait()`."""
+
+    def __init__(self) -> None:
+        self.busy = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    @contextlib.asynccontextmanager
+    async def __call__(self) -> AsyncIterator[None]:
+        self.busy += 1
+        self._idle.clear()
+        try:
+            yield
+        finally:
+            self.busy -= 1
+            if self.busy == 0:
+                self._idle.set()
+
+    async def wait(self) -> None:
+        await self._idle.wait()
 
 
 def adapter_classes() -> dict[str, type[ChatAdapter]]:

@@ -7,12 +7,14 @@ import asyncio
 import logging
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from pydantic_settings import BaseSettings
 
 from bot.adapter import ChatAdapter
 from bot.engine import Engine
 from bot.llm.client import LLMClient
 from bot.memory import Memory, NoMemory, open_memory
 from bot.metrics import Metrics
+from bot.redact import Redactor
 from bot.runner import Runner
 from bot.schedules import ScheduleBook, ScheduleRunner
 from bot.service import Service
@@ -55,6 +57,12 @@ class Core:
         self.service = Service(
             settings, store, archive, self.engine, self.runner, self.schedules, metrics=self.metrics
         )
+        # one redaction filter for every part that sends text out; an adapter's secrets join it
+        # when the adapter is added
+        self.redactor = Redactor.of(settings)
+        for part in (store, archive, llm, self.memory, self.engine, self.service):
+            if hasattr(part, "redactor"):
+                part.redactor = self.redactor
         self.leader = ScheduleRunner(
             settings, self.schedules, self.scheduler, self.engine.holder, self.service.fire
         )
@@ -83,10 +91,18 @@ class Core:
         core.scheduler.start()
         return core
 
-    def add_platform(self, platform: ChatAdapter) -> None:
-        self.platforms[platform.name] = platform
-        if getattr(platform, "metrics", False) is None:  # it counts its API errors (bot/ops.py)
-            platform.metrics = self.metrics  # type: ignore[attr-defined]
+    def add_platform(self, adapter: ChatAdapter) -> None:
+        """An adapter the core posts through from now on; its settings' secrets are redacted
+        everywhere, like the core's."""
+        self.platforms[adapter.name] = adapter
+        if adapter.metrics is None:  # it counts its API errors (bot/ops.py)
+            adapter.metrics = self.metrics
+        if isinstance(settings := getattr(adapter, "settings", None), BaseSettings):
+            self.redactor.extend(settings)
+
+    def remove_platform(self, adapter: ChatAdapter) -> None:
+        if self.platforms.get(adapter.name) is adapter:
+            del self.platforms[adapter.name]
 
     def start_background(self) -> None:
         """For a long-running process: take part in running the schedules, and pick up sessions

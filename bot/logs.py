@@ -23,7 +23,7 @@ import inspect
 import json
 import logging
 import sys
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import IO, Any, ParamSpec, TypeVar
@@ -182,6 +182,7 @@ def setup(
     *,
     stream: IO[str] | None = None,
     json_lines: bool | None = None,
+    extra: Sequence[Any] = (),
 ) -> logging.Handler:
     """Configure the root logger from LOG_LEVEL: one handler on stderr (or `stream`), JSON lines
     unless it is a terminal. `quiet` (the console) shows warnings and errors only, unless
@@ -191,7 +192,9 @@ def setup(
     root = logging.getLogger()
     for old in [h for h in root.handlers if getattr(h, "_autogpt_bot", False)]:
         root.removeHandler(old)
-    handler = make_handler(stream or sys.stderr, json_lines=json_lines, redactor=Redactor.of(settings))
+    handler = make_handler(
+        stream or sys.stderr, json_lines=json_lines, redactor=Redactor.of(settings, *extra)
+    )
     root.addHandler(handler)
     root.setLevel(level)
     for noisy in NOISY:

@@ -38,12 +38,14 @@ class Phase(StrEnum):
 
 
 class Place(BaseModel):
-    """Where a session lives: a platform, a channel, and a thread in it."""
+    """Where a session lives: a platform, a channel, and a thread in it. `origin`: the message a
+    request came in, when the platform answers it there (a mention the root message replies to)."""
 
     platform: str
     channel: str
     thread: str | None = None
     team: str | None = None
+    origin: str | None = None
 
     @property
     def key(self) -> str:
@@ -179,8 +181,10 @@ class Actor(BaseModel):
 
 
 class Outcome(BaseModel):
-    """What a command or decision did, in words for the user who asked."""
+    """What a command or decision did, in words for the user who asked; `place`: where a
+    session it started lives (its thread), for the adapter to point at."""
 
     ok: bool
     message: str
     session_id: str | None = None
+    place: Place | None = None

@@ -7,23 +7,20 @@ GET /healthz   200 {"status": "ok", "store": "ok", "adapters": {"<platform>": "c
 GET /metrics   Prometheus text format (or OpenMetrics, by the Accept header) of `core.metrics`;
                the sessions-by-state gauge is read from the store at each scrape.
 
-Adapters report their connection through an optional method on the platform they register in
-`core.platforms`: `connected()`, returning a bool or an awaitable bool. A platform without it
-counts as connected. A platform with a `metrics` attribute left at None gets the core's metrics
-when it is added, to count its API errors (`Metrics.platform_error(its name, method)`).
+Each adapter in `core.platforms` says whether it is connected (`ChatAdapter.connected()`); the
+core's metrics count its API errors (`Metrics.platform_error(its name, method)`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
-from collections.abc import Awaitable
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 from prometheus_client.aiohttp import make_aiohttp_handler
 
+from bot.adapter import ChatAdapter
 from bot.settings import Settings
 
 if TYPE_CHECKING:
@@ -33,17 +30,6 @@ log = logging.getLogger(__name__)
 
 CHECK_TIMEOUT_S = 3.0  # one health check part (the store's ping, an adapter) may take this long
 SCRAPE_TIMEOUT_S = 5.0  # reading the sessions' states for /metrics
-
-
-@runtime_checkable
-class Connected(Protocol):
-    """Optional on a ChatPlatform: whether it is connected (receiving events) right now."""
-
-    def connected(self) -> bool | Awaitable[bool]: ...
-
-
-async def _answer(value: Any) -> Any:
-    return await value if inspect.isawaitable(value) else value
 
 
 async def check_store(core: Core) -> str:
@@ -58,13 +44,11 @@ async def check_store(core: Core) -> str:
         return f"error: {exc}"
 
 
-async def check_adapter(platform: object) -> str:
-    if not isinstance(platform, Connected):
-        return "connected"
+async def check_adapter(adapter: ChatAdapter) -> str:
     try:
-        up = await asyncio.wait_for(_answer(platform.connected()), CHECK_TIMEOUT_S)
+        up = await asyncio.wait_for(adapter.connected(), CHECK_TIMEOUT_S)
     except Exception as exc:
-        log.warning("health: %s did not say whether it is connected: %s", type(platform).__name__, exc)
+        log.warning("health: %s did not say whether it is connected: %s", type(adapter).__name__, exc)
         up = False
     return "connected" if up else "disconnected"
 

@@ -72,40 +72,57 @@ def mask_url(value: str) -> str:
         return MASK
 
 
+def secrets_of(settings: Any) -> list[tuple[str, str]]:
+    """(name, value) of every secret in a settings object: each `SecretStr` value, a user:password
+    secret's password, and the credentials inside every URL-valued setting."""
+    env_name = getattr(type(settings), "env_name", None)
+    found: list[tuple[str, str]] = []
+    for field in type(settings).model_fields:
+        name = env_name(field) if callable(env_name) else field
+        value = getattr(settings, field, None)
+        if isinstance(value, SecretStr):
+            raw = value.get_secret_value()
+            found.append((name, raw))
+            found += [(name, part) for part in _url_parts(raw)]
+            if "://" not in raw and ":" in raw:  # user:password: the password on its own too
+                found.append((name, raw.split(":", 1)[1]))
+        elif isinstance(value, str):
+            found += [(name, part) for part in _url_parts(value)]
+    return found
+
+
 class Redactor:
     """Replaces known secret values with `[redacted NAME]`. Cheap when there is nothing to find:
     one substring search per secret."""
 
     def __init__(self, secrets: Iterable[tuple[str, str]] = ()) -> None:
-        pairs: dict[str, str] = {}
+        self._by_value: dict[str, str] = {}
+        self._pairs: list[tuple[str, str]] = []
+        self._encoded: list[tuple[bytes, bytes]] = []
+        self.add(secrets)
+
+    def add(self, secrets: Iterable[tuple[str, str]]) -> None:
+        """Know more secrets: (setting name, value) pairs."""
         for name, value in secrets:
             if not value or len(value) < MIN_SECRET_CHARS:
                 continue
             label = f"[redacted {name.upper()}]"
-            pairs.setdefault(value, label)
+            self._by_value.setdefault(value, label)
             escaped = json.dumps(value, ensure_ascii=False)[1:-1]  # as it appears inside JSON text
             if escaped != value:
-                pairs.setdefault(escaped, label)
+                self._by_value.setdefault(escaped, label)
         # longest first, so a secret containing another is replaced whole
-        self._pairs = sorted(pairs.items(), key=lambda kv: len(kv[0]), reverse=True)
+        self._pairs = sorted(self._by_value.items(), key=lambda kv: len(kv[0]), reverse=True)
         self._encoded = [(v.encode("utf-8"), label.encode("utf-8")) for v, label in self._pairs]
 
+    def extend(self, settings: Any) -> None:
+        """Know the secrets of one more settings object (an adapter's, when it is added)."""
+        self.add(secrets_of(settings))
+
     @classmethod
-    def of(cls, settings: Any) -> Redactor:
-        """Every secret of `settings` (any pydantic settings object): each `SecretStr` value, and
-        the credentials inside every URL-valued setting."""
-        found: list[tuple[str, str]] = []
-        for name in type(settings).model_fields:
-            value = getattr(settings, name, None)
-            if isinstance(value, SecretStr):
-                raw = value.get_secret_value()
-                found.append((name, raw))
-                found += [(name, part) for part in _url_parts(raw)]
-                if "://" not in raw and ":" in raw:  # user:password: the password on its own too
-                    found.append((name, raw.split(":", 1)[1]))
-            elif isinstance(value, str):
-                found += [(name, part) for part in _url_parts(value)]
-        return cls(found)
+    def of(cls, *configs: Any) -> Redactor:
+        """Every secret of `configs` (pydantic settings objects)."""
+        return cls(pair for config in configs for pair in secrets_of(config))
 
     def __bool__(self) -> bool:
         return bool(self._pairs)

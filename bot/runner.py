@@ -56,6 +56,12 @@ class Runner:
             if done is not None and not done.done():
                 done.set_result(None)
 
+    async def finished(self, session_id: str) -> None:
+        """Until the session's job here (if any) has ended."""
+        job = self._jobs.get(session_id)
+        if job is not None:
+            await asyncio.gather(job, return_exceptions=True)
+
     @property
     def busy(self) -> int:
         return len(self._jobs)

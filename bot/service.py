@@ -177,7 +177,7 @@ class Service:
             fields["ai_role"] = scrub(command.ai_role)
         session = await self._create(fields)
         try:
-            await self._open_thread(session, actor.label)
+            opened = await self._open_thread(session, actor.label)
         except Exception as exc:
             log.warning("session %s: opening its thread failed: %s", session.id, exc)
             await self.store.delete(session.id)
@@ -188,7 +188,10 @@ class Service:
         if autostart:
             self.runner.kick(session.id)
         return Outcome(
-            ok=True, message=f"Started session {session.id} ({session.mode}).", session_id=session.id
+            ok=True,
+            message=f"Started session {session.id} ({session.mode}).",
+            session_id=session.id,
+            place=opened,
         )
 
     async def _open_thread(self, session: Session, owner: str, title: str | None = None) -> Place:
@@ -482,6 +485,14 @@ class Service:
             sessions, schedules = [], []
             notice = f"The session store is not reachable right now ({exc}); try again shortly."
         return self.redactor.model(session_list_view(sessions, schedules, notice))
+
+    async def run_until_waiting(self, session_id: str) -> Session | None:
+        """Drive a session (in the background, as every session runs) and wait until it needs a
+        human or has ended: how the console takes its turns. Returns the session as it is then;
+        one still planning or running is being driven by another process."""
+        self.runner.kick(session_id)
+        await self.runner.finished(session_id)
+        return await self.session_of(session_id)
 
     async def session_of(self, session_id: str) -> Session | None:
         """A session as stored, for an adapter that shows a detail of it (None when unknown or

@@ -10,11 +10,12 @@ from __future__ import annotations
 import json
 import re
 import sys
+from functools import cache
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal, TypeVar, get_origin
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from bot.redact import mask_url
@@ -36,6 +37,7 @@ SECTIONS = [
 ]
 
 CommaList = Annotated[list[str], NoDecode]
+C = TypeVar("C", bound="BaseConfig")
 
 DEFAULT_PRICES: dict[str, tuple[float, float]] = {
     # USD per million tokens: (input, output)
@@ -54,11 +56,47 @@ def _f(default: Any, section: str, description: str, **kw: Any) -> Any:
     return Field(default, description=description, json_schema_extra={"section": section}, **kw)
 
 
-class Settings(BaseSettings):
+def setting(default: Any, description: str, **kw: Any) -> Any:
+    """A setting of an adapter (its section is the adapter's)."""
+    return Field(default, description=description, **kw)
+
+
+class BaseConfig(BaseSettings):
+    """What every settings class of the bot shares: read from the environment and `.env`, names
+    in any case, a comma list (or a JSON list) for a list, an empty value for "not set".
+    An adapter's settings subclass it with their own `env_prefix` and `section`."""
+
     model_config = SettingsConfigDict(
         env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False
     )
+    section: ClassVar[str] = "General"
 
+    @field_validator("*", mode="before")
+    @classmethod
+    def _from_text(cls, v: Any, info: ValidationInfo) -> Any:
+        if not isinstance(v, str) or info.field_name is None:
+            return v
+        field = cls.model_fields[info.field_name]
+        if get_origin(field.annotation) is list or field.annotation is list:
+            text = v.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [p.strip() for p in text.split(",") if p.strip()]
+        if field.default is None and not v.strip():
+            return None
+        return v
+
+    @classmethod
+    def env_name(cls, field: str) -> str:
+        return (str(cls.model_config.get("env_prefix") or "") + field).upper()
+
+    @classmethod
+    def section_of(cls, field: str) -> str:
+        extra = cls.model_fields[field].json_schema_extra
+        return str(extra.get("section", cls.section)) if isinstance(extra, dict) else cls.section
+
+
+class Settings(BaseConfig):
     # --- LLM provider
     openai_api_key: SecretStr | None = _f(None, "LLM provider", "API key for OpenAI or a compatible server")
     openai_base_url: str | None = _f(
@@ -231,42 +269,6 @@ class Settings(BaseSettings):
     tw_access_token: SecretStr | None = _f(None, "Twitter", "Twitter access token")
     tw_access_token_secret: SecretStr | None = _f(None, "Twitter", "Twitter access token secret")
 
-    # --- Chat platforms
-    slack_bot_token: SecretStr | None = _f(None, "Chat platforms", "Slack bot token (xoxb-...)")
-    slack_app_token: SecretStr | None = _f(
-        None, "Chat platforms", "Slack app-level token for Socket Mode (xapp-...)"
-    )
-    slack_mode: Literal["socket", "http"] = _f(
-        "socket", "Chat platforms", "socket (Socket Mode: no public URL needed) or http (/slack/events)"
-    )
-    slack_signing_secret: SecretStr | None = _f(
-        None, "Chat platforms", "Slack signing secret; SLACK_MODE=http checks every request with it"
-    )
-    slack_http_port: int = _f(
-        3000, "Chat platforms", "Port of /slack/events when SLACK_MODE=http (0: any)", ge=0, le=65535
-    )
-    slack_api_url: str = _f("https://slack.com/api/", "Chat platforms", "Base URL of the Slack Web API")
-    slack_admin_user_ids: CommaList = _f(
-        [], "Chat platforms", "Slack user ids who may decide on any Slack session, comma list"
-    )
-    discord_bot_token: SecretStr | None = _f(None, "Chat platforms", "Discord bot token")
-    discord_api_url: str = _f(
-        "https://discord.com/api/v10",
-        "Chat platforms",
-        "Base URL of the Discord REST API (interaction callbacks and webhooks use it too)",
-    )
-    discord_gateway_url: str = _f(
-        "wss://gateway.discord.gg/", "Chat platforms", "Address of the Discord gateway websocket"
-    )
-    discord_message_content: bool = _f(
-        False,
-        "Chat platforms",
-        "Owner's plain replies in a session thread count as feedback (needs the Message Content intent)",
-    )
-    discord_admin_user_ids: CommaList = _f(
-        [], "Chat platforms", "Discord user ids who may decide on any Discord session, comma list"
-    )
-
     # --- Continuous mode and schedules
     allow_outside_effects_in_continuous: bool = _f(
         False,
@@ -331,40 +333,6 @@ class Settings(BaseSettings):
     ops_host: str = _f("0.0.0.0", "General", "Address of /healthz and /metrics (autogpt-bot run)")
     ops_port: int = _f(9102, "General", "Port of /healthz and /metrics (0: any free port)", ge=0, le=65535)
 
-    @field_validator(
-        "browse_allowed_hosts",
-        "allowed_user_ids",
-        "admin_user_ids",
-        "disabled_commands",
-        "slack_admin_user_ids",
-        "discord_admin_user_ids",
-        "shell_env_allowlist",
-        mode="before",
-    )
-    @classmethod
-    def _split_commas(cls, v: Any) -> Any:
-        if isinstance(v, str):
-            v = v.strip()
-            if v.startswith("["):
-                return json.loads(v)
-            return [p.strip() for p in v.split(",") if p.strip()]
-        return v
-
-    @field_validator(
-        "openai_base_url",
-        "openai_organization",
-        "azure_openai_endpoint",
-        "azure_openai_deployment",
-        "milvus_addr",
-        "github_username",
-        "google_custom_search_engine_id",
-        "elevenlabs_voice_id",
-        mode="before",
-    )
-    @classmethod
-    def _empty_is_none(cls, v: Any) -> Any:
-        return None if isinstance(v, str) and not v.strip() else v
-
     @field_validator("openai_base_url")
     @classmethod
     def _no_credentials_in_base_url(cls, v: str | None) -> str | None:
@@ -373,28 +341,6 @@ class Settings(BaseSettings):
             # would contradict (aiohttp refuses the request)
             raise ValueError("must not hold credentials (user:password@host); put the key in OPENAI_API_KEY")
         return v
-
-    @field_validator(
-        "openai_api_key",
-        "huggingface_api_token",
-        "sd_webui_auth",
-        "github_api_key",
-        "google_api_key",
-        "elevenlabs_api_key",
-        "tw_consumer_key",
-        "tw_consumer_secret",
-        "tw_access_token",
-        "tw_access_token_secret",
-        "slack_bot_token",
-        "slack_app_token",
-        "slack_signing_secret",
-        "discord_bot_token",
-        "redis_url",
-        mode="before",
-    )
-    @classmethod
-    def _empty_secret_is_none(cls, v: Any) -> Any:
-        return None if isinstance(v, str) and not v.strip() else v
 
     # --- derived
     def price(self, model: str) -> tuple[float, float]:
@@ -416,13 +362,14 @@ class ConfigError(Exception):
     """A setting has a wrong value. The message is one line naming the key."""
 
 
-def load_settings(**overrides: Any) -> Settings:
+def load(cls: type[C], **overrides: Any) -> C:
+    """Settings of `cls` from the environment and `.env`; ConfigError names a wrong key."""
     try:
-        return Settings(**overrides)
+        return cls(**overrides)
     except ValidationError as exc:
         err = exc.errors()[0]
         loc = err.get("loc") or ("?",)
-        key = str(loc[0]).upper() + "".join(f"[{part}]" for part in loc[1:])
+        key = cls.env_name(str(loc[0])) + "".join(f"[{part}]" for part in loc[1:])
         got = err.get("input")
         if isinstance(got, str) and "://" in got:
             got = mask_url(got)  # a URL's credentials are not shown
@@ -430,50 +377,72 @@ def load_settings(**overrides: Any) -> Settings:
         raise ConfigError(f"Invalid setting {key}: {err['msg']}{shown}") from None
     except ValueError as exc:  # pydantic-settings could not parse a JSON value (a list or a table)
         match = re.search(r'field "(\w+)"', str(exc))
-        key = match.group(1).upper() if match else "?"
+        key = cls.env_name(match.group(1)) if match else "?"
         raise ConfigError(f"Invalid setting {key}: expected a JSON value, see .env.template") from None
 
 
-def masked(settings: Settings) -> dict[str, str]:
-    """The effective settings as text, secrets masked, and the credentials inside URLs too (the
-    host is shown, so an admin can see which server it will use)."""
-    out: dict[str, str] = {}
-    for name in Settings.model_fields:
-        value = getattr(settings, name)
-        if isinstance(value, SecretStr):
-            raw = value.get_secret_value()
-            # a URL shows its host (which Redis, which server), never its credentials
-            text = mask_url(raw) if "://" in raw else "********" if raw else ""
-        elif isinstance(value, str) and "://" in value:
-            text = mask_url(value)
-        elif value is None:
-            text = ""
-        elif isinstance(value, list | tuple):
-            text = ",".join(map(str, value)) if all(isinstance(x, str) for x in value) else json.dumps(value)
-        elif isinstance(value, dict):
-            text = json.dumps(value)
-        elif isinstance(value, bool):
-            text = str(value).lower()
-        else:
-            text = str(value)
-        out[name.upper()] = text
-    return out
+def load_settings(**overrides: Any) -> Settings:
+    return load(Settings, **overrides)
+
+
+def settings_classes() -> list[type[BaseConfig]]:
+    """The core's settings and every installed adapter's (bot/adapter.py)."""
+    from bot.adapter import adapter_classes
+
+    found: list[type[BaseConfig]] = [Settings]
+    for cls in adapter_classes().values():
+        if cls.settings_class is not None and cls.settings_class not in found:
+            found.append(cls.settings_class)
+    return found
+
+
+@cache
+def setting_names() -> frozenset[str]:
+    """The environment names of every setting of the bot and its adapters."""
+    return frozenset(cls.env_name(name) for cls in settings_classes() for name in cls.model_fields)
+
+
+def shown(value: Any) -> str:
+    """A setting's value as text for an admin: secrets masked, and the credentials inside URLs
+    too (the host is shown, so an admin can see which server it will use)."""
+    if isinstance(value, SecretStr):
+        raw = value.get_secret_value()
+        return mask_url(raw) if "://" in raw else "********" if raw else ""
+    if isinstance(value, str) and "://" in value:
+        return mask_url(value)
+    if value is None:
+        return ""
+    if isinstance(value, list | tuple):
+        return ",".join(map(str, value)) if all(isinstance(x, str) for x in value) else json.dumps(value)
+    if isinstance(value, dict):
+        return json.dumps(value)
+    if isinstance(value, bool):
+        return str(value).lower()
+    return str(value)
+
+
+def masked(*configs: BaseConfig) -> dict[str, str]:
+    """The effective settings of each of `configs` as text, by environment name, secrets masked."""
+    return {type(c).env_name(name): shown(getattr(c, name)) for c in configs for name in type(c).model_fields}
 
 
 def env_template() -> str:
+    """`.env.template`: every setting of the core and of each adapter, with its default."""
     lines = [
         "# autogpt-bot settings. Copy to .env and fill in what you use.",
         "# Every key is optional; the value shown is the default.",
         "",
     ]
-    defaults = masked(Settings.model_construct())
-    for section in SECTIONS:
+    classes = settings_classes()
+    defaults = {cls: cls.model_construct() for cls in classes}
+    sections = [*SECTIONS, *[c.section for c in classes if c.section not in SECTIONS]]
+    for section in sections:
         lines.append(f"################ {section.upper()} ################")
-        for name, field in Settings.model_fields.items():
-            extra = field.json_schema_extra or {}
-            if isinstance(extra, dict) and extra.get("section") == section:
-                lines.append(f"## {field.description}")
-                lines.append(f"# {name.upper()}={defaults[name.upper()]}")
+        for cls in classes:
+            for name, field in cls.model_fields.items():
+                if cls.section_of(name) == section:
+                    lines.append(f"## {field.description}")
+                    lines.append(f"# {cls.env_name(name)}={shown(getattr(defaults[cls], name))}")
         lines.append("")
     return "\n".join(lines)
 

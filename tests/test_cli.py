@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from bot.settings import Settings
+from bot.settings import setting_names
 from tests.fakes.llm_server import ScriptedLLM
 
 REPO = Path(__file__).resolve().parent.parent
-SETTING_KEYS = {name.upper() for name in Settings.model_fields}
+SETTING_KEYS = set(setting_names())  # the core's and every adapter's
 
 
 def clean_environ(**values: str) -> dict[str, str]:

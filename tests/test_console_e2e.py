@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.settings import Settings
+from bot.settings import setting_names
 from tests.conftest import REDIS_URL
 from tests.fakes.llm_server import Error, ScriptedLLM, agent_reply, tasks_reply
 
@@ -68,7 +68,7 @@ class Run:
 
 def clean_environ() -> dict[str, str]:
     """os.environ without any setting of ours, so a developer's environment cannot leak in."""
-    keys = {name.upper() for name in Settings.model_fields}
+    keys = set(setting_names())
     env = {k: v for k, v in os.environ.items() if k.upper() not in keys}
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)
     env["NO_COLOR"] = "1"

@@ -27,13 +27,14 @@ import pytest
 import yaml
 
 from adapters.cli import parser
-from bot.settings import Settings
+from adapters.slack import SlackSettings
+from bot.settings import Settings, setting_names
 
 REPO = Path(__file__).resolve().parent.parent
 K8S = REPO / "deploy" / "k8s"
-SETTING_KEYS = {name.upper() for name in Settings.model_fields}
+SETTING_KEYS = set(setting_names())  # the core's and every adapter's
 OPS_PORT = Settings.model_fields["ops_port"].default if "ops_port" in Settings.model_fields else 9102
-SLACK_HTTP_PORT = Settings.model_fields["slack_http_port"].default
+SLACK_HTTP_PORT = SlackSettings.model_fields["http_port"].default
 # Variables an image may set that are the runtime's, not the bot's settings.
 RUNTIME_ENV = {
     "PATH",

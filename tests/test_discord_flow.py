@@ -11,6 +11,7 @@ import contextlib
 import json
 import re
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 from discord.gateway import DiscordWebSocket
@@ -54,8 +55,11 @@ def restore_endpoints() -> object:
 
 
 @contextlib.asynccontextmanager
-async def running(settings: Settings, api: FakeDiscord, **overrides: object) -> AsyncIterator[DiscordBot]:
-    bot = DiscordBot(discord_settings(settings, api, **overrides), api)
+async def running(
+    settings: Settings, api: FakeDiscord, discord: dict[str, Any] | None = None, **overrides: object
+) -> AsyncIterator[DiscordBot]:
+    """The bot on `api`; `overrides` change the core's settings, `discord` Discord's."""
+    bot = DiscordBot(settings.model_copy(update=overrides), api, discord_settings(api, **(discord or {})))
     await bot.start()
     try:
         yield bot
@@ -373,7 +377,7 @@ async def test_owner_reply_in_the_thread_is_feedback_with_message_content(
 ) -> None:
     llm.script("execution_reply", agent_reply("delete_file", {"filename": "x"}), agent_reply("finish"))
     async with FakeDiscord(allow_privileged=INTENT_MESSAGE_CONTENT) as api:
-        async with running(settings, api, discord_message_content=True) as bot:
+        async with running(settings, api, discord={"message_content": True}) as bot:
             assert int(api.identifies[0]["intents"]) & INTENT_MESSAGE_CONTENT
             sid = await start_goal(bot)
             thread = bot.thread_id(sid)
@@ -455,22 +459,22 @@ async def test_rate_limits_are_waited_out(bot: DiscordBot, llm: ScriptedLLM) -> 
 async def test_a_privileged_intent_not_enabled_is_a_clear_start_error(
     settings: Settings, api: FakeDiscord
 ) -> None:
-    bot = DiscordBot(discord_settings(settings, api, discord_message_content=True), api)
+    bot = DiscordBot(settings, api, discord_settings(api, message_content=True))
     with pytest.raises(DiscordStartError, match="Message Content intent"):
         await bot.start()
     assert api.problems() == []
 
 
 async def test_a_wrong_token_is_a_clear_start_error(settings: Settings, api: FakeDiscord) -> None:
-    bot = DiscordBot(discord_settings(settings, api, discord_bot_token=SecretStr("nope")), api)
+    bot = DiscordBot(settings, api, discord_settings(api, bot_token=SecretStr("nope")))
     with pytest.raises(DiscordStartError, match="refused DISCORD_BOT_TOKEN"):
         await bot.start()
 
 
 @pytest.mark.parametrize("store_kind", ["sqlite"])
 async def test_serve_runs_until_stopped(settings: Settings, api: FakeDiscord, llm: ScriptedLLM) -> None:
-    configured_settings = discord_settings(settings, api)
-    core = await Core.start(configured_settings)
+    configured_settings = discord_settings(api)
+    core = await Core.start(settings)
     stop = asyncio.Event()
     try:
         task = asyncio.create_task(serve(core, configured_settings, stop))

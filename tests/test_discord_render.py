@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from adapters.discord import PERMISSIONS, configured, invite_url, render
+from adapters.discord import PERMISSIONS, DiscordSettings, configured, invite_url, render
 from adapters.discord.app import strip_mention
 from adapters.discord.components import FeedbackModal, modal_values
 from adapters.discord.limits import CONTENT, Code, EmbedSpec, reply_chunks, split_text
@@ -28,7 +28,6 @@ from bot.presenter.views import (
     TaskListView,
     View,
 )
-from bot.settings import Settings
 from tests.fakes.discord_api import check_message, check_modal
 
 OPTIONS = [
@@ -186,15 +185,15 @@ def test_strip_mention() -> None:
     assert strip_mention("goal x\n<@123> y", 123) == "goal x\n  y"
 
 
-def make(**values: Any) -> Settings:
-    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+def make(**values: Any) -> DiscordSettings:
+    return DiscordSettings(_env_file=None, **values)  # type: ignore[call-arg]
 
 
 def test_configured_says_what_is_missing() -> None:
     assert "DISCORD_BOT_TOKEN" in (configured(make()) or "")
-    assert configured(make(discord_bot_token="t")) is None
-    assert "DISCORD_API_URL" in (configured(make(discord_bot_token="t", discord_api_url="discord.com")) or "")
-    bad_gateway = make(discord_bot_token="t", discord_gateway_url="https://gateway.discord.gg")
+    assert configured(make(bot_token="t")) is None
+    assert "DISCORD_API_URL" in (configured(make(bot_token="t", api_url="discord.com")) or "")
+    bad_gateway = make(bot_token="t", gateway_url="https://gateway.discord.gg")
     assert "DISCORD_GATEWAY_URL" in (configured(bad_gateway) or "")
 
 
@@ -202,9 +201,9 @@ def test_settings_read_the_discord_keys(monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.setenv("DISCORD_ADMIN_USER_IDS", "111, 222")
     monkeypatch.setenv("DISCORD_MESSAGE_CONTENT", "true")
     s = make()
-    assert s.discord_admin_user_ids == ["111", "222"] and s.discord_message_content is True
-    assert s.discord_api_url == "https://discord.com/api/v10"
-    assert s.discord_gateway_url == "wss://gateway.discord.gg/"
+    assert s.admin_user_ids == ["111", "222"] and s.message_content is True
+    assert s.api_url == "https://discord.com/api/v10"
+    assert s.gateway_url == "wss://gateway.discord.gg/"
 
 
 def test_import_discord_in_the_package_is_discord_py() -> None:

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from adapters.slack import SlackSettings
 from bot import logs
 from bot.core import Core
 from bot.grammar import GoalCommand
@@ -135,9 +136,10 @@ async def test_at_debug_the_prompt_is_logged_and_the_key_still_is_not(
 @pytest.mark.usefixtures("restore_logging")
 def test_secret_values_are_masked_wherever_they_appear(tmp_path: Path, llm: ScriptedLLM) -> None:
     token = "xoxb-very-secret-token"
-    settings = make_settings(tmp_path, llm, slack_bot_token=token)
+    settings = make_settings(tmp_path, llm)
+    slack = SlackSettings(_env_file=None, bot_token=token)  # type: ignore[call-arg]
     captured = Captured()
-    logs.setup(settings, stream=captured.stream, json_lines=True)
+    logs.setup(settings, stream=captured.stream, json_lines=True, extra=[slack])  # an adapter's too
     log = logging.getLogger("bot.test")
     log.info("the key is %s and the token %s", API_KEY, token)
     log.info("settings: %s", settings.openai_api_key)  # a SecretStr formats as stars anyway

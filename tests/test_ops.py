@@ -27,7 +27,7 @@ from bot.store import RedisStore, make_archive
 from tests.conftest import REDIS_URL, make_settings
 from tests.fakes.chat import TestPlatform
 from tests.fakes.llm_server import ScriptedLLM, agent_reply
-from tests.fakes.slack_api import FakeSlackAPI, SlackBot, slack_settings
+from tests.fakes.slack_api import FakeSlackAPI, SlackBot
 from tests.test_slack_setup import environ, run_cli
 
 OWNER = "U1"
@@ -172,7 +172,7 @@ class Disconnected(TestPlatform):
         super().__init__()
         self.up = True
 
-    def connected(self) -> bool:
+    async def connected(self) -> bool:
         return self.up
 
 
@@ -284,7 +284,7 @@ async def test_slack_api_errors_are_counted_and_slack_reports_its_connection(
 ) -> None:
     llm.script("execution_reply", agent_reply("list_files", {"directory": "."}))
     async with FakeSlackAPI() as api:
-        bot = SlackBot(slack_settings(settings, api), api)
+        bot = SlackBot(settings, api)
         await bot.start()
         server = OpsServer(bot.c, host="127.0.0.1", port=0)
         await server.start()
@@ -306,7 +306,7 @@ async def test_slack_api_errors_are_counted_and_slack_reports_its_connection(
             async def down() -> bool:
                 return False
 
-            platform.receiving = down  # type: ignore[attr-defined]  # what the adapter tells
+            platform.connected = down  # type: ignore[method-assign]  # what the adapter tells
             status, body = await healthz(server)
             assert status == 503 and body["adapters"] == {"slack": "disconnected"}, body
         finally:

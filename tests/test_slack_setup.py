@@ -19,8 +19,7 @@ from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 from pydantic import SecretStr
 
-from adapters.slack import blocks, ids
-from adapters.slack.serve import SlackAdapter, SlackStartError, config_problem
+from adapters.slack import SlackAdapter, SlackSettings, SlackStartError, blocks, ids
 from bot.core import Core
 from bot.models import Thoughts
 from bot.presenter.ids import Button, parse
@@ -33,7 +32,7 @@ from bot.presenter.views import (
     SummaryView,
     TaskListView,
 )
-from bot.settings import Settings
+from bot.settings import Settings, setting_names
 from tests.fakes.llm_server import ScriptedLLM
 from tests.fakes.slack_api import (
     SIGNING_SECRET,
@@ -57,8 +56,8 @@ async def test_socket_mode_shares_the_listeners_and_serves_a_command(settings: S
     async with FakeSlackAPI() as api:
         core = await Core.start(settings)
         try:
-            http = SlackAdapter(core, slack_settings(settings, api))
-            socket = SlackAdapter(core, slack_settings(settings, api, slack_mode="socket"))
+            http = SlackAdapter(core, slack_settings(api))
+            socket = SlackAdapter(core, slack_settings(api, mode="socket"))
             assert socket.mode == "socket" and http.mode == "http"
             functions = listener_functions(socket)
             assert functions == listener_functions(http) and len(functions) == 8
@@ -90,12 +89,10 @@ async def test_a_refused_token_is_one_clear_error(settings: Settings) -> None:
     async with FakeSlackAPI() as api:
         core = await Core.start(settings)
         try:
-            wrong = slack_settings(settings, api, slack_bot_token=SecretStr("xoxb-wrong"))
+            wrong = slack_settings(api, bot_token=SecretStr("xoxb-wrong"))
             with pytest.raises(SlackStartError, match="Slack refused SLACK_BOT_TOKEN: invalid_auth"):
                 await SlackAdapter(core, wrong).start()
-            wrong = slack_settings(
-                settings, api, slack_mode="socket", slack_app_token=SecretStr("xapp-wrong")
-            )
+            wrong = slack_settings(api, mode="socket", app_token=SecretStr("xapp-wrong"))
             with pytest.raises(SlackStartError, match="Slack refused SLACK_APP_TOKEN: invalid_auth"):
                 await SlackAdapter(core, wrong).start()
         finally:
@@ -105,17 +102,16 @@ async def test_a_refused_token_is_one_clear_error(settings: Settings) -> None:
 @SQLITE
 def test_config_problems_are_one_line(settings: Settings) -> None:
     def problem(**values: Any) -> str | None:
-        secret = {k: SecretStr(v) for k, v in values.items() if k.endswith(("token", "secret"))}
-        return config_problem(settings.model_copy(update={**values, **secret}))
+        return SlackAdapter.problem(SlackSettings(_env_file=None, **values))  # type: ignore[call-arg]
 
-    assert problem(slack_bot_token="xoxb-1", slack_app_token="xapp-1") is None
-    assert problem(slack_bot_token="xoxb-1", slack_mode="http", slack_signing_secret="s") is None
-    assert "SLACK_APP_TOKEN" in (problem(slack_bot_token="xoxb-1") or "")
-    assert "SLACK_SIGNING_SECRET" in (problem(slack_bot_token="xoxb-1", slack_mode="http") or "")
-    assert "SLACK_BOT_TOKEN" in (problem(slack_app_token="xapp-1") or "")
-    assert "xoxb-" in (problem(slack_bot_token="xapp-1", slack_app_token="xoxb-1") or "")
-    assert "xapp-" in (problem(slack_bot_token="xoxb-1", slack_app_token="xoxb-2") or "")
-    for text in filter(None, [problem(slack_bot_token="xoxb-1"), problem(slack_app_token="xapp-1")]):
+    assert problem(bot_token="xoxb-1", app_token="xapp-1") is None
+    assert problem(bot_token="xoxb-1", mode="http", signing_secret="s") is None
+    assert "SLACK_APP_TOKEN" in (problem(bot_token="xoxb-1") or "")
+    assert "SLACK_SIGNING_SECRET" in (problem(bot_token="xoxb-1", mode="http") or "")
+    assert "SLACK_BOT_TOKEN" in (problem(app_token="xapp-1") or "")
+    assert "xoxb-" in (problem(bot_token="xapp-1", app_token="xoxb-1") or "")
+    assert "xapp-" in (problem(bot_token="xoxb-1", app_token="xoxb-2") or "")
+    for text in filter(None, [problem(bot_token="xoxb-1"), problem(app_token="xapp-1")]):
         assert "\n" not in text
 
 
@@ -238,7 +234,7 @@ def test_replies_modals_and_home_within_limits(text: str) -> None:
 
 
 def environ(tmp_path: Path, llm: ScriptedLLM, **values: str) -> dict[str, str]:
-    keys = {name.upper() for name in Settings.model_fields}
+    keys = set(setting_names())
     env = {k: v for k, v in os.environ.items() if k.upper() not in keys}
     env.update(
         PYTHONPATH=str(REPO),

@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TextIO
 
-from adapters.console.platform import ConsolePlatform
+from adapters.console.platform import ConsoleAdapter
 from bot.core import Core
 from bot.decisions import Decision
 from bot.grammar import GoalCommand
@@ -116,12 +116,12 @@ async def run_console(
     except StoreError as exc:
         print(f"Cannot open the session store: {exc}", file=sys.stderr)
         return EXIT_ERROR
-    console = ConsolePlatform(out)
+    console = ConsoleAdapter(out)
     core.add_platform(console)
     actor = Actor(platform=console.name, user_id=getpass.getuser(), is_admin=True)
     try:
         if args.resume:
-            session = await core.store.get(args.resume)
+            session = await core.service.session_of(args.resume)
             if session is None:
                 print(f"No session {args.resume} to resume.", file=sys.stderr)
                 return EXIT_ERROR
@@ -155,7 +155,7 @@ async def run_console(
         await core.close()
 
 
-async def show_where(core: Core, console: ConsolePlatform, session: Session) -> None:
+async def show_where(core: Core, console: ConsoleAdapter, session: Session) -> None:
     """On --resume: the goals, the task list, and the step waiting for a decision."""
     for i, goal in enumerate(session.goals, 1):
         print(f"  {i}. {goal}", file=console.out)
@@ -168,8 +168,8 @@ async def show_where(core: Core, console: ConsolePlatform, session: Session) -> 
 
 async def loop(core: Core, session_id: str, actor: Actor, read: Reader, out: TextIO) -> int:
     while True:
-        session = await core.engine.drive(session_id)
-        if session is None:
+        session = await core.service.run_until_waiting(session_id)
+        if session is None or session.state in (SessionState.PLANNING, SessionState.RUNNING):
             print(f"Session {session_id} is being run by another process, or is gone.", file=sys.stderr)
             return EXIT_ERROR
         state = session.state
@@ -205,6 +205,8 @@ async def loop(core: Core, session_id: str, actor: Actor, read: Reader, out: Tex
         if state == SessionState.PAUSED and session.pending_step is None and action == "feedback":
             print("The session is paused: enter 'y' to resume it or 'n' to stop it.", file=out)
             continue
-        outcome = await core.engine.decide(session_id, actor, Decision(action=action, count=count, text=text))
+        outcome = await core.service.decide(
+            session_id, actor, Decision(action=action, count=count, text=text)
+        )
         if not outcome.ok:
             print(outcome.message, file=out)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 import os
 import sys
-from typing import TextIO
+from typing import ClassVar, TextIO
 
+from bot.adapter import ChatAdapter
 from bot.models import MessageRef, Place
 from bot.presenter.render import Renderer
 from bot.presenter.views import (
@@ -102,8 +103,10 @@ class ConsoleRenderer(Renderer[None]):
         self._label(view.level.upper() + ":", view.text, color)
 
 
-class ConsolePlatform:
-    name = "console"
+class ConsoleAdapter(ChatAdapter):
+    """The terminal as a chat: `autogpt-bot console`, and `run` when no chat is set up."""
+
+    name: ClassVar[str] = "console"
 
     def __init__(self, out: TextIO | None = None, color: bool | None = None) -> None:
         self.out = out or sys.stdout

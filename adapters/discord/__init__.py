@@ -1,14 +1,9 @@
-"""Discord: the AutoGPT agent in a server, through discord.py.
-
-    from adapters.discord import DiscordAdapter, DiscordStartError, configured, serve
-
-`configured(settings)` is None when Discord can start, else why not (one line);
-`serve(core, settings, stop)` runs it until `stop` is set. Set-up: deploy/discord.md.
-"""
+"""Discord: the AutoGPT agent in a server, through discord.py. Set-up: deploy/discord.md.
+`adapter.py` is the `ChatAdapter`, `app.py` what users do, `render.py` how views look."""
 
 from __future__ import annotations
 
-from adapters.discord.serve import (
+from adapters.discord.adapter import (
     PERMISSIONS,
     DiscordAdapter,
     DiscordStartError,
@@ -16,5 +11,14 @@ from adapters.discord.serve import (
     invite_url,
     serve,
 )
+from adapters.discord.settings import DiscordSettings
 
-__all__ = ["PERMISSIONS", "DiscordAdapter", "DiscordStartError", "configured", "invite_url", "serve"]
+__all__ = [
+    "PERMISSIONS",
+    "DiscordAdapter",
+    "DiscordSettings",
+    "DiscordStartError",
+    "configured",
+    "invite_url",
+    "serve",
+]

@@ -12,22 +12,26 @@ import asyncio
 import contextlib
 import logging
 import re
-from collections.abc import AsyncIterator
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
+import aiohttp
 import discord
 from discord import app_commands
 
 from adapters.discord.components import FEEDBACK_INPUT, DecisionButton, FeedbackModal, modal_values
 from adapters.discord.limits import reply_chunks
-from adapters.discord.platform import NAME, ORIGIN, SEND_ERRORS, DiscordPlatform, Origin
+from bot.adapter import Inflight
 from bot.decisions import Decision
-from bot.models import Actor, Place
+from bot.models import Actor, Outcome, Place
 from bot.presenter.ids import Button, parse
-from bot.service import Service
-from bot.settings import Settings
+
+if TYPE_CHECKING:
+    from adapters.discord.adapter import DiscordAdapter
 
 log = logging.getLogger(__name__)
+
+NAME: Final = "discord"
+SEND_ERRORS: Final = (discord.DiscordException, aiohttp.ClientError, OSError, asyncio.TimeoutError)
 
 CHECK_WITHIN_S: Final = 1.5  # of the 3 s to answer a click: the owner check
 COMMAND_NAME: Final = "autogpt"
@@ -38,41 +42,18 @@ OPTION_HELP: Final = "e.g. goal research X; write a summary (or: help)"
 SORRY: Final = "Something went wrong on my side. Check with `status` before trying again."
 
 
-class Inflight:
-    """Counts running handlers, so a shutdown (or a test) can wait for them."""
-
-    def __init__(self) -> None:
-        self.busy = 0
-        self._idle = asyncio.Event()
-        self._idle.set()
-
-    @contextlib.asynccontextmanager
-    async def track(self) -> AsyncIterator[None]:
-        self.busy += 1
-        self._idle.clear()
-        try:
-            yield
-        finally:
-            self.busy -= 1
-            if self.busy == 0:
-                self._idle.set()
-
-    async def wait(self) -> None:
-        await self._idle.wait()
-
-
 class Handlers:
     """What the bot does with each Discord event."""
 
-    def __init__(self, service: Service, settings: Settings, platform: DiscordPlatform) -> None:
-        self.service = service
-        self.settings = settings
-        self.platform = platform
+    def __init__(self, adapter: DiscordAdapter) -> None:
+        self.adapter = adapter
+        self.service = adapter.core.service
+        self.settings = adapter.settings
         self.inflight = Inflight()
 
     @property
     def client(self) -> discord.Client:
-        return self.platform.client
+        return self.adapter.client
 
     # ------------------------------------------------------------------ who and where
 
@@ -82,7 +63,7 @@ class Handlers:
             platform=NAME,
             user_id=user_id,
             name=user.display_name,
-            is_admin=user_id in self.settings.discord_admin_user_ids,
+            is_admin=user_id in self.settings.admin_user_ids,
         )
 
     async def place(self, channel: Any, channel_id: int | None, guild_id: int | None) -> Place:
@@ -93,7 +74,7 @@ class Handlers:
                 raise ValueError("no channel")
             if guild_id:  # a thread not in the cache: ask what it is
                 with contextlib.suppress(*SEND_ERRORS):
-                    channel = await self.platform.channel(channel_id)
+                    channel = await self.adapter.channel(channel_id)
         if isinstance(channel, discord.Thread):
             return Place(platform=NAME, channel=str(channel.parent_id), thread=str(channel.id), team=team)
         return Place(platform=NAME, channel=str(getattr(channel, "id", channel_id)), team=team)
@@ -105,11 +86,11 @@ class Handlers:
         if me is None or message.author.bot or message.webhook_id is not None:
             return
         mentioned = any(u.id == me.id for u in message.mentions)
-        async with self.inflight.track():
+        async with self.inflight():
             try:
                 if mentioned or message.guild is None:
                     await self._command(message, strip_mention(message.content, me.id))
-                elif self.settings.discord_message_content and message.content.strip():
+                elif self.settings.message_content and message.content.strip():
                     await self._thread_reply(message)
             except Exception:
                 log.exception("Discord: handling message %s failed", message.id)
@@ -117,18 +98,11 @@ class Handlers:
     async def _command(self, message: discord.Message, text: str) -> None:
         """A mention: `goal ...` opens a thread from the answer; anything else is answered here."""
         place = await self.place(message.channel, message.channel.id, guild_id(message))
-        origin = Origin(message=message)
-        token = ORIGIN.set(origin)
-        try:
-            outcome = await self.service.handle_text(self.actor(message.author), place, text or "help")
-        finally:
-            ORIGIN.reset(token)
-        if outcome.ok and origin.answered:
+        place = place.model_copy(update={"origin": str(message.id)})  # a session's root answers it
+        outcome = await self.service.handle_text(self.actor(message.author), place, text or "help")
+        if outcome.ok and outcome.place is not None and answers_origin(place):
             return  # the session's root message answered the mention
-        answer = outcome.message
-        if outcome.ok and origin.opened is not None and origin.opened.thread:
-            answer += f" It runs in <#{origin.opened.thread}>."
-        await self.reply(message, answer)
+        await self.reply(message, with_thread(outcome))
 
     async def _thread_reply(self, message: discord.Message) -> None:
         """With the Message Content intent: the owner's plain reply in a session's thread while a
@@ -156,19 +130,12 @@ class Handlers:
     async def on_command(self, interaction: discord.Interaction[Any], text: str) -> None:
         """Deferred first (privately), then the shared grammar; the answer is for the user alone.
         `goal` posts the session's root message in the channel and opens its thread from it."""
-        async with self.inflight.track():
+        async with self.inflight():
             await interaction.response.defer(ephemeral=True, thinking=True)
             try:
                 place = await self.place(interaction.channel, interaction.channel_id, interaction.guild_id)
-                origin = Origin(channel=interaction.channel)
-                token = ORIGIN.set(origin)
-                try:
-                    outcome = await self.service.handle_text(self.actor(interaction.user), place, text)
-                finally:
-                    ORIGIN.reset(token)
-                answer = outcome.message
-                if outcome.ok and origin.opened is not None and origin.opened.thread:
-                    answer += f" It runs in <#{origin.opened.thread}>."
+                outcome = await self.service.handle_text(self.actor(interaction.user), place, text)
+                answer = with_thread(outcome)
             except Exception:
                 log.exception("Discord: /%s failed", COMMAND_NAME)
                 answer = SORRY
@@ -187,7 +154,7 @@ class Handlers:
     # ------------------------------------------------------------------ buttons and the modal
 
     async def on_button(self, interaction: discord.Interaction[Any], click: Button) -> None:
-        async with self.inflight.track():
+        async with self.inflight():
             try:
                 await self._button(interaction, click)
             except Exception:
@@ -224,7 +191,7 @@ class Handlers:
         if parsed is None or parsed.action != "feedback":
             return
         session_id, step_no = parsed.session_id, parsed.step_no
-        async with self.inflight.track():
+        async with self.inflight():
             try:
                 await interaction.response.defer()
                 text = modal_values(interaction.data).get(FEEDBACK_INPUT, "")
@@ -255,6 +222,19 @@ class Handlers:
 MENTION = r"<@!?{}>"
 
 
+def answers_origin(place: Place) -> bool:
+    """Whether a session started from `place` has its root message reply to the request there
+    (a mention in a server's channel); elsewhere (a thread, a DM, a command) it is posted."""
+    return place.origin is not None and place.team is not None and place.thread is None
+
+
+def with_thread(outcome: Outcome) -> str:
+    """The answer to a command, with a link to the thread a session it started runs in."""
+    if outcome.ok and outcome.place is not None and outcome.place.thread:
+        return outcome.message + f" It runs in <#{outcome.place.thread}>."
+    return outcome.message
+
+
 def guild_id(message: discord.Message) -> int | None:
     return message.guild.id if message.guild is not None else None
 
@@ -275,12 +255,11 @@ def make_command(handlers: Handlers) -> app_commands.Command[Any, ..., None]:
 
 class AutoGPTClient(discord.Client):
     """A plain `discord.Client` (its gateway address is `DiscordWebSocket.DEFAULT_GATEWAY`) with
-    the platform the core posts through and the handlers of what users do."""
+    the handlers of what users do; the adapter posts the core's views through it."""
 
     def __init__(
         self,
-        service: Service,
-        settings: Settings,
+        adapter: DiscordAdapter,
         *,
         intents: discord.Intents,
         sync_commands: bool = True,
@@ -290,8 +269,7 @@ class AutoGPTClient(discord.Client):
         discord.VoiceClient.warn_nacl = False
         discord.VoiceClient.warn_dave = False
         super().__init__(intents=intents, allowed_mentions=discord.AllowedMentions.none(), **options)
-        self.platform = DiscordPlatform(self)
-        self.handlers = Handlers(service, settings, self.platform)
+        self.handlers = Handlers(adapter)
         self.sync_commands = sync_commands
         self.tree: app_commands.CommandTree[AutoGPTClient] = app_commands.CommandTree(self)
         self.tree.add_command(make_command(self.handlers))

@@ -1,6 +1,6 @@
 """What a button (or a form) carries: ids only, `autogpt:<action>:<session>:<step>[:<count>]`,
-encoded and parsed here for every adapter. At most 100 characters (Discord's custom_id limit;
-Slack's button value takes 2,000). The session and its owner are looked up on every click,
+encoded and parsed here for every adapter. At most 100 characters, which every chat platform's
+button takes. The session and its owner are looked up on every click,
 never taken from the id, so a button keeps working after a restart."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from bot.grammar import SESSION_ID_PATTERN
 
 MAX_ID: Final = 100
 ACTIONS: Final = ("approve", "approve_n", "feedback", "stop", "pause")
-#: a regular expression of a button id (discord.py's DynamicItem template takes it as is)
+#: a regular expression of a button id (for a platform library that routes clicks by pattern)
 TEMPLATE: Final = (
     rf"autogpt:(?P<action>{'|'.join(ACTIONS)}):(?P<sid>{SESSION_ID_PATTERN})"
     r":(?P<step>[0-9]{1,6})(?::(?P<count>[0-9]{1,3}))?"

@@ -1,7 +1,7 @@
 """The dispatch every adapter's rendering subclasses: one method per view kind.
 
-    class SlackRenderer(Renderer[SlackMessage]):
-        def step(self, view: StepView) -> SlackMessage: ...
+    class BlocksRenderer(Renderer[Message]):
+        def step(self, view: StepView) -> Message: ...
         ...
 
 `render(view)` calls the method of the view's kind (a table, as opsdroid's `@register_event`

@@ -9,18 +9,11 @@ if someone lists it).
 from __future__ import annotations
 
 import os
-from functools import cache
 from pathlib import Path
 
-from bot.settings import Settings
+from bot.settings import Settings, setting_names
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-
-
-@cache
-def setting_names() -> frozenset[str]:
-    """The environment names of every setting of the bot (they are read case-insensitively)."""
-    return frozenset(name.upper() for name in Settings.model_fields)
 
 
 def tool_env(settings: Settings, home: Path) -> dict[str, str]:
@@ -29,7 +22,7 @@ def tool_env(settings: Settings, home: Path) -> dict[str, str]:
         "HOME": str(home),
         "LANG": os.environ.get("LANG") or "C.UTF-8",
     }
-    bot_keys = setting_names()
+    bot_keys = setting_names()  # the core's and every adapter's
     for name in settings.shell_env_allowlist:
         if name.upper() in bot_keys or name in env:
             continue

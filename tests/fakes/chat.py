@@ -4,8 +4,9 @@ records what the core posts and edits, and lets a test press a button as a given
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
-from bot.adapter import PlatformError
+from bot.adapter import ChatAdapter, PlatformError
 from bot.decisions import Decision
 from bot.models import Actor, MessageRef, Outcome, Place
 from bot.presenter.views import SessionHeaderView, StepView, View
@@ -23,9 +24,9 @@ class Message:
         return self.edits[-1] if self.edits else self.view
 
 
-class TestPlatform:
+class TestPlatform(ChatAdapter):
     __test__ = False  # not a pytest class
-    name = "test"
+    name: ClassVar[str] = "test"
 
     def __init__(self) -> None:
         self.messages: list[Message] = []
@@ -36,7 +37,7 @@ class TestPlatform:
     async def open_session(self, place: Place, view: SessionHeaderView) -> Place:
         self.headers.append(view)
         ref = await self.post(place, view)
-        return place.model_copy(update={"thread": ref.id})
+        return place.model_copy(update={"thread": ref.id, "origin": None})
 
     async def post(self, place: Place, view: View) -> MessageRef:
         if self.fail_posts > 0:

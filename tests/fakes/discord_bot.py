@@ -10,28 +10,30 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from adapters.discord import DiscordAdapter
+from adapters.discord import DiscordAdapter, DiscordSettings
 from bot.core import Core
 from bot.settings import Settings
 from tests.fakes.discord import ADMIN, CHANNEL_ID, TOKEN, FakeDiscord, Message
 
 
-def discord_settings(settings: Settings, api: FakeDiscord, **overrides: Any) -> Settings:
+def discord_settings(api: FakeDiscord, **overrides: Any) -> DiscordSettings:
+    """Discord against `api` (`overrides`: DiscordSettings fields)."""
     values: dict[str, Any] = {
-        "discord_bot_token": SecretStr(TOKEN),
-        "discord_api_url": api.api_url,
-        "discord_gateway_url": api.gateway_url,
-        "discord_admin_user_ids": [str(ADMIN)],
+        "bot_token": SecretStr(TOKEN),
+        "api_url": api.api_url,
+        "gateway_url": api.gateway_url,
+        "admin_user_ids": [str(ADMIN)],
     }
     values.update(overrides)
-    return settings.model_copy(update=values)
+    return DiscordSettings(_env_file=None, **values)  # type: ignore[call-arg]
 
 
 class DiscordBot:
     """The core and the Discord adapter, started against a `FakeDiscord` (and restartable)."""
 
-    def __init__(self, settings: Settings, api: FakeDiscord) -> None:
+    def __init__(self, settings: Settings, api: FakeDiscord, discord: DiscordSettings | None = None) -> None:
         self.settings = settings
+        self.discord = discord or discord_settings(api)
         self.api = api
         self.core: Core | None = None
         self.adapter: DiscordAdapter | None = None
@@ -43,7 +45,7 @@ class DiscordBot:
 
     async def start(self) -> None:
         self.core = await Core.start(self.settings)
-        self.adapter = DiscordAdapter(self.core, self.settings, guild_ready_timeout=0.05)
+        self.adapter = DiscordAdapter(self.core, self.discord, guild_ready_timeout=0.05)
         try:
             await self.adapter.start()
         except BaseException:

@@ -39,7 +39,7 @@ from slack_sdk.errors import SlackObjectFormationError
 from slack_sdk.models.blocks import Block
 from slack_sdk.signature import SignatureVerifier
 
-from adapters.slack.serve import SlackAdapter
+from adapters.slack import SlackAdapter, SlackSettings
 from bot.core import Core
 from bot.settings import Settings
 from tests.fakes.server import HOST, Failure, Failures, LoopServer
@@ -834,27 +834,34 @@ class SignedSender:
 # ---------------------------------------------------------------------------- the bot on it
 
 
-def slack_settings(settings: Settings, api: FakeSlackAPI, **overrides: Any) -> Settings:
-    """`settings` (any store) with Slack in HTTP mode against `api`, on a free port."""
+def slack_settings(api: FakeSlackAPI, **overrides: Any) -> SlackSettings:
+    """Slack in HTTP mode against `api`, on a free port (`overrides`: SlackSettings fields)."""
     values: dict[str, Any] = {
-        "slack_bot_token": SecretStr(BOT_TOKEN),
-        "slack_app_token": SecretStr(APP_TOKEN),
-        "slack_signing_secret": SecretStr(SIGNING_SECRET),
-        "slack_mode": "http",
-        "slack_http_port": 0,
-        "slack_api_url": api.base_url,
-        "slack_admin_user_ids": ["UADMIN"],
+        "bot_token": SecretStr(BOT_TOKEN),
+        "app_token": SecretStr(APP_TOKEN),
+        "signing_secret": SecretStr(SIGNING_SECRET),
+        "mode": "http",
+        "http_port": 0,
+        "api_url": api.base_url,
+        "admin_user_ids": ["UADMIN"],
     }
     values.update(overrides)
-    return settings.model_copy(update=values)
+    return SlackSettings(_env_file=None, **values)  # type: ignore[call-arg]
 
 
 class SlackBot:
     """The core and the Slack adapter served over HTTP on 127.0.0.1, as `autogpt-bot run` does,
     with Slack's side (`send`) pointed at it. `restart()` is a new process on the same store."""
 
-    def __init__(self, settings: Settings, api: FakeSlackAPI, rate_limit_retries: int = 2) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        api: FakeSlackAPI,
+        slack: SlackSettings | None = None,
+        rate_limit_retries: int = 2,
+    ) -> None:
         self.settings = settings
+        self.slack = slack or slack_settings(api)
         self.api = api
         self.rate_limit_retries = rate_limit_retries
         self.core: Core | None = None
@@ -864,7 +871,7 @@ class SlackBot:
     async def start(self) -> SlackBot:
         self.core = await Core.start(self.settings)
         self.adapter = SlackAdapter(
-            self.core, self.settings, host="127.0.0.1", rate_limit_retries=self.rate_limit_retries
+            self.core, self.slack, host="127.0.0.1", rate_limit_retries=self.rate_limit_retries
         )
         await self.adapter.start()
         await self.core.resume_all()
@@ -922,7 +929,7 @@ class SlackBot:
 async def running_bot(settings: Settings) -> AsyncIterator[SlackBot]:
     """A started SlackBot on a fresh FakeSlackAPI; every payload it sent must be within limits."""
     async with FakeSlackAPI() as api:
-        slack = SlackBot(slack_settings(settings, api), api)
+        slack = SlackBot(settings, api)
         await slack.start()
         try:
             yield slack

@@ -11,7 +11,7 @@ from typing import Any
 from slack_bolt.async_app import AsyncAck, AsyncBoltContext
 
 from adapters.slack import ids
-from adapters.slack.app import deps_of, where
+from adapters.slack.deps import deps_of, where
 from bot.decisions import Decision
 from bot.presenter.ids import parse
 

@@ -7,7 +7,7 @@ from typing import Any
 from slack_bolt.async_app import AsyncAck, AsyncBoltContext
 
 from adapters.slack import blocks, ids
-from adapters.slack.app import deps_of, where
+from adapters.slack.deps import deps_of, where
 from bot.adapter import PlatformError
 from bot.decisions import Decision
 from bot.presenter.ids import parse
@@ -35,11 +35,11 @@ async def feedback_button(
         if not check.ok:
             await deps.tell(channel, user, check.message, thread)
             return
-        session = await deps.session(session_id)
+        session = await deps.core.service.session_of(session_id)
         step = next((s for s in session.steps if s.no == step_no), None) if session else None
         command = step.command.name if step else "a command"
         try:
-            await deps.platform.open_modal(
+            await deps.adapter.open_modal(
                 body["trigger_id"], blocks.feedback_modal(session_id, step_no, command)
             )
         except PlatformError as exc:

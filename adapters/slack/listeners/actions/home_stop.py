@@ -6,7 +6,7 @@ from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncBoltContext
 
-from adapters.slack.app import deps_of
+from adapters.slack.deps import deps_of
 from adapters.slack.listeners.events.app_home import publish_home
 from bot.decisions import Decision
 from bot.presenter.ids import parse

@@ -7,7 +7,7 @@ from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncBoltContext, AsyncRespond
 
-from adapters.slack.app import deps_of, run_command
+from adapters.slack.deps import deps_of, run_command
 
 log = logging.getLogger(__name__)
 

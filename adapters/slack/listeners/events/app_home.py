@@ -8,7 +8,7 @@ from typing import Any
 
 from slack_bolt.async_app import AsyncBoltContext
 
-from adapters.slack.app import SlackDeps, deps_of
+from adapters.slack.deps import SlackDeps, deps_of
 from bot.adapter import PlatformError
 
 log = logging.getLogger(__name__)
@@ -25,6 +25,6 @@ async def home_opened(event: dict[str, Any], context: AsyncBoltContext) -> None:
 async def publish_home(deps: SlackDeps, user: str, team: str | None, notice: str | None = None) -> None:
     view = await deps.core.service.sessions_of(deps.actor(user), team, notice)
     try:
-        await deps.platform.publish_home(user, deps.platform.renderer.sessions(view))
+        await deps.adapter.publish_home(user, deps.adapter.renderer.sessions(view))
     except PlatformError as exc:
         log.warning("could not publish the Home tab of %s: %s", user, exc)

@@ -7,8 +7,8 @@ from typing import Any, Final
 
 from slack_bolt.async_app import AsyncBoltContext
 
-from adapters.slack.app import deps_of, run_command
 from adapters.slack.blocks import unescape
+from adapters.slack.deps import deps_of, run_command
 
 LEADING_MENTION: Final = re.compile(r"^\s*<@[UW][A-Z0-9]+(?:\|[^>]*)?>[\s:,]*")
 

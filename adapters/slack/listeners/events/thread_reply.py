@@ -8,8 +8,8 @@ from typing import Any, Final
 
 from slack_bolt.async_app import AsyncBoltContext
 
-from adapters.slack.app import deps_of
 from adapters.slack.blocks import unescape
+from adapters.slack.deps import deps_of
 
 USER_SUBTYPES: Final = frozenset({None, "thread_broadcast", "file_share"})
 

@@ -7,7 +7,7 @@ from typing import Any
 from slack_bolt.async_app import AsyncAck, AsyncBoltContext
 
 from adapters.slack import ids
-from adapters.slack.app import deps_of
+from adapters.slack.deps import deps_of
 from bot.decisions import Decision
 from bot.presenter.ids import parse
 
@@ -39,6 +39,6 @@ async def feedback_submitted(
             session_id, deps.actor(user), Decision(action="feedback", step_no=step_no, text=text)
         )
         if not outcome.ok:
-            session = await deps.session(session_id)
+            session = await deps.core.service.session_of(session_id)
             if session is not None:
                 await deps.tell(session.place.channel, user, outcome.message, session.place.thread)
