@@ -15,13 +15,11 @@ import logging
 import signal
 import sys
 
-from adapters.console.app import EXIT_CONFIG, EXIT_ERROR, NO_LLM, ConsoleArgs, run_console
+from adapters.console.app import EXIT_CONFIG, ConsoleArgs, open_core, run_console
 from bot import logs
 from bot.adapter import AdapterStartError, ChatAdapter, adapter_classes
-from bot.core import Core
 from bot.ops import OpsServer
-from bot.settings import BaseConfig, ConfigError, Settings, load, load_settings, masked
-from bot.store.base import StoreError
+from bot.settings import BaseConfig, ConfigError, Settings, adapter_settings, load_settings, masked
 
 log = logging.getLogger(__name__)
 
@@ -56,12 +54,14 @@ def console_args(ns: argparse.Namespace) -> ConsoleArgs:
     )
 
 
-def installed_adapters() -> list[tuple[type[ChatAdapter], BaseConfig]]:
-    """Every installed chat adapter with its settings (ConfigError if one has a wrong value)."""
-    return [
-        (cls, load(cls.settings_class) if cls.settings_class is not None else BaseConfig())
-        for cls in adapter_classes().values()
-    ]
+def wanted_adapters(configs: list[BaseConfig]) -> list[tuple[type[ChatAdapter], BaseConfig]]:
+    """The installed chat adapters the admin set up, each with its settings (from `configs`)."""
+    found = []
+    for cls in adapter_classes().values():
+        config = next((c for c in configs if cls.settings_class and isinstance(c, cls.settings_class)), None)
+        if config is not None and cls.wanted(config):
+            found.append((cls, config))
+    return found
 
 
 async def run_chat(settings: Settings, wanted: list[tuple[type[ChatAdapter], BaseConfig]]) -> int:
@@ -71,14 +71,9 @@ async def run_chat(settings: Settings, wanted: list[tuple[type[ChatAdapter], Bas
         if problem := cls.problem(config):
             print(problem, file=sys.stderr)
             return EXIT_CONFIG
-    if not settings.llm_configured():
-        print(NO_LLM, file=sys.stderr)
-        return EXIT_CONFIG
-    try:
-        core = await Core.start(settings)
-    except StoreError as exc:
-        print(f"Cannot open the session store: {exc}", file=sys.stderr)
-        return EXIT_ERROR
+    core = await open_core(settings)
+    if isinstance(core, int):
+        return core
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     signals = (signal.SIGINT, signal.SIGTERM)
@@ -137,24 +132,24 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_CONFIG
     try:
         settings = load_settings()
-        adapters = installed_adapters()
+        configs = adapter_settings()  # every adapter's, so their secrets are redacted in any mode
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return EXIT_CONFIG
     if ns.command == "check-config":
-        for key, value in masked(settings, *(config for _, config in adapters)).items():
+        for key, value in masked(settings, *configs).items():
             print(f"{key}={value}")
         return 0
-    wanted = [(cls, config) for cls, config in adapters if cls.wanted(config)]
-    chat = ns.command in (None, "run") and bool(wanted)
-    logs.setup(settings, quiet=not chat, extra=[config for _, config in adapters])
+    wanted = wanted_adapters(configs) if ns.command in (None, "run") else []
+    chat = bool(wanted)
+    logs.setup(settings, quiet=not chat, extra=configs)
     try:
         if ns.command == "console":
-            return asyncio.run(run_console(settings, console_args(ns)))
+            return asyncio.run(run_console(settings, console_args(ns), redact=configs))
         # `run` (and no command): the chat adapters that have credentials; the console otherwise.
         if chat:
             return asyncio.run(run_chat(settings, wanted))
-        return asyncio.run(run_console(settings, ConsoleArgs()))
+        return asyncio.run(run_console(settings, ConsoleArgs(), redact=configs))
     except KeyboardInterrupt:
         print(
             "\nInterrupted. Sessions are saved; resume one with: autogpt-bot console --resume ID",

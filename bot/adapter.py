@@ -116,7 +116,7 @@ class Inflight:
 def adapter_classes() -> dict[str, type[ChatAdapter]]:
     """Every installed adapter, by name, from the entry point group."""
     found: dict[str, type[ChatAdapter]] = {}
-    for point in entry_points(group=ENTRY_POINTS):
+    for point in sorted(entry_points(group=ENTRY_POINTS), key=lambda p: p.name):
         try:
             cls = point.load()
         except Exception:

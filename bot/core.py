@@ -14,6 +14,7 @@ from bot.engine import Engine
 from bot.llm.client import LLMClient
 from bot.memory import Memory, NoMemory, open_memory
 from bot.metrics import Metrics
+from bot.parts import Parts
 from bot.redact import Redactor
 from bot.runner import Runner
 from bot.schedules import ScheduleBook, ScheduleRunner
@@ -40,29 +41,30 @@ class Core:
         memory: Memory | None = None,
         metrics: Metrics | None = None,
     ) -> None:
-        self.settings = settings
-        self.metrics = metrics or llm.metrics  # one registry for everything this core records
-        self.store = store
-        self.archive = archive
-        self.llm = llm
-        self.tools = tools or default_registry()
-        self.memory: Memory = memory or NoMemory()
-        self.platforms: dict[str, ChatAdapter] = {}
-        self.engine = Engine(
-            settings, store, archive, llm, self.tools, self.memory, self.platforms, metrics=self.metrics
-        )
-        self.scheduler = AsyncIOScheduler(timezone=settings.scheduler_timezone)
-        self.runner = Runner(self.engine, self.scheduler)
-        self.schedules = ScheduleBook(settings, store)
-        self.service = Service(
-            settings, store, archive, self.engine, self.runner, self.schedules, metrics=self.metrics
-        )
         # one redaction filter for every part that sends text out; an adapter's secrets join it
         # when the adapter is added
         self.redactor = Redactor.of(settings)
-        for part in (store, archive, llm, self.memory, self.engine, self.service):
+        self.parts = Parts(
+            settings=settings,
+            store=store,
+            archive=archive,
+            llm=llm,
+            tools=tools or default_registry(),
+            memory=memory or NoMemory(),
+            metrics=metrics or llm.metrics,  # one registry for everything this core records
+            redactor=self.redactor,
+        )
+        self.settings, self.store, self.archive, self.llm = settings, store, archive, llm
+        self.tools, self.memory, self.metrics = self.parts.tools, self.parts.memory, self.parts.metrics
+        self.platforms = self.parts.platforms
+        for part in (store, archive, llm, self.memory):
             if hasattr(part, "redactor"):
                 part.redactor = self.redactor
+        self.engine = Engine(self.parts)
+        self.scheduler = AsyncIOScheduler(timezone=settings.scheduler_timezone)
+        self.runner = Runner(self.engine, self.scheduler)
+        self.schedules = ScheduleBook(settings, store)
+        self.service = Service(self.parts, self.engine, self.runner, self.schedules)
         self.leader = ScheduleRunner(
             settings, self.schedules, self.scheduler, self.engine.holder, self.service.fire
         )

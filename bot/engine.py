@@ -21,14 +21,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 from bot import decisions
-from bot.adapter import ChatAdapter, PlatformError
+from bot.adapter import PlatformError
 from bot.decisions import Decision, Refusal, Transition
 from bot.llm import prompts, tokens
-from bot.llm.client import LLMClient, LLMError, LLMReplyError, add_usage, cost
+from bot.llm.client import LLMError, LLMReplyError, add_usage, cost
 from bot.llm.schemas import ExecutionReply, TaskListReply
 from bot.logs import bind, logged
-from bot.memory import Memory
-from bot.metrics import Metrics
 from bot.models import (
     Actor,
     MessageRef,
@@ -41,13 +39,10 @@ from bot.models import (
     Usage,
     utcnow,
 )
+from bot.parts import Parts, UsesParts
 from bot.presenter.build import result_view, step_view, summary_view, tasks_view
 from bot.presenter.views import NoticeView, View
-from bot.redact import Redactor
-from bot.settings import Settings
-from bot.store.archive import Archive
-from bot.store.base import SessionStore
-from bot.tools import FINISH, ToolContext, ToolError, ToolRegistry
+from bot.tools import FINISH, ToolContext, ToolError
 from bot.tools.files import STEP_FILES, error_text, keep_whole, without_server_paths, workspace_of
 
 log = logging.getLogger(__name__)
@@ -82,27 +77,9 @@ def merge_priorities(before: list[str], reply: list[str]) -> list[str]:
     return ordered[:MAX_TASKS]
 
 
-class Engine:
-    def __init__(
-        self,
-        settings: Settings,
-        store: SessionStore,
-        archive: Archive,
-        llm: LLMClient,
-        tools: ToolRegistry,
-        memory: Memory,
-        platforms: dict[str, ChatAdapter],
-        metrics: Metrics | None = None,
-    ) -> None:
-        self.settings = settings
-        self.metrics = metrics or Metrics()
-        self.store = store
-        self.archive = archive
-        self.llm = llm
-        self.tools = tools
-        self.memory = memory
-        self.platforms = platforms
-        self.redactor = Redactor.of(settings)  # what goes to a chat holds no secret
+class Engine(UsesParts):
+    def __init__(self, parts: Parts) -> None:
+        super().__init__(parts)
         self.holder = f"engine-{uuid.uuid4().hex[:12]}"
         # The session each step of a drive saved last, so the next step need not read it back;
         # only for sessions being driven right now (emptied when their drive ends).
@@ -156,7 +133,7 @@ class Engine:
             return
         if session.place.platform not in self.platforms:
             return
-        ref = await self._post_checked(session, step_view(session, last, self.settings))
+        ref = await self.post(session, step_view(session, last, self.settings), needed=True)
         if ref is not None:
             await self._commit(session.id, lambda s: _set_message(s, last.no, ref), current=session)
 
@@ -409,7 +386,7 @@ class Engine:
         if saved is None:
             return
         self.metrics.cycles.inc()
-        ref = await self._post_checked(saved, step_view(saved, saved.steps[-1], settings))
+        ref = await self.post(saved, step_view(saved, saved.steps[-1], settings), needed=True)
         if ref is not None:
             await self._commit(session.id, lambda s: _set_message(s, step.no, ref), current=saved)
 
@@ -668,25 +645,19 @@ class Engine:
 
     # ------------------------------------------------------------------ chat output
 
-    async def post(self, session: Session, view: View) -> MessageRef | None:
+    async def post(self, session: Session, view: View, *, needed: bool = False) -> MessageRef | None:
+        """Post a view in the session's thread. A message the session cannot go on without
+        (`needed`: a step with its buttons) that the chat refuses for good pauses the session,
+        with the error recorded, instead of losing it; any other is logged."""
         platform = self.platforms.get(session.place.platform)
         if platform is None:
             return None
         try:
             return await platform.post(session.place, self.redactor.model(view))
         except PlatformError as exc:
-            log.warning("session %s: posting failed: %s", session.id, exc)
-            return None
-
-    async def _post_checked(self, session: Session, view: View) -> MessageRef | None:
-        """Post a message the session cannot go on without (a step with its buttons). A chat that
-        refuses it for good pauses the session, with the error recorded, instead of losing it."""
-        platform = self.platforms.get(session.place.platform)
-        if platform is None:
-            return None
-        try:
-            return await platform.post(session.place, self.redactor.model(view))
-        except PlatformError as exc:
+            if not needed:
+                log.warning("session %s: posting failed: %s", session.id, exc)
+                return None
             await self._halt(
                 session.id, SessionState.PAUSED, f"Paused: the chat refused a message: {exc}", kind="chat"
             )

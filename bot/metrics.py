@@ -25,50 +25,35 @@ class Metrics:
     """Every metric of one core. Create one per `Core`; pass it to what records into it."""
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
-        self.registry = registry or CollectorRegistry(auto_describe=True)
-        r = self.registry
-        self.sessions = Gauge(
-            f"{PREFIX}_sessions",
-            "Sessions not yet ended, by state (read from the store)",
-            ["state"],
-            registry=r,
+        self.registry = r = registry or CollectorRegistry(auto_describe=True)
+
+        def counter(name: str, doc: str, *labels: str) -> Counter:
+            return Counter(f"{PREFIX}_{name}", doc, labels, registry=r)
+
+        def gauge(name: str, doc: str, *labels: str) -> Gauge:
+            return Gauge(f"{PREFIX}_{name}", doc, labels, registry=r)
+
+        self.sessions = gauge("sessions", "Sessions not yet ended, by state (read from the store)", "state")
+        self.sessions_started = counter("sessions_started", "Sessions started by this process")
+        self.sessions_ended = counter(
+            "sessions_ended", "Sessions that ended in this process, by outcome", "outcome"
         )
-        self.sessions_started = Counter(
-            f"{PREFIX}_sessions_started", "Sessions started by this process", registry=r
+        self.cycles = counter("cycles", "Agent cycles (commands proposed)")
+        self.llm_calls = counter(
+            "llm_calls", "LLM chat requests, by model and result (ok or error)", "model", "result"
         )
-        self.sessions_ended = Counter(
-            f"{PREFIX}_sessions_ended",
-            "Sessions that ended in this process, by outcome",
-            ["outcome"],
-            registry=r,
+        self.llm_tokens = counter(
+            "llm_tokens", "LLM tokens, by model and kind (prompt or completion)", "model", "kind"
         )
-        self.cycles = Counter(f"{PREFIX}_cycles", "Agent cycles (commands proposed)", registry=r)
-        self.llm_calls = Counter(
-            f"{PREFIX}_llm_calls",
-            "LLM chat requests, by model and result (ok or error)",
-            ["model", "result"],
-            registry=r,
+        self.llm_spend = counter(
+            "llm_spend_usd", "Estimated LLM spend in USD (MODEL_PRICES), by model", "model"
         )
-        self.llm_tokens = Counter(
-            f"{PREFIX}_llm_tokens",
-            "LLM tokens, by model and kind (prompt or completion)",
-            ["model", "kind"],
-            registry=r,
-        )
-        self.llm_spend = Counter(
-            f"{PREFIX}_llm_spend_usd",
-            "Estimated LLM spend in USD (MODEL_PRICES), by model",
-            ["model"],
-            registry=r,
-        )
-        self.tool_errors = Counter(
-            f"{PREFIX}_tool_errors", "Commands that returned an error, by tool", ["tool"], registry=r
-        )
-        self.platform_errors = Counter(
-            f"{PREFIX}_platform_api_errors",
+        self.tool_errors = counter("tool_errors", "Commands that returned an error, by tool", "tool")
+        self.platform_errors = counter(
+            "platform_api_errors",
             "Chat platform API calls that failed for good, by platform and method",
-            ["platform", "method"],
-            registry=r,
+            "platform",
+            "method",
         )
         self.decision_latency = Histogram(
             f"{PREFIX}_decision_latency_seconds",
@@ -76,9 +61,7 @@ class Metrics:
             buckets=DECISION_BUCKETS,
             registry=r,
         )
-        self.store_up = Gauge(
-            f"{PREFIX}_store_up", "1 when the session store answered the last scrape, else 0", registry=r
-        )
+        self.store_up = gauge("store_up", "1 when the session store answered the last scrape, else 0")
 
     # ------------------------------------------------------------------ recording
 

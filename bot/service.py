@@ -33,17 +33,14 @@ from bot.grammar import (
     UsageError,
 )
 from bot.logs import bind, logged
-from bot.metrics import Metrics
 from bot.models import ACTIVE, Actor, Outcome, Place, Session, utcnow
+from bot.parts import Parts, UsesParts
 from bot.presenter.build import header_view, session_list_view
 from bot.presenter.views import NoticeView, SessionListView
 from bot.presenter.wording import describe, session_line
-from bot.redact import Redactor
 from bot.runner import Runner
 from bot.schedules import Schedule, ScheduleBook, ScheduleError, firing_id
-from bot.settings import Settings
-from bot.store.archive import Archive
-from bot.store.base import SessionExists, SessionStore, StoreError
+from bot.store.base import SessionExists, StoreError
 from bot.text import scrub
 
 log = logging.getLogger(__name__)
@@ -71,25 +68,12 @@ def answers(fn: Callable[P, Awaitable[A]]) -> Callable[P, Awaitable[A]]:
     return wrapper
 
 
-class Service:
-    def __init__(
-        self,
-        settings: Settings,
-        store: SessionStore,
-        archive: Archive,
-        engine: Engine,
-        runner: Runner,
-        schedules: ScheduleBook,
-        metrics: Metrics | None = None,
-    ) -> None:
-        self.settings = settings
-        self.metrics = metrics or Metrics()
-        self.schedules = schedules
-        self.store = store
-        self.archive = archive
+class Service(UsesParts):
+    def __init__(self, parts: Parts, engine: Engine, runner: Runner, schedules: ScheduleBook) -> None:
+        super().__init__(parts)
         self.engine = engine
         self.runner = runner
-        self.redactor = Redactor.of(settings)
+        self.schedules = schedules
         self._handlers: dict[type, Callable[[Actor, Place, Any], Awaitable[Outcome]]] = {
             GoalCommand: self._goal,
             StatusCommand: self._status,

@@ -11,6 +11,7 @@ import json
 import re
 import sys
 from functools import cache
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, TypeVar, get_origin
 from urllib.parse import urlsplit
@@ -385,15 +386,24 @@ def load_settings(**overrides: Any) -> Settings:
     return load(Settings, **overrides)
 
 
-def settings_classes() -> list[type[BaseConfig]]:
-    """The core's settings and every installed adapter's (bot/adapter.py)."""
-    from bot.adapter import adapter_classes
+SETTINGS_ENTRY_POINTS = "autogpt_bot.settings"
 
+
+def settings_classes() -> list[type[BaseConfig]]:
+    """The core's settings and every installed adapter's, found by their entry points (group
+    `autogpt_bot.settings`) without importing the adapters themselves."""
     found: list[type[BaseConfig]] = [Settings]
-    for cls in adapter_classes().values():
-        if cls.settings_class is not None and cls.settings_class not in found:
-            found.append(cls.settings_class)
+    for point in sorted(entry_points(group=SETTINGS_ENTRY_POINTS), key=lambda p: p.name):
+        cls = point.load()
+        if isinstance(cls, type) and issubclass(cls, BaseConfig) and cls not in found:
+            found.append(cls)
     return found
+
+
+def adapter_settings() -> list[BaseConfig]:
+    """Every installed adapter's settings, read from the environment and `.env` (ConfigError
+    names a wrong key)."""
+    return [load(cls) for cls in settings_classes()[1:]]
 
 
 @cache
@@ -449,4 +459,8 @@ def env_template() -> str:
 
 if __name__ == "__main__":
     if sys.argv[1:] == ["--template"]:
-        print(env_template(), end="")
+        # through the imported module: the adapters' settings subclass its BaseConfig, not this
+        # __main__ copy's
+        from bot import settings as imported
+
+        print(imported.env_template(), end="")

@@ -27,7 +27,7 @@ import pytest
 import yaml
 
 from adapters.cli import parser
-from adapters.slack import SlackSettings
+from adapters.slack.settings import SlackSettings
 from bot.settings import Settings, setting_names
 
 REPO = Path(__file__).resolve().parent.parent

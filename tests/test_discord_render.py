@@ -13,10 +13,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from adapters.discord import PERMISSIONS, DiscordSettings, configured, invite_url, render
+from adapters.discord import render
+from adapters.discord.adapter import PERMISSIONS, configured, invite_url
 from adapters.discord.app import strip_mention
 from adapters.discord.components import FeedbackModal, modal_values
 from adapters.discord.limits import CONTENT, Code, EmbedSpec, reply_chunks, split_text
+from adapters.discord.settings import DiscordSettings
 from bot.models import Thoughts
 from bot.presenter.views import (
     DecisionOption,

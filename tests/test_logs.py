@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from adapters.slack import SlackSettings
+from adapters.slack.settings import SlackSettings
 from bot import logs
 from bot.core import Core
 from bot.grammar import GoalCommand

@@ -42,6 +42,7 @@ SECRETS_IN_ENV = {
     "TW_CONSUMER_SECRET": "tw-scan-secret-9d4b1f",
 }
 SECRETS_IN_DOTENV = {
+    "SLACK_BOT_TOKEN": "xoxb-scan-slack-7c1e9a",  # a chat adapter's: redacted in the console too
     "GOOGLE_API_KEY": "AIza-scan-google-2c8f6a",
     "GITHUB_API_KEY": "ghp_scan_github_5e1b7d",
     "SD_WEBUI_AUTH": "sd-user:sd-scan-pass-4f2a",

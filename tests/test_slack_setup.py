@@ -19,7 +19,9 @@ from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 from pydantic import SecretStr
 
-from adapters.slack import SlackAdapter, SlackSettings, SlackStartError, blocks, ids
+from adapters.slack import blocks, ids
+from adapters.slack.adapter import SlackAdapter, SlackStartError
+from adapters.slack.settings import SlackSettings
 from bot.core import Core
 from bot.models import Thoughts
 from bot.presenter.ids import Button, parse

@@ -6,9 +6,11 @@ import asyncio
 import getpass
 import re
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TextIO
+
+from pydantic_settings import BaseSettings
 
 from adapters.console.platform import ConsoleAdapter
 from bot.core import Core
@@ -103,19 +105,34 @@ async def ask_goals(read: Reader, out: TextIO, args: ConsoleArgs) -> bool:
     return bool(args.goals)
 
 
-async def run_console(
-    settings: Settings, args: ConsoleArgs, read: Reader | None = None, out: TextIO | None = None
-) -> int:
-    out = out or sys.stdout
-    read = read or stdin_reader()
+async def open_core(settings: Settings) -> Core | int:
+    """The started core; or, when it cannot start, the exit code (having said why in one line)."""
     if not settings.llm_configured():
         print(NO_LLM, file=sys.stderr)
         return EXIT_CONFIG
     try:
-        core = await Core.start(settings)
+        return await Core.start(settings)
     except StoreError as exc:
         print(f"Cannot open the session store: {exc}", file=sys.stderr)
         return EXIT_ERROR
+
+
+async def run_console(
+    settings: Settings,
+    args: ConsoleArgs,
+    read: Reader | None = None,
+    out: TextIO | None = None,
+    redact: Sequence[BaseSettings] = (),
+) -> int:
+    """One session in the terminal. `redact`: other settings whose secrets must never show (the
+    chat adapters' tokens, when they are in the same `.env`)."""
+    out = out or sys.stdout
+    read = read or stdin_reader()
+    core = await open_core(settings)
+    if isinstance(core, int):
+        return core
+    for config in redact:
+        core.redactor.extend(config)
     console = ConsoleAdapter(out)
     core.add_platform(console)
     actor = Actor(platform=console.name, user_id=getpass.getuser(), is_admin=True)

@@ -9,16 +9,8 @@ from typing import ClassVar, TextIO
 
 from bot.adapter import ChatAdapter
 from bot.models import MessageRef, Place
+from bot.presenter import views as v
 from bot.presenter.render import Renderer
-from bot.presenter.views import (
-    NoticeView,
-    ResultView,
-    SessionHeaderView,
-    StepView,
-    SummaryView,
-    TaskListView,
-    View,
-)
 
 RESULT_LIMIT = 2000
 
@@ -44,14 +36,14 @@ class ConsoleRenderer(Renderer[None]):
         if text:
             self._print(f"{self._c(label, color)} {text}")
 
-    def header(self, view: SessionHeaderView) -> None:
+    def header(self, view: v.SessionHeaderView) -> None:
         self._print(self._c(f"Session {view.session_id}", "bold") + f" ({view.mode}), owner {view.owner}")
         self._print(f"{self._c(view.ai_name, 'magenta')} is {view.ai_role}")
         self._print("Goals:")
         for i, goal in enumerate(view.goals, 1):
             self._print(f"  {i}. {goal}")
 
-    def tasks(self, view: TaskListView) -> None:
+    def tasks(self, view: v.TaskListView) -> None:
         if self._last_tasks == (view.tasks, view.done):
             return
         self._last_tasks = (list(view.tasks), list(view.done))
@@ -61,7 +53,7 @@ class ConsoleRenderer(Renderer[None]):
         if view.done:
             self._print(f"  ({len(view.done)} done)")
 
-    def step(self, view: StepView) -> None:
+    def step(self, view: v.StepView) -> None:
         t = view.thoughts
         self._label("THOUGHTS:", t.text, "yellow")
         self._label("REASONING:", t.reasoning, "yellow")
@@ -84,13 +76,13 @@ class ConsoleRenderer(Renderer[None]):
             left = f" ({view.approvals_left} left)" if view.approvals_left else ""
             self._print(self._c(f"-=-=-=-=-=-=-= COMMAND AUTHORISED{left} -=-=-=-=-=-=-=", "magenta"))
 
-    def result(self, view: ResultView) -> None:
+    def result(self, view: v.ResultView) -> None:
         output = view.output
         if len(output) > RESULT_LIMIT:
             output = output[:RESULT_LIMIT] + f"... ({len(view.output)} characters in all)"
         self._label("SYSTEM:", f"Command {view.command} returned: {output}", "yellow" if view.ok else "red")
 
-    def summary(self, view: SummaryView) -> None:
+    def summary(self, view: v.SummaryView) -> None:
         color = "green" if view.outcome == "finished" else "red"
         self._print(
             self._c(f"Session {view.session_id} {view.outcome}:", color)
@@ -98,7 +90,7 @@ class ConsoleRenderer(Renderer[None]):
             f"({view.prompt_tokens} prompt + {view.completion_tokens} completion tokens)"
         )
 
-    def notice(self, view: NoticeView) -> None:
+    def notice(self, view: v.NoticeView) -> None:
         color = {"info": "cyan", "warning": "yellow", "error": "red"}[view.level]
         self._label(view.level.upper() + ":", view.text, color)
 
@@ -115,23 +107,25 @@ class ConsoleAdapter(ChatAdapter):
         self.renderer = ConsoleRenderer(self.out, color)
         self._count = 0
 
-    async def open_session(self, place: Place, view: SessionHeaderView) -> Place:
+    async def open_session(self, place: Place, view: v.SessionHeaderView) -> Place:
         self.renderer.header(view)
         return place
 
-    async def post(self, place: Place, view: View) -> MessageRef:
+    async def post(self, place: Place, view: v.View) -> MessageRef:
         self._count += 1
-        if not isinstance(view, SessionHeaderView):
+        if not isinstance(view, v.SessionHeaderView):
             self.render(view)
         return MessageRef(platform=self.name, channel=place.channel, id=str(self._count), thread=place.thread)
 
-    async def update(self, ref: MessageRef, view: View) -> None:
+    async def update(self, ref: MessageRef, view: v.View) -> None:
         # Edits that matter in a terminal: a changed task list and an interrupted command.
-        if isinstance(view, TaskListView) or (isinstance(view, StepView) and view.status == "interrupted"):
+        if isinstance(view, v.TaskListView) or (
+            isinstance(view, v.StepView) and view.status == "interrupted"
+        ):
             self.render(view)
 
     async def upload(self, place: Place, filename: str, content: bytes, comment: str) -> None:
         self.renderer._print(f"{comment} ({filename}, {len(content)} bytes)")
 
-    def render(self, view: View) -> None:
+    def render(self, view: v.View) -> None:
         self.renderer.render(view)

@@ -16,16 +16,9 @@ import discord
 
 from adapters.discord.components import decision_view
 from adapters.discord.limits import THREAD_NAME, Code, EmbedSpec
+from bot.presenter import views as v
 from bot.presenter import wording
 from bot.presenter.render import Renderer
-from bot.presenter.views import (
-    NoticeView,
-    ResultView,
-    SessionHeaderView,
-    StepView,
-    SummaryView,
-    TaskListView,
-)
 from bot.presenter.wording import Line
 from bot.text import clip
 
@@ -88,7 +81,7 @@ def when(moment: datetime | None) -> str:
     return discord.utils.format_dt(moment, "f") if moment is not None else ""
 
 
-def thread_name(view: SessionHeaderView) -> str:
+def thread_name(view: v.SessionHeaderView) -> str:
     goal = view.goals[0] if view.goals else view.title or ""
     return clip(" ".join(f"{view.ai_name} {view.session_id}: {goal}".split()), THREAD_NAME)
 
@@ -116,7 +109,7 @@ class DiscordRenderer(Renderer[Rendered]):
 
     result_inline: int = RESULT_INLINE
 
-    def header(self, view: SessionHeaderView) -> Rendered:
+    def header(self, view: v.SessionHeaderView) -> Rendered:
         spec = EmbedSpec(
             title=view.title or f"{view.ai_name} · session {view.session_id}",
             description="\n".join(f"{i}. {g}" for i, g in enumerate(view.goals, 1)),
@@ -129,7 +122,7 @@ class DiscordRenderer(Renderer[Rendered]):
         content = clip(f"Session `{view.session_id}` for {discord.utils.escape_markdown(view.owner)}.", 2000)
         return Rendered(content=content, embeds=[spec.build()])
 
-    def tasks(self, view: TaskListView) -> Rendered:
+    def tasks(self, view: v.TaskListView) -> Rendered:
         lines = [f"~~{t}~~ ✓" for t in view.done[-10:]]
         lines += [f"**{i}. {t}**" if i == 1 else f"{i}. {t}" for i, t in enumerate(view.tasks, 1)]
         spec = EmbedSpec(
@@ -140,7 +133,7 @@ class DiscordRenderer(Renderer[Rendered]):
         )
         return Rendered(embeds=[spec.build()])
 
-    def step(self, view: StepView, attach_args: bool = False) -> Rendered:
+    def step(self, view: v.StepView, attach_args: bool = False) -> Rendered:
         """A cycle: thoughts as fields, the proposed command, its status, and its buttons."""
         t = view.thoughts
         lines = [line_text(x) for x in (wording.decided(view), wording.progress(view)) if x is not None]
@@ -173,7 +166,7 @@ class DiscordRenderer(Renderer[Rendered]):
             attachments=attachments,
         )
 
-    def result(self, view: ResultView) -> Rendered:
+    def result(self, view: v.ResultView) -> Rendered:
         output = view.output or "(no output)"
         inline = self.result_inline
         spec = EmbedSpec(
@@ -190,7 +183,7 @@ class DiscordRenderer(Renderer[Rendered]):
             spec.add("Full output", f"{len(output):,} characters, attached as {name}.")
         return Rendered(embeds=[spec.build()], attachments=attachments)
 
-    def summary(self, view: SummaryView) -> Rendered:
+    def summary(self, view: v.SummaryView) -> Rendered:
         spec = EmbedSpec(
             title=f"{wording.OUTCOMES[view.outcome]} ({view.session_id})",
             description=view.reason or "",
@@ -204,7 +197,7 @@ class DiscordRenderer(Renderer[Rendered]):
             spec.add("Go on", hint)
         return Rendered(embeds=[spec.build()])
 
-    def notice(self, view: NoticeView) -> Rendered:
+    def notice(self, view: v.NoticeView) -> Rendered:
         mark, color = LEVEL.get(view.level, ("", GREY))
         spec = EmbedSpec(
             description=f"{mark} {view.text}".strip(),

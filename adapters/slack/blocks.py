@@ -37,20 +37,10 @@ from slack_sdk.models.views import View as SlackView
 from adapters.slack import ids
 from bot import text as texts
 from bot.grammar import USAGE
+from bot.presenter import views as v
 from bot.presenter import wording
 from bot.presenter.ids import button_id
 from bot.presenter.render import Renderer
-from bot.presenter.views import (
-    DecisionOption,
-    NoticeView,
-    ResultView,
-    SessionHeaderView,
-    SessionListView,
-    StepView,
-    SummaryView,
-    TaskListView,
-    View,
-)
 from bot.presenter.wording import Line
 
 SECTION_MAX: Final = 3000
@@ -308,7 +298,7 @@ class SlackRenderer(Renderer[SlackMessage]):
 
     result_inline: int = RESULT_INLINE
 
-    def header(self, view: SessionHeaderView) -> SlackMessage:
+    def header(self, view: v.SessionHeaderView) -> SlackMessage:
         first = view.goals[0] if view.goals else ""
         allowances = allot([len(escape(g)) for g in view.goals], TEXT_BUDGET - 600)
         goals = "\n".join(
@@ -329,7 +319,7 @@ class SlackRenderer(Renderer[SlackMessage]):
         ]
         return message(f"{view.ai_name} session {view.session_id} by {view.owner}: {first}", blocks)
 
-    def tasks(self, view: TaskListView) -> SlackMessage:
+    def tasks(self, view: v.TaskListView) -> SlackMessage:
         done = [" ".join(t.split()) for t in view.done[-10:]]
         todo = [" ".join(t.split()) for t in view.tasks]
         allowances = allot([len(escape(t)) for t in [*done, *todo]], TEXT_BUDGET - 500)
@@ -352,7 +342,7 @@ class SlackRenderer(Renderer[SlackMessage]):
         )
         return message(f"Task list of session {view.session_id}: {len(view.tasks)} to do", blocks)
 
-    def step(self, view: StepView) -> SlackMessage:
+    def step(self, view: v.StepView) -> SlackMessage:
         t = view.thoughts
         fields = [
             ("Thoughts", t.text),
@@ -384,7 +374,7 @@ class SlackRenderer(Renderer[SlackMessage]):
         blocks.append(context(footer))
         return message(f"Step {view.step_no}: {view.command} ({wording.status_word(view)})", blocks)
 
-    def result(self, view: ResultView, attach_error: str | None = None) -> SlackMessage:
+    def result(self, view: v.ResultView, attach_error: str | None = None) -> SlackMessage:
         """A command's result; past `result_inline` characters it is shortened and attached in
         full, or, with `attach_error`, says why the full result could not be attached."""
         shown = self.result_inline
@@ -402,10 +392,10 @@ class SlackRenderer(Renderer[SlackMessage]):
             blocks.append(context(f"Shortened: the result has {len(view.output):,} characters; {where}"))
         return message(f"Result of step {view.step_no} ({view.command})", blocks)
 
-    def needs_attachment(self, view: ResultView) -> bool:
+    def needs_attachment(self, view: v.ResultView) -> bool:
         return len(escape(view.output)) > self.result_inline
 
-    def summary(self, view: SummaryView) -> SlackMessage:
+    def summary(self, view: v.SummaryView) -> SlackMessage:
         title = f"{OUTCOME_MARKS[view.outcome]} {wording.OUTCOMES[view.outcome]}"
         blocks = [header(f"{title} ({view.session_id})")]
         if view.reason:
@@ -424,11 +414,11 @@ class SlackRenderer(Renderer[SlackMessage]):
             f"Session {view.session_id} {view.outcome} after {wording.spent(view)}: {view.reason}", blocks
         )
 
-    def notice(self, view: NoticeView) -> SlackMessage:
+    def notice(self, view: v.NoticeView) -> SlackMessage:
         body = f"{NOTICE_MARKS[view.level]} " + clip(view.text, TEXT_BUDGET, mentions=True)
         return message(view.text, [section(p) for p in split_escaped(body, SECTION_MAX)])
 
-    def sessions(self, view: SessionListView) -> dict[str, Any]:  # type: ignore[override]
+    def sessions(self, view: v.SessionListView) -> dict[str, Any]:  # type: ignore[override]
         """The App Home tab: the user's sessions, each with a Stop button while it is open."""
         blocks: list[dict[str, Any]] = [
             header("AutoGPT"),
@@ -460,13 +450,7 @@ class SlackRenderer(Renderer[SlackMessage]):
                     action_id=ids.HOME_STOP,
                     value=button_id("stop", s.session_id, 0),
                     style="danger",
-                    confirm=ConfirmObject(
-                        title="Stop this session?",
-                        text=f"Session {s.session_id} stops for good.",
-                        confirm="Stop it",
-                        deny="Keep going",
-                        style="danger",
-                    ),
+                    confirm=stop_confirmation(s.session_id),
                 )
             blocks.append(section(text, accessory))
         if len(view.sessions) > MAX_HOME_SESSIONS:
@@ -478,27 +462,29 @@ class SlackRenderer(Renderer[SlackMessage]):
 RENDERER: Final = SlackRenderer()
 
 
-def render(view: View) -> SlackMessage:
+def render(view: v.View) -> SlackMessage:
     return RENDERER.render(view)
 
 
-def buttons(view: StepView) -> dict[str, Any]:
+def stop_confirmation(session_id: str) -> ConfirmObject:
+    return ConfirmObject(
+        title="Stop this session?",
+        text=f"Session {session_id} stops for good; the agent will not go on.",
+        confirm="Stop it",
+        deny="Keep going",
+        style="danger",
+    )
+
+
+def buttons(view: v.StepView) -> dict[str, Any]:
     elements = [button(view, option) for option in view.options if option.action in ids.ACTION_IDS]
     return _dict(ActionsBlock(block_id=f"autogpt_step_{view.session_id}_{view.step_no}", elements=elements))
 
 
-def button(view: StepView, option: DecisionOption) -> ButtonElement:
+def button(view: v.StepView, option: v.DecisionOption) -> ButtonElement:
     count = option.count if option.action == "approve_n" else 1
     style = {"approve": "primary", "stop": "danger"}.get(option.action)
-    confirm = None
-    if option.action == "stop":
-        confirm = ConfirmObject(
-            title="Stop this session?",
-            text=f"Session {view.session_id} stops for good; the agent will not go on.",
-            confirm="Stop it",
-            deny="Keep going",
-            style="danger",
-        )
+    confirm = stop_confirmation(view.session_id) if option.action == "stop" else None
     return ButtonElement(
         text=PlainTextObject(text=plain(option.label, BUTTON_MAX), emoji=True),
         action_id=ids.ACTION_IDS[option.action],
@@ -559,7 +545,7 @@ def feedback_modal(session_id: str, step_no: int, command: str) -> dict[str, Any
     return view.to_dict()
 
 
-def schedules_blocks(view: SessionListView) -> list[dict[str, Any]]:
+def schedules_blocks(view: v.SessionListView) -> list[dict[str, Any]]:
     """The Home tab's scheduled goals, with their next run."""
     out = [_dict(DividerBlock()), header("Your schedules")]
     if not view.schedules:

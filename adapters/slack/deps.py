@@ -7,10 +7,11 @@ package has no import cycle (the bolt starter template's layout)."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
-from slack_bolt.async_app import AsyncBoltContext
+from slack_bolt.async_app import AsyncAck, AsyncBoltContext
 
 from adapters.slack import blocks
 from adapters.slack.blocks import SlackMessage
@@ -20,6 +21,7 @@ from bot.adapter import PlatformError
 from bot.core import Core
 from bot.grammar import GoalCommand, HelpCommand, ListCommand, StatusCommand, UsageError
 from bot.models import Actor, Place
+from bot.presenter.ids import Button, parse
 
 if TYPE_CHECKING:
     from adapters.slack.adapter import SlackAdapter
@@ -90,6 +92,53 @@ async def run_command(deps: SlackDeps, actor: Actor, place: Place, text: str) ->
         isinstance(command, StatusCommand) and command.session_id is None
     )
     return blocks.reply(message, monospace=listing)
+
+
+NOT_UNDERSTOOD: Final = "This button is not one the bot understands; nothing changed."
+
+
+@dataclass(frozen=True)
+class Click:
+    """A button pressed: who, where (the message's channel and thread; none in the Home tab),
+    and the button as the core's codec reads its value (None: not one of ours)."""
+
+    user: str
+    channel: str
+    thread: str | None
+    button: Button | None
+    trigger_id: str | None
+    team: str | None
+
+
+ClickHandler = Callable[[SlackDeps, Click], Awaitable[None]]
+
+
+def on_click(*actions: str) -> Callable[[ClickHandler], Callable[..., Awaitable[None]]]:
+    """A button's listener: acknowledged first, then `handler(deps, click)` with the click's
+    button if it is one of `actions` (None otherwise)."""
+
+    def wrap(handler: ClickHandler) -> Callable[..., Awaitable[None]]:
+        async def listener(
+            ack: AsyncAck, body: dict[str, Any], action: dict[str, Any], context: AsyncBoltContext
+        ) -> None:
+            deps = deps_of(context)
+            async with deps.inflight():
+                await ack()
+                channel, thread = where(body)
+                button = parse(action.get("value"))
+                if button is not None and button.action not in actions:
+                    button = None
+                user = str(body["user"]["id"])
+                await handler(
+                    deps, Click(user, channel, thread, button, body.get("trigger_id"), context.team_id)
+                )
+
+        # named after the handler (not functools.wraps: Bolt reads the listener's own signature)
+        listener.__module__, listener.__name__ = handler.__module__, handler.__name__
+        listener.__qualname__, listener.__doc__ = handler.__qualname__, handler.__doc__
+        return listener
+
+    return wrap
 
 
 def where(body: dict[str, Any]) -> tuple[str, str | None]:

@@ -201,21 +201,39 @@ def unreachable(exc: BaseException) -> BaseException | None:
     return None
 
 
-def connection_problem(exc: BaseException) -> str:
-    """What went wrong with a call the client gave up on after its retries, in words: openai's
-    own message ("Connection error.") says less than the transport error behind it."""
+def connection_problem(exc: BaseException, service: str = "LLM service") -> str:
+    """What went wrong with a connection the client gave up on after its retries, in words:
+    openai's own message ("Connection error.") says less than the transport error behind it."""
     seen: BaseException | None = exc
     for _ in range(8):
         if seen is None:
             break
         if isinstance(seen, httpx2.RemoteProtocolError):
-            return "the LLM service's answer was not valid HTTP, after retries"
+            return f"the {service}'s answer was not valid HTTP, after retries"
         if isinstance(seen, httpx2.ReadError | aiohttp.ClientPayloadError):
-            return "the LLM service broke off its answer, after retries"
+            return f"the {service} broke off its answer, after retries"
         if isinstance(seen, OSError | aiohttp.ClientError | httpx2.HTTPError) and str(seen):
-            return f"cannot reach the LLM service: {str(seen)[:200]}"
+            return f"cannot reach the {service}: {str(seen)[:200]}"
         seen = seen.__cause__ or seen.__context__
-    return f"cannot reach the LLM service: {str(exc)[:200]}"
+    return f"cannot reach the {service}: {str(exc)[:200]}"
+
+
+def call_failure(exc: openai.OpenAIError, service: str, timeout: float) -> tuple[str, bool]:
+    """What went wrong with a call to `service` once the client gave up (after its retries), in
+    words for a user, and whether trying again later may help (False: the request was refused)."""
+    if isinstance(exc, openai.RateLimitError):
+        return f"the {service} is rate limiting us (429) after retries: {_short(exc)}", True
+    if isinstance(exc, openai.APITimeoutError):
+        if cause := unreachable(exc):
+            return f"cannot reach the {service}: {_short(cause)}", True
+        return f"the {service} did not answer within {timeout:g} s, after retries", True
+    if isinstance(exc, openai.APIConnectionError):
+        return connection_problem(exc, service), True
+    if isinstance(exc, openai.APIStatusError):
+        if exc.status_code >= 500 or exc.status_code in (408, 409):
+            return f"the {service} failed ({exc.status_code}) after retries: {_short(exc)}", True
+        return f"the {service} refused the request ({exc.status_code}): {_short(exc)}", False
+    return f"the {service} call failed: {_short(exc)}", True
 
 
 def make_openai(settings: Settings) -> AsyncOpenAI:
@@ -295,28 +313,9 @@ class LLMClient:
                 f"the LLM service's reply is not a chat completion: {_validation_text(exc)}",
                 self._unread_usage(model, messages),
             ) from exc
-        except openai.RateLimitError as exc:
-            raise LLMUnavailable(
-                f"the LLM service is rate limiting us (429) after retries: {_short(exc)}"
-            ) from exc
-        except openai.APITimeoutError as exc:
-            if cause := unreachable(exc):
-                raise LLMUnavailable(f"cannot reach the LLM service: {_short(cause)}") from exc
-            raise LLMUnavailable(
-                f"the LLM service did not answer within {self.settings.llm_timeout:g} s, after retries"
-            ) from exc
-        except openai.APIConnectionError as exc:
-            raise LLMUnavailable(connection_problem(exc)) from exc
-        except openai.APIStatusError as exc:
-            if exc.status_code >= 500 or exc.status_code in (408, 409):
-                raise LLMUnavailable(
-                    f"the LLM service failed ({exc.status_code}) after retries: {_short(exc)}"
-                ) from exc
-            raise LLMRefused(
-                f"the LLM service refused the request ({exc.status_code}): {_short(exc)}"
-            ) from exc
-        except openai.OpenAIError as exc:  # anything else the client raises: say what, not how
-            raise LLMUnavailable(f"the LLM call failed: {_short(exc)}") from exc
+        except openai.OpenAIError as exc:
+            message, transient = call_failure(exc, "LLM service", self.settings.llm_timeout)
+            raise (LLMUnavailable if transient else LLMRefused)(message) from exc
         finally:
             elapsed = time.perf_counter() - started
             self.stats.calls += 1

@@ -17,7 +17,7 @@ import json
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -117,6 +117,13 @@ class VectorMemory(ABC):
         self.embedder = embedder or Embedder(settings)
         self.redactor = Redactor.of(settings)  # what is stored or embedded holds no secret
         self._opened = False
+        self._client: Any = None  # the backend's connection, set by `_open`
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            raise MemoryUnavailable(f"{self.name} is not open")
+        return self._client
 
     # ------------------------------------------------------------------ backend
     @abstractmethod

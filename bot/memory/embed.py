@@ -14,7 +14,7 @@ import openai
 from openai import AsyncOpenAI
 
 from bot.llm import tokens
-from bot.llm.client import make_openai, unreachable, usage_of
+from bot.llm.client import ReplyTooLarge, call_failure, make_openai, usage_of
 from bot.memory.errors import MemoryUnavailable
 from bot.models import Usage
 from bot.settings import Settings
@@ -52,18 +52,11 @@ class Embedder:
             return cached, Usage()
         try:
             response = await self.client.embeddings.create(model=self.model, input=[text])
-        except openai.APIStatusError as exc:
-            raise MemoryUnavailable(
-                f"the embedding service refused or failed ({exc.status_code}): {_short(exc)}"
-            ) from exc
-        except openai.APITimeoutError as exc:
-            if cause := unreachable(exc):
-                raise MemoryUnavailable(f"cannot reach the embedding service: {_short(cause)}") from exc
-            raise MemoryUnavailable(
-                f"the embedding service did not answer within {self.settings.llm_timeout:g} s"
-            ) from exc
-        except openai.OpenAIError as exc:  # connection errors and the like
-            raise MemoryUnavailable(f"cannot reach the embedding service: {_short(exc)}") from exc
+        except openai.OpenAIError as exc:
+            message, _ = call_failure(exc, "embedding service", self.settings.llm_timeout)
+            raise MemoryUnavailable(message) from exc
+        except (ReplyTooLarge, ValueError) as exc:  # the bounded transport's, or a body not JSON
+            raise MemoryUnavailable(f"the embedding service's reply could not be read: {exc}") from exc
         usage = usage_of(response, self.model, self.settings)
         data = getattr(response, "data", None) or []
         if not data:
@@ -78,12 +71,3 @@ class Embedder:
         if len(self._cache) > CACHE_SIZE:
             self._cache.popitem(last=False)
         return vector, usage
-
-
-def _short(exc: Exception) -> str:
-    body = getattr(exc, "body", None)
-    if isinstance(body, dict):
-        msg = body.get("message") or (body.get("error") or {}).get("message")
-        if msg:
-            return str(msg)[:300]
-    return str(exc)[:300]

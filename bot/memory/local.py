@@ -9,7 +9,6 @@ embedding model working, and the `(idx, scope, dim)` index means a search reads 
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from pathlib import Path
 
@@ -20,8 +19,8 @@ from bot.memory.base import VectorMemory, top_k
 from bot.memory.embed import Embedder
 from bot.memory.errors import MemoryUnavailable
 from bot.settings import Settings
-
-BUSY_TIMEOUT_MS = 10_000
+from bot.store.base import StoreError
+from bot.store.sqlite_file import SQLiteFile
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS memories (
@@ -42,39 +41,25 @@ class LocalMemory(VectorMemory):
         self, settings: Settings, embedder: Embedder | None = None, path: Path | None = None
     ) -> None:
         super().__init__(settings, embedder)
-        self.path = Path(path or settings.data_dir / "memory.sqlite3")
+        self.file = SQLiteFile(Path(path or settings.data_dir / "memory.sqlite3"))
+        self.path = self.file.path
         self.index = settings.memory_index
-        self.name = f"local memory {self.path}"
-        self._db: aiosqlite.Connection | None = None
+        self.name = f"local memory {self.path.name}"
 
     @property
     def db(self) -> aiosqlite.Connection:
-        if self._db is None:
-            raise MemoryUnavailable(f"{self.name} is not open")
-        return self._db
+        return self.client  # type: ignore[no-any-return]
 
     async def _open(self) -> None:
-        if self._db is not None:
-            return
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            db = await aiosqlite.connect(self.path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
-        except (OSError, sqlite3.Error) as exc:
+            await self.file._connect(_SCHEMA)  # WAL, a busy timeout, a retried first open
+        except StoreError as exc:
             raise MemoryUnavailable(f"cannot open {self.name}: {exc}") from exc
-        try:
-            await db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            await db.execute("PRAGMA journal_mode = WAL")
-            await db.execute("PRAGMA synchronous = NORMAL")
-            await db.executescript(_SCHEMA)
-        except sqlite3.Error as exc:
-            await db.close()
-            raise MemoryUnavailable(f"cannot open {self.name}: {exc}") from exc
-        self._db = db
+        self._client = self.file.db
 
     async def _close(self) -> None:
-        db, self._db = self._db, None
-        if db is not None:
-            await db.close()
+        self._client = None
+        await self.file.close()
 
     async def _wipe(self) -> None:
         await self.db.execute("DELETE FROM memories WHERE idx = ?", (self.index,))

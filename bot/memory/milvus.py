@@ -83,7 +83,6 @@ class MilvusMemory(VectorMemory):
             )
         where = f"Milvus Lite {self.addr}" if self.lite else f"Milvus at {_host(addr)}"
         self.name = f"{where}, collection {self.collection}"
-        self._client: Any = None
         self._dim: int | None = None
         self._pymilvus: Any = None
         self._lock = asyncio.Lock()  # one pymilvus call at a time
@@ -93,16 +92,8 @@ class MilvusMemory(VectorMemory):
         async with self._lock:
             return await asyncio.to_thread(fn, *args, **kwargs)
 
-    @property
-    def client(self) -> Any:
-        if self._client is None:
-            raise MemoryUnavailable(f"{self.name} is not open")
-        return self._client
-
     # ------------------------------------------------------------------ lifecycle
     async def _open(self) -> None:
-        if self._client is not None:
-            return
         try:
             self._pymilvus = pymilvus = await asyncio.to_thread(_import_pymilvus)
         except ImportError as exc:

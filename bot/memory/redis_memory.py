@@ -12,14 +12,12 @@ from __future__ import annotations
 import struct
 
 import numpy as np
-import redis.asyncio as aioredis
-from redis.exceptions import RedisError
 
 from bot.memory.base import VectorMemory, top_k
 from bot.memory.embed import Embedder
 from bot.memory.errors import MemoryUnavailable
 from bot.settings import Settings
-from bot.store.redis_store import _where, connect
+from bot.store.redis_store import _where, open_client
 
 _DIM = struct.Struct("<I")
 WIPE_BATCH = 500
@@ -48,30 +46,18 @@ class RedisMemory(VectorMemory):
         self.where = _where(self._url)
         self.name = f"Redis memory at {self.where}"
         self.base = f"{settings.redis_prefix}memory:{settings.memory_index}:"
-        self._client: aioredis.Redis | None = None
 
     def _scope_key(self, scope: str) -> str:
         return f"{self.base}scope:{scope}"
 
-    @property
-    def client(self) -> aioredis.Redis:
-        if self._client is None:
-            raise MemoryUnavailable(f"{self.name} is not open")
-        return self._client
-
     async def _open(self) -> None:
-        if self._client is not None:
-            return
-        try:
-            client = connect(self._url, self.settings.redis_max_connections, decode_responses=False)
-        except ValueError:  # a malformed URL; its text may hold a password, so it is not shown
-            raise MemoryUnavailable(f"REDIS_URL is not a valid Redis URL ({self.where})") from None
-        try:
-            await client.ping()
-        except (RedisError, OSError) as exc:
-            await client.aclose()
-            raise MemoryUnavailable(f"{self.name} is not answering: {exc}") from exc
-        self._client = client
+        self._client = await open_client(
+            self._url,
+            self.settings.redis_max_connections,
+            decode_responses=False,
+            error=MemoryUnavailable,
+            name=self.name,
+        )
 
     async def _close(self) -> None:
         client, self._client = self._client, None

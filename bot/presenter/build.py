@@ -106,15 +106,8 @@ def result_view(session: Session, step: Step, output: str, ok: bool) -> ResultVi
 
 
 def header_view(session: Session, owner: str, title: str | None = None) -> SessionHeaderView:
-    return SessionHeaderView(
-        session_id=session.id,
-        title=title,
-        owner=owner,
-        ai_name=session.ai_name,
-        ai_role=session.ai_role,
-        goals=session.goals,
-        mode=session.mode,
-    )
+    named = session.model_dump(include={"ai_name", "ai_role", "goals"})
+    return SessionHeaderView(session_id=session.id, title=title, owner=owner, mode=session.mode, **named)
 
 
 def session_list_view(

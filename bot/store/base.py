@@ -10,6 +10,7 @@ import asyncio
 import random
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 from pydantic_core import PydanticSerializationError
 
@@ -24,6 +25,16 @@ class StoreError(Exception):
 
 class SessionExists(StoreError):
     pass
+
+
+C = TypeVar("C")
+
+
+def opened(connection: C | None, name: str) -> C:
+    """A store's connection when it is open; StoreError naming the store otherwise."""
+    if connection is None:
+        raise StoreError(f"{name} is not open")
+    return connection
 
 
 # Changes the session it is given in place, or returns the session to store instead; False aborts.

@@ -22,7 +22,7 @@ from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from bot.models import Session, SessionState
-from bot.store.base import SessionExists, SessionStore, StoreError
+from bot.store.base import SessionExists, SessionStore, StoreError, opened
 
 SPEND_TTL_S = 3 * 86400
 POOL_WAIT_S = 20.0  # how long a command waits for a free connection of a full pool
@@ -124,6 +124,29 @@ def connect(url: str, max_connections: int, *, decode_responses: bool) -> aiored
     return aioredis.Redis.from_pool(pool)
 
 
+async def open_client(
+    url: str,
+    max_connections: int,
+    *,
+    decode_responses: bool,
+    error: type[StoreError] = StoreError,
+    name: str | None = None,
+) -> aioredis.Redis:
+    """A connected client (it answered PING), or `error` saying why not, never the URL's password."""
+    where = _where(url)
+    name = name or f"Redis at {where}"
+    try:
+        client = connect(url, max_connections, decode_responses=decode_responses)
+    except ValueError:  # a malformed URL; its text may hold a password, so it is not shown
+        raise error(f"REDIS_URL is not a valid Redis URL ({where})") from None
+    try:
+        await client.ping()
+    except (RedisError, OSError) as exc:
+        await client.aclose()
+        raise error(f"{name} is not answering: {exc}") from exc
+    return client
+
+
 class RedisStore(SessionStore):
     def __init__(
         self, url: str, prefix: str = "autogpt:", finished_ttl_s: float = 86400, max_connections: int = 100
@@ -158,9 +181,7 @@ class RedisStore(SessionStore):
 
     @property
     def client(self) -> aioredis.Redis:
-        if self._client is None:
-            raise StoreError(f"Redis store at {self.where} is not open")
-        return self._client
+        return opened(self._client, f"Redis store at {self.where}")
 
     @contextmanager
     def _guard(self, action: str) -> Iterator[None]:
@@ -181,16 +202,7 @@ class RedisStore(SessionStore):
     async def open(self) -> None:
         if self._client is not None:
             return
-        try:
-            client = connect(self._url, self.max_connections, decode_responses=True)
-        except ValueError:  # a malformed URL; its text may hold a password, so it is not shown
-            raise StoreError(f"REDIS_URL is not a valid Redis URL ({self.where})") from None
-        try:
-            await client.ping()
-        except (RedisError, OSError) as exc:
-            await client.aclose()
-            raise StoreError(f"Redis at {self.where} is not answering: {exc}") from exc
-        self._client = client
+        self._client = client = await open_client(self._url, self.max_connections, decode_responses=True)
         self._create = client.register_script(_CREATE)
         self._cas = client.register_script(_CAS)
         self._acquire = client.register_script(_ACQUIRE)

@@ -14,7 +14,7 @@ from typing import Any
 
 import aiosqlite
 
-from bot.store.base import StoreError
+from bot.store.base import StoreError, opened
 
 BUSY_TIMEOUT_MS = 10_000
 OPEN_ATTEMPTS = 40  # switching a new file to WAL while another process does can fail at once
@@ -29,9 +29,7 @@ class SQLiteFile:
 
     @property
     def db(self) -> aiosqlite.Connection:
-        if self._db is None:
-            raise StoreError(f"{self.label} {self.path.name} is not open")
-        return self._db
+        return opened(self._db, f"{self.label} {self.path.name}")
 
     @contextmanager
     def _guard(self, action: str) -> Iterator[None]:

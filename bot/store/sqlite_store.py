@@ -204,29 +204,31 @@ class SQLiteStore(SQLiteFile, SessionStore):
             rows = await self._rows("SELECT usd FROM spend WHERE user_key = ? AND day = ?", (user_key, day))
         return float(rows[0][0]) if rows else 0.0
 
+    async def _one_row(self, action: str, sql: str, params: tuple[object, ...]) -> bool:
+        """Run a statement; whether it changed (inserted, updated or deleted) exactly one row."""
+        with self._guard(action):
+            return await self._run(sql, params) == 1
+
     # ------------------------------------------------------------------ claims
     async def claim(self, key: str, ttl_s: float) -> bool:
         now = time.time()
-        with self._guard("claim"):
-            changed = await self._run(
-                "INSERT INTO claims (key, expires_at) VALUES (?, ?)"
-                " ON CONFLICT (key) DO UPDATE SET expires_at = excluded.expires_at"
-                " WHERE claims.expires_at < ?",
-                (key, now + ttl_s, now),
-            )
-        return changed == 1
+        return await self._one_row(
+            "claim",
+            "INSERT INTO claims (key, expires_at) VALUES (?, ?)"
+            " ON CONFLICT (key) DO UPDATE SET expires_at = excluded.expires_at WHERE claims.expires_at < ?",
+            (key, now + ttl_s, now),
+        )
 
     # ------------------------------------------------------------------ leases
     async def acquire_lease(self, session_id: str, holder: str, ttl_s: float) -> bool:
         now = time.time()
-        with self._guard("acquire_lease"):
-            changed = await self._run(
-                "INSERT INTO leases (id, holder, expires_at) VALUES (?, ?, ?)"
-                " ON CONFLICT (id) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at"
-                " WHERE leases.holder = excluded.holder OR leases.expires_at < ?",
-                (session_id, holder, now + ttl_s, now),
-            )
-        return changed == 1
+        return await self._one_row(
+            "acquire_lease",
+            "INSERT INTO leases (id, holder, expires_at) VALUES (?, ?, ?)"
+            " ON CONFLICT (id) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at"
+            " WHERE leases.holder = excluded.holder OR leases.expires_at < ?",
+            (session_id, holder, now + ttl_s, now),
+        )
 
     async def release_lease(self, session_id: str, holder: str) -> None:
         with self._guard("release_lease"):
@@ -251,12 +253,11 @@ class SQLiteStore(SQLiteFile, SessionStore):
 
     # ------------------------------------------------------------------ documents
     async def doc_create(self, kind: str, doc_id: str, data: str) -> bool:
-        with self._guard("doc_create"):
-            changed = await self._run(
-                "INSERT INTO docs (kind, id, version, data) VALUES (?, ?, 1, ?) ON CONFLICT DO NOTHING",
-                (kind, doc_id, data),
-            )
-        return changed == 1
+        return await self._one_row(
+            "doc_create",
+            "INSERT INTO docs (kind, id, version, data) VALUES (?, ?, 1, ?) ON CONFLICT DO NOTHING",
+            (kind, doc_id, data),
+        )
 
     async def doc_get(self, kind: str, doc_id: str) -> tuple[int, str] | None:
         with self._guard("doc_get"):
@@ -266,12 +267,11 @@ class SQLiteStore(SQLiteFile, SessionStore):
         return (int(rows[0][0]), str(rows[0][1])) if rows else None
 
     async def doc_cas(self, kind: str, doc_id: str, expected_version: int, data: str) -> bool:
-        with self._guard("doc_cas"):
-            changed = await self._run(
-                "UPDATE docs SET version = version + 1, data = ? WHERE kind = ? AND id = ? AND version = ?",
-                (data, kind, doc_id, expected_version),
-            )
-        return changed == 1
+        return await self._one_row(
+            "doc_cas",
+            "UPDATE docs SET version = version + 1, data = ? WHERE kind = ? AND id = ? AND version = ?",
+            (data, kind, doc_id, expected_version),
+        )
 
     async def doc_list(self, kind: str) -> list[tuple[int, str]]:
         with self._guard("doc_list"):
@@ -279,9 +279,7 @@ class SQLiteStore(SQLiteFile, SessionStore):
         return [(int(v), str(d)) for v, d in rows]
 
     async def doc_delete(self, kind: str, doc_id: str) -> bool:
-        with self._guard("doc_delete"):
-            changed = await self._run("DELETE FROM docs WHERE kind = ? AND id = ?", (kind, doc_id))
-        return changed == 1
+        return await self._one_row("doc_delete", "DELETE FROM docs WHERE kind = ? AND id = ?", (kind, doc_id))
 
     # ------------------------------------------------------------------ benchmarks
     async def stored_bytes(self, session_id: str) -> int:

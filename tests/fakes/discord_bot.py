@@ -10,7 +10,8 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from adapters.discord import DiscordAdapter, DiscordSettings
+from adapters.discord.adapter import DiscordAdapter
+from adapters.discord.settings import DiscordSettings
 from bot.core import Core
 from bot.settings import Settings
 from tests.fakes.discord import ADMIN, CHANNEL_ID, TOKEN, FakeDiscord, Message

@@ -39,7 +39,8 @@ from slack_sdk.errors import SlackObjectFormationError
 from slack_sdk.models.blocks import Block
 from slack_sdk.signature import SignatureVerifier
 
-from adapters.slack import SlackAdapter, SlackSettings
+from adapters.slack.adapter import SlackAdapter
+from adapters.slack.settings import SlackSettings
 from bot.core import Core
 from bot.settings import Settings
 from tests.fakes.server import HOST, Failure, Failures, LoopServer

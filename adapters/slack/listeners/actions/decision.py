@@ -6,31 +6,17 @@ user only."""
 
 from __future__ import annotations
 
-from typing import Any
-
-from slack_bolt.async_app import AsyncAck, AsyncBoltContext
-
-from adapters.slack import ids
-from adapters.slack.deps import deps_of, where
+from adapters.slack.deps import NOT_UNDERSTOOD, Click, SlackDeps, on_click
 from bot.decisions import Decision
-from bot.presenter.ids import parse
 
 
-async def decision_button(
-    ack: AsyncAck, body: dict[str, Any], action: dict[str, Any], context: AsyncBoltContext
-) -> None:
-    deps = deps_of(context)
-    async with deps.inflight():
-        await ack()
-        user = body["user"]["id"]
-        channel, thread = where(body)
-        clicked = parse(action.get("value"))
-        if clicked is None or action.get("action_id") != ids.ACTION_IDS.get(clicked.action):
-            await deps.tell(
-                channel, user, "This button is not one the bot understands; nothing changed.", thread
-            )
-            return
-        decision = Decision(action=clicked.action, step_no=clicked.step_no, count=clicked.count)
-        outcome = await deps.core.service.decide(clicked.session_id, deps.actor(user), decision)
-        if not outcome.ok:
-            await deps.tell(channel, user, outcome.message, thread)
+@on_click("approve", "approve_n", "stop", "pause")
+async def decision_button(deps: SlackDeps, click: Click) -> None:
+    if click.button is None:
+        await deps.tell(click.channel, click.user, NOT_UNDERSTOOD, click.thread)
+        return
+    b = click.button
+    decision = Decision(action=b.action, step_no=b.step_no, count=b.count)  # type: ignore[arg-type]
+    outcome = await deps.core.service.decide(b.session_id, deps.actor(click.user), decision)
+    if not outcome.ok:
+        await deps.tell(click.channel, click.user, outcome.message, click.thread)
