@@ -98,28 +98,6 @@ async def test_goal_to_finish_through_approve_clicks(bot: SlackBot, llm: Scripte
 
 
 @pytest.mark.parametrize("store_kind", ["sqlite"])
-async def test_approve_next_n(bot: SlackBot, llm: ScriptedLLM) -> None:
-    llm.script(
-        "execution_reply",
-        *[agent_reply("append_to_file", {"filename": "log.txt", "text": f"{i}\n"}) for i in range(5)],
-        agent_reply("finish", {"reason": "done"}),
-    )
-    sid = await start_goal(bot)
-    await bot.send.click(bot.step(sid, 1), ids.APPROVE_N, OWNER)
-    await bot.settle()
-    assert (bot.settings.data_dir / "workspaces" / sid / "log.txt").read_text() == "0\n1\n2\n3\n4\n"
-    assert f"<@{OWNER}> approved this and the next 4" in bot.step(sid, 1).all_text()
-    for n in range(2, 6):
-        step = bot.step(sid, n)
-        assert [b["action_id"] for _, b in step.buttons()] in ([], [ids.PAUSE, ids.STOP])
-        assert "Approved in advance" in step.all_text()
-    assert len(bot.step(sid, 6).buttons()) == 4
-    session = await bot.c.store.get(sid)
-    assert session is not None and session.state == SessionState.AWAITING_APPROVAL
-    assert session.pending_step is not None and session.pending_step.no == 6
-
-
-@pytest.mark.parametrize("store_kind", ["sqlite"])
 async def test_feedback_through_the_modal_and_a_thread_reply(bot: SlackBot, llm: ScriptedLLM) -> None:
     llm.script(
         "execution_reply",
@@ -178,84 +156,6 @@ async def test_feedback_through_the_modal_and_a_thread_reply(bot: SlackBot, llm:
     assert session.steps[1].feedback == "keep y & z"
     assert f"<@{OWNER}> gave feedback" in bot.step(sid, 2).all_text()
     assert bot.step(sid, 3).buttons()
-
-
-@pytest.mark.parametrize("store_kind", ["sqlite"])
-async def test_stop_and_a_strangers_clicks(bot: SlackBot, llm: ScriptedLLM) -> None:
-    llm.script("execution_reply", agent_reply("list_files", {"directory": "."}))
-    sid = await start_goal(bot)
-    api = bot.api
-    step1 = bot.step(sid, 1)
-    updates = len(api.of("chat.update"))
-
-    for action in (ids.APPROVE, ids.APPROVE_N, ids.STOP, ids.FEEDBACK):
-        assert (await bot.send.click(step1, action, STRANGER)).status == 200
-    await bot.settle()
-    refusals = api.ephemerals_to(STRANGER)
-    assert len(refusals) == 4 and all(f"Only <@{OWNER}> or an admin" in r for r in refusals)
-    assert all(e["thread_ts"] == step1.thread_ts for e in api.ephemerals)  # said where they clicked
-    assert api.of("views.open") == [] and len(api.of("chat.update")) == updates
-    session = await bot.c.store.get(sid)
-    assert session is not None and session.state == SessionState.AWAITING_APPROVAL
-    assert session.steps[0].status == StepStatus.PENDING and session.steps[0].decided_by is None
-
-    # an admin (SLACK_ADMIN_USER_IDS) may stop someone else's session
-    assert (await bot.send.click(step1, ids.STOP, ADMIN)).status == 200
-    await bot.settle()
-    session = await bot.c.store.get(sid)
-    assert session is not None and session.state == SessionState.STOPPED
-    assert f"<@{ADMIN}> stopped" in bot.step(sid, 1).all_text() and bot.step(sid, 1).buttons() == []
-    assert "stopped by <@UADMIN>" in bot.of_kind(sid, f"Session {sid} stopped")[0].all_text()
-    # the owner's late click changes nothing and says why
-    await bot.send.click(step1.as_first_posted(), ids.APPROVE, OWNER)
-    await bot.settle()
-    assert "already stopped" in api.ephemerals_to(OWNER)[-1]
-
-
-async def test_a_double_click_decides_once(bot: SlackBot, llm: ScriptedLLM) -> None:
-    llm.script(
-        "execution_reply",
-        agent_reply("append_to_file", {"filename": "once.txt", "text": "x"}),
-        agent_reply("finish"),
-    )
-    sid = await start_goal(bot)
-    step1 = bot.step(sid, 1)
-    first, second = await asyncio.gather(
-        bot.send.click(step1, ids.APPROVE, OWNER), bot.send.click(step1, ids.APPROVE, OWNER)
-    )
-    assert first.status == second.status == 200
-    await bot.settle()
-    assert (bot.settings.data_dir / "workspaces" / sid / "once.txt").read_text() == "x"
-    notes = [m for m in bot.api.ephemerals_to(OWNER) if "already decided" in m]
-    assert len(notes) == 1 and f"approved by <@{OWNER}>" in notes[0]
-    assert len(bot.of_kind(sid, "Result of step 1")) == 1
-    assert len(llm.requests_of("execution_reply")) == 2
-    session = await bot.c.store.get(sid)
-    assert session is not None and session.steps[0].status == StepStatus.DONE
-
-
-async def test_buttons_work_after_a_restart(bot: SlackBot, llm: ScriptedLLM) -> None:
-    llm.script(
-        "execution_reply",
-        agent_reply("write_to_file", {"filename": "a.txt", "text": "1"}),
-        agent_reply("write_to_file", {"filename": "b.txt", "text": "2"}),
-        agent_reply("finish", {"reason": "both written"}),
-    )
-    sid = await start_goal(bot)
-    await bot.send.click(bot.step(sid, 1), ids.APPROVE, OWNER)
-    await bot.settle()
-    old_step2 = bot.step(sid, 2)  # as posted by the first process
-    old_url = bot.send.url
-
-    await bot.restart()  # a new Bolt server and a new core on the same store
-    assert bot.send.url != old_url
-    assert (await bot.send.click(old_step2, ids.APPROVE, OWNER)).status == 200
-    await bot.settle()
-    assert (bot.settings.data_dir / "workspaces" / sid / "b.txt").read_text() == "2"
-    await bot.send.click(bot.step(sid, 3), ids.APPROVE, OWNER)
-    await bot.settle()
-    session = await bot.c.store.get(sid)
-    assert session is not None and session.state == SessionState.FINISHED and session.reason == "both written"
 
 
 @pytest.mark.parametrize("store_kind", ["sqlite"])
