@@ -258,7 +258,7 @@ class DiscordAdapter(ChatAdapter):
                 self.metrics.platform_error(self.name, method)
             raise PlatformError(f"Discord: {doing} failed: {describe(exc)}") from exc
 
-    # ------------------------------------------------------------------ ChatPlatform
+    # ------------------------------------------------------------------ what the core calls
 
     async def open_session(self, place: Place, view: SessionHeaderView) -> Place:
         """Answer the mention (or post in the channel), and open the session's thread from that
