@@ -28,6 +28,11 @@ RUN --mount=type=cache,target=/root/.cache/pip pip install --no-deps .
 
 # ---------------------------------------------------------------- runtime: the virtualenv, non-root
 FROM ${PYTHON_IMAGE} AS runtime
+# bubblewrap: the sandbox the agent's commands run in (SANDBOX=auto or bwrap; deploy/sandbox.md
+# says what the container needs for it). util-linux (prlimit, setpriv) is in the base image.
+RUN apt-get update \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends bubblewrap \
+ && rm -rf /var/lib/apt/lists/*
 # Optional headless browser for browse_website (USE_WEB_BROWSER=chromium); off by default (~300 MB).
 ARG WITH_CHROMIUM=0
 RUN case "$WITH_CHROMIUM" in \

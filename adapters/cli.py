@@ -139,6 +139,8 @@ def main(argv: list[str] | None = None) -> int:
     if ns.command == "check-config":
         for key, value in masked(settings, *configs).items():
             print(f"{key}={value}")
+        for line in effective(settings).splitlines():  # what the settings add up to, as comments
+            print(f"# {line}".rstrip())
         return 0
     wanted = wanted_adapters(configs) if ns.command in (None, "run") else []
     chat = bool(wanted)
@@ -156,6 +158,18 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 130
+
+
+def effective(settings: Settings) -> str:
+    """Where commands run and which need an approval, for `check-config`."""
+    from bot import policy, sandbox
+    from bot.tools import default_registry
+
+    chosen = sandbox.select(settings)
+    where = f"{chosen.name}: {chosen.reason}"
+    if not settings.execute_local_commands:
+        where += " (the execution tools are off: EXECUTE_LOCAL_COMMANDS=false)"
+    return f"Sandbox: {where}\n" + policy.describe(settings, default_registry())
 
 
 if __name__ == "__main__":

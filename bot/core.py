@@ -9,6 +9,7 @@ import logging
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from pydantic_settings import BaseSettings
 
+from bot import sandbox
 from bot.adapter import ChatAdapter
 from bot.engine import Engine
 from bot.llm.client import LLMClient
@@ -28,6 +29,18 @@ from bot.tools import ToolRegistry, default_registry
 log = logging.getLogger(__name__)
 
 CLOSE_TIMEOUT_S = 10.0
+
+
+def announce_sandbox(settings: Settings) -> None:
+    """Choose where commands run (probing takes a moment, once) and say it: a warning when they
+    run unsandboxed, or when no sandbox works and the execution tools are off."""
+    chosen = sandbox.select(settings)
+    if chosen.warning:
+        log.warning(chosen.warning)
+    if chosen.sandbox is None:
+        log.warning("execute_python_code, execute_python_file and execute_shell are off: %s", chosen.reason)
+    else:
+        log.info("commands the agent runs run in %s", chosen.reason)
 
 
 class Core:
@@ -91,6 +104,8 @@ class Core:
             raise
         core = cls(settings, store, archive, llm, memory=memory)
         core.scheduler.start()
+        if settings.execute_local_commands:
+            await asyncio.to_thread(announce_sandbox, settings)
         return core
 
     def add_platform(self, adapter: ChatAdapter) -> None:

@@ -1,9 +1,10 @@
 """Human decisions as data, and the pure function that applies one.
 
 A `Decision` is what a click or a typed command asks for: approve (this step and the next
-count-1 without asking), feedback (skip the command, tell the agent), stop, pause (a run on its
-own goes back to step-by-step approval) or resume (a paused session goes on; continuously for
-`continuous_limit` more cycles when set). `decide(session, actor, decision, settings, now)`
+count-1 without asking), allow_tool (approve this step, and run its command without asking in
+this session from now on), feedback (skip the command, tell the agent), stop, pause (a run on
+its own goes back to step-by-step approval) or resume (a paused session goes on; continuously
+for `continuous_limit` more cycles when set). `decide(session, actor, decision, settings, now)`
 returns the `Transition` it makes (the session after it, and what to say) or a `Refusal`, with
 no I/O: the engine applies a transition in one compare-and-set, and an adapter can ask the same
 function, read-only, whether a click would be refused (`Service.check`) before opening a form.
@@ -18,17 +19,24 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from bot.models import Actor, Phase, Session, SessionState, Step, StepStatus
+from bot import policy
+from bot.models import Actor, Phase, Session, SessionState, Step, StepStatus, ToolGrant
 from bot.settings import Settings
 
 MAX_APPROVE_N = 100  # "approve next N": the range of APPROVE_NEXT_N
 
-Action = Literal["approve", "approve_n", "feedback", "stop", "pause", "resume"]
+Action = Literal["approve", "approve_n", "allow_tool", "feedback", "stop", "pause", "resume"]
+#: who approved a step that no human approved one by one (its view offers Pause and Stop)
+AUTO = "auto"  # approvals given in advance ("approve next N")
+CONTINUOUS = "continuous"
+POLICY = "policy"  # TOOL_POLICY or the session's "Always allow"
+ON_ITS_OWN = frozenset({AUTO, CONTINUOUS, POLICY})
 
 
 class Decision(BaseModel):
     """What a user decided. `step_no`: the step whose button was pressed (None: typed, about the
-    session as it is now)."""
+    session as it is now). `text`: the feedback, or for allow_tool the command the user named
+    (None: the waiting step's)."""
 
     action: Action
     step_no: int | None = None
@@ -85,7 +93,7 @@ def decide(
             return _resume(s, actor, decision, settings, now)
         case "approve" | "approve_n" if s.state == SessionState.PAUSED and s.pending_step is None:
             return _resume(s, actor, decision, settings, now)  # approving a paused session resumes it
-        case "approve" | "approve_n" | "feedback":
+        case "approve" | "approve_n" | "feedback" | "allow_tool":
             return _on_pending(s, actor, decision, now)
     return Refusal(f"Unknown decision {decision.action!r}.")
 
@@ -156,6 +164,8 @@ def _on_pending(s: Session, actor: Actor, decision: Decision, now: datetime) -> 
         or (decision.step_no is not None and pending.no != decision.step_no)
     ):
         return Refusal(not_pending(s, decision.step_no))
+    if decision.action == "allow_tool":
+        return _allow_tool(s, pending, actor, decision, now)
     if decision.action == "feedback":
         pending.status = StepStatus.SKIPPED
         pending.feedback = (decision.text or "").strip()
@@ -178,6 +188,28 @@ def _on_pending(s: Session, actor: Actor, decision: Decision, now: datetime) -> 
     return Transition(s, message, decided=pending)
 
 
+def _allow_tool(
+    s: Session, pending: Step, actor: Actor, decision: Decision, now: datetime
+) -> Transition | Refusal:
+    """Approve the waiting step and run its command without asking in this session from now on
+    (recorded with who and when)."""
+    tool = pending.command.name
+    named = (decision.text or "").strip()
+    if named and named != tool:
+        return Refusal(f"Step {pending.no} of session {s.id} proposes {tool}, not {named}; nothing changed.")
+    if tool == policy.FINISH:
+        return Refusal("finish cannot be always allowed: approve it, or stop the session.")
+    approve(pending, actor.label, f"approved, and always allowed {tool} here", now)
+    if not policy.granted(s, tool):
+        s.grants.append(ToolGrant(tool=tool, by=actor.label, at=now))
+    s.phase = Phase.EXECUTE
+    s.state = SessionState.RUNNING
+    s.pause_kind = None
+    return Transition(
+        s, f"Step {pending.no} approved; {tool} now runs without asking in session {s.id}.", decided=pending
+    )
+
+
 def repeating(session: Session, step: Step) -> bool:
     """Whether a proposed step repeats the last two (the loop guard)."""
     return (
@@ -190,19 +222,25 @@ def repeating(session: Session, step: Step) -> bool:
 def propose(
     s: Session, step: Step, outside_effects: bool, repeats: bool, settings: Settings, now: datetime
 ) -> None:
-    """A new proposal joins the session: approved at once when approvals were given in advance
-    or the run is continuous, else it waits for a human. A command with effects outside the
-    session runs only on a human's approval of that very step (neither continuous mode nor
-    "approve next N" covers it, unless ALLOW_OUTSIDE_EFFECTS_IN_CONTINUOUS), and a run that
-    repeats itself waits too."""
+    """A new proposal joins the session. A command the policy (or the session's grant) allows
+    runs at once; any other is approved at once when approvals were given in advance or the run
+    is continuous, else it waits for a human. A command with effects outside the session runs
+    only on a human's approval of that very step (neither continuous mode nor "approve next N"
+    covers it) unless it is allowed, and a run that repeats itself waits in any case."""
     s.cycles += 1
     if step.status == StepStatus.PENDING:
+        allowed = policy.word_for(step.command.name, settings, s) == "allow"
         on_its_own = s.approvals_left > 0 or s.continuous
-        guarded = outside_effects and not settings.allow_outside_effects_in_continuous
-        if on_its_own and repeats:
+        if repeats and (on_its_own or allowed):
             step.notes.append("Paused for a human: the agent is repeating itself.")
             s.approvals_left = 0
-        elif on_its_own and guarded:
+        elif allowed:
+            grant = next((g for g in s.grants if g.tool == step.command.name), None)
+            approve(
+                step, POLICY, f"always allowed here by {grant.by}" if grant else "allowed by TOOL_POLICY", now
+            )
+            step.granted_by = grant.by if grant else None
+        elif on_its_own and outside_effects:
             given = (
                 "approvals given in advance do not cover it"
                 if s.approvals_left > 0
@@ -213,9 +251,9 @@ def propose(
             )
         elif s.approvals_left > 0:
             s.approvals_left -= 1
-            approve(step, "auto", "approved in advance", now)
+            approve(step, AUTO, "approved in advance", now)
         elif s.continuous:
-            approve(step, "continuous", "continuous mode", now)
+            approve(step, CONTINUOUS, "continuous mode", now)
         if step.status == StepStatus.APPROVED:
             s.phase = Phase.EXECUTE
         else:

@@ -16,11 +16,12 @@ import json
 import logging
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from bot import decisions
+from bot import decisions, policy
 from bot.adapter import PlatformError
 from bot.decisions import Decision, Refusal, Transition
 from bot.llm import prompts, tokens
@@ -42,7 +43,7 @@ from bot.models import (
 from bot.parts import Parts, UsesParts
 from bot.presenter.build import result_view, step_view, summary_view, tasks_view
 from bot.presenter.views import NoticeView, View
-from bot.tools import FINISH, ToolContext, ToolError
+from bot.tools import FINISH, OutFile, ToolContext, ToolError, ToolOutput
 from bot.tools.files import STEP_FILES, error_text, keep_whole, without_server_paths, workspace_of
 
 log = logging.getLogger(__name__)
@@ -54,6 +55,22 @@ INTERRUPTED = (
     "Interrupted: the process running this command stopped before recording its result. "
     "It may or may not have taken effect; check before repeating it."
 )
+
+
+@dataclass
+class Ran:
+    """A command's outcome: text for the agent, what it spent, whether it went well (`failed`:
+    the tool itself failed, not merely the program it ran), files for the chat."""
+
+    text: str
+    usage: Usage
+    ok: bool = True
+    failed: bool = False
+    files: list[OutFile] = field(default_factory=list)
+
+    @classmethod
+    def error(cls, text: str, usage: Usage) -> Ran:
+        return cls(text, usage, ok=False, failed=True)
 
 
 def sum_usage(first: Usage, *more: Usage) -> Usage:
@@ -356,9 +373,13 @@ class Engine(UsesParts):
         if tool is None:
             step.status = StepStatus.INVALID
             names = ", ".join(t.name for t in tools)
+            what = (
+                f"The command '{step.command.name}' is not allowed here (TOOL_POLICY)"
+                if policy.denied(step.command.name, settings)
+                else f"Unknown command '{step.command.name}'"
+            )
             step.notes.append(
-                f"Unknown command '{step.command.name}'. Use only the commands listed: {names}. "
-                "Respond only in the specified JSON format."
+                f"{what}. Use only the commands listed: {names}. Respond only in the specified JSON format."
             )
         else:
             try:
@@ -449,8 +470,9 @@ class Engine(UsesParts):
                     await self._ended(saved)
             return
 
-        output, ok, spent = await self._run_tool_telling(running, step)
-        if not ok:
+        ran = await self._run_tool_telling(running, step)
+        output, spent = ran.text, ran.usage
+        if ran.failed:
             self.metrics.tool_error(step.command.name)
         stored = await self._keep_long_result(running, step, output)
         remembered: list[Usage] = []
@@ -464,9 +486,10 @@ class Engine(UsesParts):
         if saved is None:
             return
         await self._refresh_step(saved, step.no)
-        await self.post(saved, result_view(saved, step, output, ok))
+        files = [f.model_copy(update={"content": self.redactor.bytes(f.content)}) for f in ran.files]
+        await self.post(saved, result_view(saved, step, output, ran.ok, files))
 
-    async def _run_tool_telling(self, session: Session, step: Step) -> tuple[str, bool, Usage]:
+    async def _run_tool_telling(self, session: Session, step: Step) -> Ran:
         """Run the step's command; once it has run for RUNNING_NOTICE_S, its message says it is
         running. Most commands end well before: their message goes from decided to done in one
         edit (a chat API call less per cycle, against the platforms' rate limits)."""
@@ -480,15 +503,16 @@ class Engine(UsesParts):
             if not tool.done():  # the drive was cancelled (shutting down): so is the command
                 tool.cancel()
 
-    async def _run_tool(self, session: Session, step: Step) -> tuple[str, bool, Usage]:
+    async def _run_tool(self, session: Session, step: Step) -> Ran:
         """Run a command; whatever goes wrong becomes an "Error: ..." result for the agent."""
         tool = self.tools.get(step.command.name, self.settings)
         if tool is None:
-            return f"Error: unknown command '{step.command.name}'", False, Usage()
+            return Ran.error(f"Error: unknown command '{step.command.name}'", Usage())
         ctx = ToolContext(
             session=session,
             settings=self.settings,
             workspace=workspace_of(self.settings.data_dir, session.id),
+            step_no=step.no,
             llm=self.llm,
             memory=self.memory,
         )
@@ -496,14 +520,16 @@ class Engine(UsesParts):
         try:
             args = tool.validate(await self._full_args(ctx.workspace, step))
             result = await asyncio.wait_for(tool.run(ctx, args), timeout=TOOL_TIMEOUT_S)
-            return str(result), True, ctx.usage
         except ToolError as exc:
-            return f"Error: {without_server_paths(str(exc), ctx.workspace)}", False, ctx.usage
+            return Ran.error(f"Error: {without_server_paths(str(exc), ctx.workspace)}", ctx.usage)
         except TimeoutError:
-            return f"Error: {tool.name} did not finish within {TOOL_TIMEOUT_S:g} s", False, ctx.usage
+            return Ran.error(f"Error: {tool.name} did not finish within {TOOL_TIMEOUT_S:g} s", ctx.usage)
         except Exception as exc:
             log.exception("session %s: tool %s failed", session.id, tool.name)
-            return f"Error: {tool.name} failed: {error_text(exc, ctx.workspace)}", False, ctx.usage
+            return Ran.error(f"Error: {tool.name} failed: {error_text(exc, ctx.workspace)}", ctx.usage)
+        if isinstance(result, ToolOutput):
+            return Ran(result.text, ctx.usage, ok=result.ok, files=result.files)
+        return Ran(str(result), ctx.usage)
 
     # ------------------------------------------------------------------ bounded steps
 

@@ -24,6 +24,7 @@ __all__ = [
     "SESSION_ID_RE",
     "USAGE",
     "VERBS",
+    "AllowCommand",
     "ApproveCommand",
     "Command",
     "CommandAdapter",
@@ -112,6 +113,15 @@ class ApproveCommand(_Frozen):
     count: int = Field(default=1, ge=1)
 
 
+class AllowCommand(_Frozen):
+    """Approve the proposed step and run its command without asking in this session from now
+    on; ``tool``, when given, must be the proposed command."""
+
+    kind: Literal["allow"] = "allow"
+    session_id: SessionId
+    tool: str | None = None
+
+
 class FeedbackCommand(_Frozen):
     """Skip the proposed command and tell the agent ``text`` instead."""
 
@@ -167,6 +177,7 @@ Command = Annotated[
     | ListCommand
     | StopCommand
     | ApproveCommand
+    | AllowCommand
     | FeedbackCommand
     | HelpCommand
     | PauseCommand
@@ -460,6 +471,13 @@ def _parse_approve(cur: _Cursor, ctx: _Context) -> ApproveCommand:
     return _build(ApproveCommand, session_id=session_id, count=count)
 
 
+def _parse_allow(cur: _Cursor, ctx: _Context) -> AllowCommand:
+    session_id = _session_id(cur, "allow")
+    tool = None if cur.at_end() else cur.take_token()
+    _expect_end(cur, "allow")
+    return _build(AllowCommand, session_id=session_id, tool=tool)
+
+
 def _parse_feedback(cur: _Cursor, ctx: _Context) -> FeedbackCommand:
     session_id = _session_id(cur, "feedback")
     text = cur.rest()
@@ -567,6 +585,7 @@ _VERBS: Final[dict[str, _Verb]] = {
         "approve the proposed step; with N, approve the next N steps",
         "approve k3f9qa 5",
     ),
+    "allow": _Verb(_parse_allow, "allow ID [COMMAND]", "approve, and always allow it here"),
     "feedback": _Verb(
         _parse_feedback,
         "feedback ID <text>",
@@ -596,7 +615,7 @@ _VERBS: Final[dict[str, _Verb]] = {
     "resume-schedule": _Verb(
         _schedule_change("resume", "resume-schedule"), "resume-schedule ID", "resume a paused schedule"
     ),
-    "help": _Verb(_parse_help, "help [command]", "show this help, or help on one command", "help goal"),
+    "help": _Verb(_parse_help, "help [command|policy]", "this help, a command's, or the approval policy"),
 }
 #: The verbs `parse` understands.
 VERBS: Final = frozenset(_VERBS)

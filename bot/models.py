@@ -94,11 +94,20 @@ class Step(BaseModel):
     decided_by: str | None = None
     decision: str | None = None
     decided_at: datetime | None = None
+    granted_by: str | None = None  # ran without asking because this user always allowed its command here
     result: str | None = None
     feedback: str | None = None
     notes: list[str] = Field(default_factory=list)
     message: MessageRef | None = None
     proposed_at: datetime = Field(default_factory=utcnow)
+
+
+class ToolGrant(BaseModel):
+    """ "Always allow <tool> here": a command a session runs without asking, who said so, when."""
+
+    tool: str
+    by: str
+    at: datetime = Field(default_factory=utcnow)
 
 
 class Usage(BaseModel):
@@ -126,6 +135,7 @@ class Session(BaseModel):
     done_tasks: list[str] = Field(default_factory=list)
     steps: list[Step] = Field(default_factory=list)
     approvals_left: int = 0
+    grants: list[ToolGrant] = Field(default_factory=list)  # commands always allowed in this session
     cycles: int = 0
     max_cycles: int | None = None  # this session's cycle limit (None: the setting); resuming extends it
     budget_usd: float | None = None  # this session's budget (None: the setting); resuming extends it

@@ -13,11 +13,12 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any, ParamSpec, TypeVar
 
-from bot import grammar
+from bot import grammar, policy
 from bot.decisions import Decision, Refusal, may_decide
 from bot.decisions import decide as decide_on
 from bot.engine import Engine, today
 from bot.grammar import (
+    AllowCommand,
     ApproveCommand,
     FeedbackCommand,
     GoalCommand,
@@ -80,6 +81,7 @@ class Service(UsesParts):
             ListCommand: self._list,
             StopCommand: self._stop,
             ApproveCommand: self._approve,
+            AllowCommand: self._allow,
             FeedbackCommand: self._feedback,
             HelpCommand: self._help,
             PauseCommand: self._pause,
@@ -250,6 +252,10 @@ class Service(UsesParts):
         decision = Decision(action="approve", count=command.count)
         return await self._typed_decision(actor, place, command.session_id, decision)
 
+    async def _allow(self, actor: Actor, place: Place, command: AllowCommand) -> Outcome:
+        decision = Decision(action="allow_tool", text=command.tool)
+        return await self._typed_decision(actor, place, command.session_id, decision)
+
     async def _feedback(self, actor: Actor, place: Place, command: FeedbackCommand) -> Outcome:
         decision = Decision(action="feedback", text=command.text)
         return await self._typed_decision(actor, place, command.session_id, decision)
@@ -402,6 +408,8 @@ class Service(UsesParts):
         return fired
 
     async def _help(self, actor: Actor, place: Place, command: HelpCommand) -> Outcome:
+        if command.topic == "policy":
+            return Outcome(ok=True, message=policy.describe(self.settings, self.tools))
         return Outcome(ok=True, message=grammar.help_text(command.topic))
 
     # ------------------------------------------------------------------ buttons

@@ -32,6 +32,7 @@ SECTIONS = [
     "Web browsing",
     "Text to speech",
     "Twitter",
+    "Code execution",
     "Chat platforms",
     "Continuous mode and schedules",
     "General",
@@ -271,11 +272,6 @@ class Settings(BaseConfig):
     tw_access_token_secret: SecretStr | None = _f(None, "Twitter", "Twitter access token secret")
 
     # --- Continuous mode and schedules
-    allow_outside_effects_in_continuous: bool = _f(
-        False,
-        "Continuous mode and schedules",
-        "Let continuous runs execute commands with effects outside the session without a human",
-    )
     scheduler_timezone: str = _f(
         "UTC", "Continuous mode and schedules", "Time zone of schedules without --tz"
     )
@@ -296,6 +292,63 @@ class Settings(BaseConfig):
         5.0, "Continuous mode and schedules", "How often the leader re-reads the stored schedules", gt=0
     )
 
+    # --- Code execution
+    execute_local_commands: bool = _f(
+        False,
+        "Code execution",
+        "Offer execute_python_code, execute_python_file and execute_shell (off, as in AutoGPT); they run "
+        "in the sandbox SANDBOX names",
+    )
+    sandbox: Literal["auto", "docker", "bwrap", "none"] = _f(
+        "auto",
+        "Code execution",
+        "Where commands run: docker (a container per command), bwrap (bubblewrap on this machine), "
+        "auto (Docker when an engine answers, else bubblewrap when it works, else no execution tools) "
+        "or none (directly on this machine as the bot's user: only if you must)",
+    )
+    sandbox_image: str = _f(
+        "python:3.11-slim", "Code execution", "Docker image commands run in (SANDBOX=docker)"
+    )
+    sandbox_network: bool = _f(
+        False,
+        "Code execution",
+        "Let commands use the network. Docker gives them a bridged network; bubblewrap shares this "
+        "machine's, services on 127.0.0.1 (Redis) included",
+    )
+    sandbox_timeout_s: float = _f(
+        60.0, "Code execution", "Seconds one command may run (wall clock; CPU seconds as well)", gt=0, le=240
+    )
+    sandbox_memory_mb: int = _f(
+        1024, "Code execution", "Memory one command may use, in MB (bubblewrap: its address space)", ge=64
+    )
+    sandbox_max_processes: int = _f(
+        256,
+        "Code execution",
+        "Processes and threads a command may have (bubblewrap counts them per user: the bot's own too "
+        "when it does not run as root)",
+        ge=8,
+    )
+    sandbox_cpus: float = _f(1.0, "Code execution", "CPUs a command's container may use (Docker)", gt=0)
+    sandbox_docker_data_dir: Path | None = _f(
+        None,
+        "Code execution",
+        "Where DATA_DIR is on the Docker engine's machine, when the bot itself runs in a container "
+        "(workspaces are mounted from there); empty: DATA_DIR",
+    )
+    shell_env_allowlist: CommaList = _f(
+        [],
+        "Code execution",
+        "Environment variables a command the agent runs may see, besides PATH, LANG and HOME (its "
+        "workspace), comma list; a setting of the bot is never passed",
+    )
+    tool_policy: Annotated[dict[str, Literal["allow", "ask", "deny"]], NoDecode] = _f(
+        {},
+        "Code execution",
+        "Which commands need a human, e.g. web_search=allow,execute_shell=ask,send_tweet=deny,*=ask: "
+        "allow runs without one, ask waits for an approval (approvals given in advance and continuous "
+        "mode cover it, unless it has effects outside the session), deny is never offered",
+    )
+
     # --- General
     redis_url: SecretStr | None = _f(
         None, "General", "redis://host:6379/0; empty: SQLite under DATA_DIR (one process only)"
@@ -310,19 +363,6 @@ class Settings(BaseConfig):
     )
     admin_user_ids: CommaList = _f([], "General", "User ids who may decide on any session, comma list")
     disabled_commands: CommaList = _f([], "General", "Commands the agent may not use, comma list")
-    execute_local_commands: bool = _f(
-        False,
-        "General",
-        "Allow execute_shell (off, as in AutoGPT). It runs on the bot's machine as the bot's user, with "
-        "a clean environment; its denylist (rm, sudo, ...) is NOT a security boundary (/bin/rm and "
-        "bash -c pass it): turn it on only where that machine may be changed by the agent",
-    )
-    shell_env_allowlist: CommaList = _f(
-        [],
-        "General",
-        "Environment variables a command the agent runs may see, besides PATH, LANG and HOME (its "
-        "workspace), comma list; a setting of the bot is never passed",
-    )
     finished_session_ttl_hours: float = _f(
         24.0, "General", "Hours a finished session stays in the live store (it is archived first)", gt=0
     )
@@ -333,6 +373,22 @@ class Settings(BaseConfig):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = _f("INFO", "General", "Log level")
     ops_host: str = _f("0.0.0.0", "General", "Address of /healthz and /metrics (autogpt-bot run)")
     ops_port: int = _f(9102, "General", "Port of /healthz and /metrics (0: any free port)", ge=0, le=65535)
+
+    @field_validator("tool_policy", mode="before")
+    @classmethod
+    def _policy(cls, v: Any) -> Any:
+        if not isinstance(v, str):
+            return v
+        text = v.strip()
+        if text.startswith("{"):
+            return json.loads(text)
+        policy: dict[str, str] = {}
+        for item in filter(None, (p.strip() for p in re.split(r"[,\n]", text))):
+            name, eq, word = item.partition("=")
+            if not eq or not name.strip() or not word.strip():
+                raise ValueError(f"{item!r} is not tool=allow|ask|deny")
+            policy[name.strip()] = word.strip().lower()
+        return policy
 
     @field_validator("openai_base_url")
     @classmethod

@@ -103,3 +103,20 @@ def test_load_benchmark_runs_and_reports() -> None:
     assert set(r["rss_mib"]) >= {"S/4", "S/2", "S", "end"} and all(len(v) == 2 for v in r["rss_mib"].values())
     for row in ("throughput", "command acks", "click acks", "start acks", "CPU ms / cycle"):
         assert row in printed
+
+
+def test_sandbox_benchmark_runs_and_reports() -> None:
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "sandbox.py"), "--runs", "3", "--backends", "bwrap,docker"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    report = json.loads(done.stdout.rstrip().splitlines()[-1].removeprefix("BENCH "))
+    assert report["ok"] is True and isinstance(report["target_met"], bool)
+    bwrap, docker = report["results"]
+    assert bwrap["backend"] == "bwrap" and bwrap["runs"] == 3 and bwrap["failed"] == 0
+    assert bwrap["target_ms"] == 150.0 and bwrap["wall_ms_median"] > 0 and bwrap["machine_cpu_ms_mean"] >= 0
+    assert docker["backend"] == "docker" and ("skipped" in docker or docker["failed"] == 0)

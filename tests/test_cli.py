@@ -44,7 +44,7 @@ def cli(
 
 
 def parse_config(stdout: str) -> dict[str, str]:
-    pairs = [line.split("=", 1) for line in stdout.splitlines()]
+    pairs = [line.split("=", 1) for line in stdout.splitlines() if not line.startswith("#")]
     assert all(len(p) == 2 for p in pairs), stdout
     return {k: v for k, v in pairs}
 
@@ -74,7 +74,8 @@ def test_check_config_prints_every_key_with_secrets_masked(tmp_path: Path) -> No
     assert proc.returncode == 0, proc.stderr
     config = parse_config(proc.stdout)
     assert set(config) == SETTING_KEYS
-    assert len(proc.stdout.splitlines()) == len(SETTING_KEYS)
+    assert len([x for x in proc.stdout.splitlines() if not x.startswith("#")]) == len(SETTING_KEYS)
+    assert "# Sandbox: " in proc.stdout and "# Approval policy" in proc.stdout
     for secret in ("sk-very-secret", "xoxb-secret", "pw-for-redis", "sd-pass", "milvus-token"):
         assert secret not in proc.stdout
     assert "OPENAI_API_KEY=********" in proc.stdout.splitlines()

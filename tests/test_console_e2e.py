@@ -182,6 +182,48 @@ def test_y_minus_n_approves_this_and_the_next(console, llm: ScriptedLLM) -> None
     assert s["outcome"] == "finished" and int(s["cycles"]) == 4
 
 
+@pytest.mark.parametrize("store", ["sqlite"])  # where commands run does not depend on the store
+def test_sandboxed_code_output_and_always_allow(console, llm: ScriptedLLM) -> None:
+    """Python runs in the sandbox: its output is shown, the whole of it is in the workspace (a
+    terminal's attachment); `a` always allows the command, so the second run asks nobody."""
+    code = "for i in range(500):\n    print('row', i)\n"
+    llm.script(
+        "execution_reply",
+        agent_reply("execute_python_code", {"code": code}),
+        agent_reply("execute_python_code", {"code": "print('again')"}),
+        agent_reply("finish", {"reason": "ran"}),
+    )
+    r = console("run code", stdin="a\ny\n", extra_env={"EXECUTE_LOCAL_COMMANDS": "true", "SANDBOX": "bwrap"})
+
+    assert r.code == EXIT_FINISHED, r.out + r.err
+    assert "'a' to always allow execute_python_code in this session" in r.out
+    assert "Command execute_python_code returned: Ran in the bubblewrap sandbox" in r.out
+    assert "row 0" in r.out and "again" in r.out
+    assert "Full output (" in r.out and ".autogpt/step-1-output.txt in the workspace" in r.out
+    full = (r.workspace() / ".autogpt" / "step-1-output.txt").read_text()
+    assert "row 499" in full
+    assert r.prompts == 2  # step 1 ('a') and finish ('y'): step 2 ran without asking
+
+
+@pytest.mark.parametrize("store", ["sqlite"])
+@pytest.mark.parametrize(
+    ("env", "said"),
+    [
+        ({"SANDBOX": "none"}, "SANDBOX=none: the agent's commands run on this machine as the bot's user"),
+        (
+            {"SANDBOX": "docker", "DOCKER_HOST": "tcp://127.0.0.1:9"},
+            "execute_python_code, execute_python_file and execute_shell are off: SANDBOX=docker, but no "
+            "Docker engine answers",
+        ),
+    ],
+)
+def test_start_up_says_where_commands_run(console, llm: ScriptedLLM, env: dict[str, str], said: str) -> None:
+    llm.script("execution_reply", agent_reply("finish", {"reason": "nothing to do"}))
+    r = console("nothing", stdin="y\n", extra_env={"EXECUTE_LOCAL_COMMANDS": "true", **env})
+    assert r.code == EXIT_FINISHED, r.out + r.err
+    assert said in r.err
+
+
 def test_feedback_skips_the_command_and_reaches_the_agent(console, llm: ScriptedLLM) -> None:
     llm.script(
         "execution_reply",

@@ -131,7 +131,7 @@ async def test_outside_effects_wait_for_a_human_in_continuous_mode(
         await core.runner.idle(10)
         session = await core.store.get(sid)
         assert session is not None and session.state == SessionState.FINISHED
-        assert session.steps[1].result is not None and "Exit code 0" in session.steps[1].result
+        assert session.steps[1].result is not None and "exit code 0" in session.steps[1].result
         assert session.steps[1].result.endswith("a")
         assert session.steps[2].decided_by == "continuous"
 

@@ -630,3 +630,32 @@ def test_every_setting_is_in_env_template() -> None:
     listed = set(re.findall(r"^#? ?([A-Z][A-Z0-9_]*)=", template, re.M))
     missing = sorted(SETTING_KEYS - listed)
     assert not missing, f"missing from .env.template (python -m bot.settings --template): {missing}"
+
+
+# ---------------------------------------------------------------------------- the sandbox
+
+
+def test_the_image_has_bubblewrap() -> None:
+    final = final_stage(dockerfile())
+    installs = [i.args for i in final if i.name == "RUN" and "bubblewrap" in i.args]
+    assert installs and "$WITH_CHROMIUM" not in installs[0], "bubblewrap is always there"
+    assert "--no-install-recommends" in installs[0] and "rm -rf /var/lib/apt/lists" in installs[0]
+
+
+def test_compose_overrides_for_the_sandbox() -> None:
+    bwrap = yaml.safe_load((REPO / "deploy" / "compose.bwrap.yml").read_text())["services"]["autogpt-bot"]
+    assert {"seccomp=unconfined", "apparmor=unconfined", "systempaths=unconfined"} <= set(
+        bwrap["security_opt"]
+    )
+    check_settings(bwrap["environment"], "deploy/compose.bwrap.yml")
+    assert bwrap["environment"]["SANDBOX"] == "bwrap"
+
+    docker = yaml.safe_load(interpolate((REPO / "deploy" / "compose.docker.yml").read_text()))
+    bot = docker["services"]["autogpt-bot"]
+    env = {k: v for k, v in bot["environment"].items() if k != "DOCKER_HOST"}  # the SDK's, not ours
+    check_settings(env, "deploy/compose.docker.yml")
+    assert env["SANDBOX"] == "docker" and env["SANDBOX_DOCKER_DATA_DIR"].endswith("/data")
+    assert "/var/run/docker.sock:/var/run/docker.sock" in bot["volumes"]
+    assert "./data:/data" in bot["volumes"]  # the engine mounts workspaces from the host
+    for name in ("compose.bwrap.yml", "compose.docker.yml"):
+        assert name in (REPO / "deploy" / "sandbox.md").read_text()

@@ -140,12 +140,19 @@ async def test_mention_to_finish_through_approve_clicks(bot: DiscordBot, llm: Sc
         assert step1.field(name)
     assert step1.field("Thoughts") == "I will write"
     assert "`write_to_file`" in step1.field("Command") and '"poem.txt"' in step1.field("Command")
-    assert [b["label"] for b in step1.buttons()] == ["Approve", "Approve next 5", "Feedback", "Stop"]
+    assert [b["label"] for b in step1.buttons()] == [
+        "Approve",
+        "Approve next 5",
+        "Feedback",
+        "Stop",
+        "Always allow write_to_file here",
+    ]
     assert [b["custom_id"] for b in step1.buttons()] == [
         f"autogpt:approve:{sid}:1",
         f"autogpt:approve_n:{sid}:1:5",
         f"autogpt:feedback:{sid}:1",
         f"autogpt:stop:{sid}:1",
+        f"autogpt:allow_tool:{sid}:1",
     ]
 
     clicked = await press(bot, step1, "Approve")

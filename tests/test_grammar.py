@@ -15,6 +15,7 @@ from bot.grammar import (
     SESSION_ID_RE,
     USAGE,
     VERBS,
+    AllowCommand,
     ApproveCommand,
     Command,
     CommandAdapter,
@@ -368,6 +369,7 @@ def test_verbs() -> None:
         "list",
         "stop",
         "approve",
+        "allow",
         "feedback",
         "help",
         "pause",
@@ -378,6 +380,23 @@ def test_verbs() -> None:
         "pause-schedule",
         "resume-schedule",
     }
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("allow k3f9qa", AllowCommand(session_id="k3f9qa")),
+        ("ALLOW #K3F9QA web_search", AllowCommand(session_id="k3f9qa", tool="web_search")),
+    ],
+)
+def test_allow(text: str, expected: AllowCommand) -> None:
+    assert parse(text) == expected
+
+
+@pytest.mark.parametrize("text", ["allow", "allow nope", "allow k3f9qa web_search extra"])
+def test_allow_needs_a_session_and_at_most_one_command(text: str) -> None:
+    with pytest.raises(UsageError):
+        parse(text)
 
 
 def test_help_text() -> None:
@@ -403,6 +422,7 @@ _tricky = st.sampled_from(
         "list",
         "stop",
         "approve",
+        "allow",
         "feedback",
         "help",
         "GOAL",

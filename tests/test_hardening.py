@@ -93,7 +93,7 @@ async def test_commands_the_agent_runs_see_no_setting_of_the_bot(
     async with started_core(
         settings,
         execute_local_commands=True,
-        allow_outside_effects_in_continuous=True,
+        tool_policy={"execute_shell": "allow"},
         shell_env_allowlist=["TOOL_VAR", "SLACK_BOT_TOKEN"],  # a setting of the bot is never passed
     ) as (core, _chat):
         llm.script(
@@ -103,9 +103,8 @@ async def test_commands_the_agent_runs_see_no_setting_of_the_bot(
         session = await stored(core, sid)
         result = session.steps[0].result or ""
         names = {line.split("=", 1)[0] for line in result.splitlines()[1:] if "=" in line}
-        assert names <= {"PATH", "HOME", "LANG", "TOOL_VAR", "PWD", "SHLVL", "_"}, names
-        workspace = core.settings.data_dir / "workspaces" / sid
-        assert f"HOME={workspace.resolve()}" in result and "TOOL_VAR=allowed-value" in result
+        assert names <= {"PATH", "HOME", "LANG", "TMPDIR", "TOOL_VAR", "PWD", "SHLVL", "_"}, names
+        assert "HOME=/workspace" in result and "TOOL_VAR=allowed-value" in result
         assert "xoxb-from-the-environment" not in result and "OTHER_VAR" not in result and KEY not in result
 
 

@@ -31,7 +31,7 @@ from bot.decisions import Decision
 from bot.models import Actor, Place, Session, SessionState, StepStatus
 from bot.presenter import wording
 from bot.presenter.ids import button_id, parse
-from bot.presenter.views import StepView
+from bot.presenter.views import ResultView, StepView
 from bot.settings import Settings
 from tests.fakes import toy
 from tests.fakes.chat import TestPlatform
@@ -40,7 +40,8 @@ from tests.fakes.llm_server import ScriptedLLM, agent_reply
 from tests.fakes.slack_api import SlackBot, running_bot, start_goal
 
 Who = Literal["owner", "stranger", "admin"]
-DECISIONS: Final = ["approve", "approve_n", "feedback", "stop"]  # what a waiting step offers
+DECISIONS: Final = ["approve", "approve_n", "feedback", "stop", "allow_tool"]  # what a waiting step offers
+ON_FINISH: Final = DECISIONS[:4]  # finish cannot be always allowed
 GOAL: Final = "goal write a poem to poem.txt"
 MODAL: Final = 9  # Discord's callback type of an interaction answered with a modal
 
@@ -85,6 +86,9 @@ class Driver(Protocol):
 
     def forms(self) -> int:
         """Feedback forms opened so far."""
+
+    def attachments(self, sid: str) -> dict[str, bytes]:
+        """The files attached in the session's thread, by name."""
 
     async def settle(self) -> None:
         """Until what was sent is handled and the sessions it kicked wait or ended."""
@@ -199,6 +203,10 @@ class TestPlatformDriver:
     def forms(self) -> int:
         return 0
 
+    def attachments(self, sid: str) -> dict[str, bytes]:
+        views = [m.view for m in self.chat.messages if getattr(m.view, "session_id", None) == sid]
+        return {f.filename: f.content for v in views if isinstance(v, ResultView) for f in v.files}
+
     async def settle(self) -> None:
         await settled(self.core)
 
@@ -309,6 +317,12 @@ class ToyDriver:
     def forms(self) -> int:
         return 0
 
+    def attachments(self, sid: str) -> dict[str, bytes]:
+        roots = {
+            mid for mid, (_, versions) in self.wire.messages.items() if f" session {sid} for " in versions[0]
+        }
+        return {name: content for thread, name, content in self.wire.files if thread in roots}
+
     async def settle(self) -> None:
         await settled(self.core)
 
@@ -397,6 +411,14 @@ class SlackDriver:
 
     def forms(self) -> int:
         return len(self.api.of("views.open"))
+
+    def attachments(self, sid: str) -> dict[str, bytes]:
+        thread = self.bot.root(sid).ts
+        return {
+            u.filename: u.content
+            for u in self.api.uploads.values()
+            if u.completed is not None and u.completed.get("thread_ts") == thread and u.content is not None
+        }
 
     async def settle(self) -> None:
         await self.bot.settle()
@@ -502,6 +524,9 @@ class DiscordDriver:
     def forms(self) -> int:
         return sum(any(c["type"] == MODAL for c in i.callbacks) for i in self.api.interactions.values())
 
+    def attachments(self, sid: str) -> dict[str, bytes]:
+        return {name: content for m in self.bot.thread(sid) for name, content in m.files.items()}
+
     async def settle(self) -> None:
         await self.bot.settle()
 
@@ -582,7 +607,7 @@ async def test_a_goal_to_finish_through_approve_clicks(driver: Driver, llm: Scri
     assert "write_to_file" in d.step_text(sid, 1) and "I will write" in d.step_text(sid, 1)
 
     for step_no in (1, 2, 3):
-        assert d.buttons(sid, step_no) == DECISIONS
+        assert d.buttons(sid, step_no) == (DECISIONS if step_no < 3 else ON_FINISH)
         await d.press(sid, step_no, "approve", "owner")
         assert d.buttons(sid, step_no) == []  # decided: the message was edited, its buttons gone
         assert f"{owner} approved" in d.step_text(sid, step_no)
@@ -620,7 +645,7 @@ async def test_b_approve_next_n_runs_the_next_steps_without_asking(driver: Drive
         assert "Approved in advance" in d.step_text(sid, step_no)
         step = session.steps[step_no - 1]
         assert step.decided_by == "auto" and step.status == StepStatus.DONE
-    assert d.buttons(sid, n + 1) == DECISIONS  # then it asks again
+    assert d.buttons(sid, n + 1) == ON_FINISH  # then it asks again
     assert session.state == SessionState.AWAITING_APPROVAL and session.approvals_left == 0
     assert session.pending_step is not None and session.pending_step.no == n + 1
     assert len(llm.requests_of("execution_reply")) == n + 1
@@ -768,6 +793,55 @@ async def test_g_buttons_posted_before_a_restart_still_work(driver: Driver, llm:
     assert session.state == SessionState.FINISHED and session.reason == "both written"
     assert [s.decided_by for s in session.steps] == [owner] * 3
     assert "both written" in summary(d, sid, "finished")
+
+
+async def test_h_always_allow_here(driver: Driver, llm: ScriptedLLM) -> None:
+    d, owner = driver, driver.label("owner")
+    llm.script(
+        "execution_reply",
+        agent_reply("write_to_file", {"filename": "a.txt", "text": "1"}),
+        agent_reply("write_to_file", {"filename": "b.txt", "text": "2"}),
+        agent_reply("read_file", {"filename": "a.txt"}),
+    )
+    sid = await d.start_goal("owner", GOAL)
+    told = len(d.told("owner"))
+    await d.press(sid, 1, "allow_tool", "owner")
+
+    session = await stored(d, sid)
+    [grant] = session.grants
+    assert grant.tool == "write_to_file" and grant.by == owner
+    assert d.buttons(sid, 1) == [] and "always allowed write_to_file here" in d.step_text(sid, 1)
+    # the same command again runs without asking; another one asks
+    assert (workspace(d, sid) / "b.txt").read_text() == "2"
+    assert d.buttons(sid, 2) == [] and f"{owner} always allowed this command here" in d.step_text(sid, 2)
+    assert session.steps[1].decided_by == "policy" and session.steps[1].status == StepStatus.DONE
+    assert d.buttons(sid, 3) == DECISIONS and session.pending_step is not None
+    assert d.told("owner")[told:] == []
+
+
+async def test_i_a_sandboxed_commands_output_is_shown_and_attached(driver: Driver, llm: ScriptedLLM) -> None:
+    d = driver
+    d.core.settings.execute_local_commands = True
+    code = "import sys\nfor i in range(3000):\n    print(f'line {i}')\nprint('a warning', file=sys.stderr)\n"
+    llm.script(
+        "execution_reply",
+        agent_reply("execute_python_code", {"code": code}),
+        agent_reply("finish", {"reason": "ok"}),
+    )
+    sid = await d.start_goal("owner", GOAL)
+    assert d.buttons(sid, 1) == DECISIONS
+    await d.press(sid, 1, "approve", "owner")
+
+    [result] = results_of(d, sid, 1)
+    assert "exit code 0" in result and "line 0" in result  # the output as the agent read it
+    files = d.attachments(sid)
+    full = files.get("step-1-output.txt")
+    assert full is not None, list(files)
+    assert b"line 2999" in full and b"a warning" in full  # the whole of it, attached
+    session = await stored(d, sid)
+    kept = session.steps[0].result or ""
+    assert "line 2999" not in kept and "the full output is in .autogpt/step-1-output.txt" in kept
+    assert (workspace(d, sid) / ".autogpt/step-1-output.txt").read_bytes() == full
 
 
 # ---------------------------------------------------------------------------- the toy as a platform

@@ -63,8 +63,10 @@ async def test_goal_to_finish_through_approve_clicks(bot: SlackBot, llm: Scripte
         ids.APPROVE_N,
         ids.FEEDBACK,
         ids.STOP,
+        ids.ALLOW_TOOL,
     ]
     assert step1.button(ids.APPROVE)[1]["value"] == button_id("approve", sid, 1)  # ids only
+    assert step1.button(ids.ALLOW_TOOL)[1]["text"]["text"] == "Always allow write_to_file here"
     assert step1.button(ids.APPROVE_N)[1]["text"]["text"] == "Approve next 5"
 
     sent = await bot.send.click(step1, ids.APPROVE, OWNER)

@@ -29,9 +29,10 @@ EXIT_LIMIT = 4
 EXIT_WAITING = 5
 
 PROMPT = (
-    "Enter 'y' to authorise command, 'y -N' to run N continuous commands, 'n' to exit program, "
+    "Enter 'y' to authorise command, 'y -N' to run N continuous commands,{always} 'n' to exit program, "
     "or enter feedback for {name}..."
 )
+ALWAYS = " 'a' to always allow {tool} in this session,"
 NO_LLM = (
     "No LLM is configured. Set OPENAI_API_KEY (OpenAI) or OPENAI_BASE_URL (an OpenAI-compatible "
     "server such as Ollama or vLLM), or USE_AZURE with AZURE_OPENAI_ENDPOINT, in .env or the "
@@ -66,7 +67,8 @@ APPROVE_N = re.compile(r"^y\s*-\s*(\d+)$", re.IGNORECASE)
 
 
 def parse_decision(line: str) -> tuple[str, int, str | None] | None:
-    """AutoGPT's keys: y, y -N, n (or exit); any other text is feedback; empty is invalid."""
+    """AutoGPT's keys: y, y -N, n (or exit), and a (always allow the command here); any other
+    text is feedback; empty is invalid."""
     text = line.strip()
     if not text:
         return None
@@ -77,6 +79,8 @@ def parse_decision(line: str) -> tuple[str, int, str | None] | None:
         return ("approve", max(1, int(m.group(1))), None)
     if low in ("n", "no", "exit"):
         return ("stop", 1, None)
+    if low in ("a", "always"):
+        return ("allow_tool", 1, None)
     return ("feedback", 1, text)
 
 
@@ -202,7 +206,10 @@ async def loop(core: Core, session_id: str, actor: Actor, read: Reader, out: Tex
         if state == SessionState.PAUSED and session.pending_step is None:
             out.write("Enter 'y' to resume the session, 'n' to stop it.\nInput: ")
         else:
-            out.write(PROMPT.format(name=session.ai_name) + "\nInput: ")
+            pending = session.pending_step
+            tool = pending.command.name if pending is not None else "finish"
+            always = ALWAYS.format(tool=tool) if tool != "finish" else ""
+            out.write(PROMPT.format(name=session.ai_name, always=always) + "\nInput: ")
         out.flush()
         line = await read()
         if line is None:

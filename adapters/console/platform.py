@@ -81,6 +81,8 @@ class ConsoleRenderer(Renderer[None]):
         if len(output) > RESULT_LIMIT:
             output = output[:RESULT_LIMIT] + f"... ({len(view.output)} characters in all)"
         self._label("SYSTEM:", f"Command {view.command} returned: {output}", "yellow" if view.ok else "red")
+        for f in view.files:  # a terminal's attachment: where the file is
+            self._print(self._c(f"Full output ({len(f.content):,} bytes): {f.name} in the workspace", "cyan"))
 
     def summary(self, view: v.SummaryView) -> None:
         color = "green" if view.outcome == "finished" else "red"

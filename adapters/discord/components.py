@@ -21,6 +21,7 @@ from bot.text import clip
 STYLES: dict[str, discord.ButtonStyle] = {
     "approve": discord.ButtonStyle.success,
     "approve_n": discord.ButtonStyle.primary,
+    "allow_tool": discord.ButtonStyle.secondary,
     "feedback": discord.ButtonStyle.secondary,
     "pause": discord.ButtonStyle.secondary,
     "stop": discord.ButtonStyle.danger,

@@ -1,7 +1,8 @@
 """Discord's message limits, and an embed builder that always stays within them.
 
 Content 2,000 characters; an embed's title 256, description 4,096, 25 fields, field name 256,
-field value 1,024, footer 2,048, author 256 and 6,000 characters in all; 10 embeds a message.
+field value 1,024, footer 2,048, author 256 and 6,000 characters in all; 10 embeds and 10 files
+of 10 MB a message.
 Text that does not fit is shortened with a marker (and, where it matters, attached in full by
 the caller); replies are split into several messages.
 """
@@ -31,6 +32,8 @@ MODAL_TITLE: Final = 45
 INPUT_LABEL: Final = 45
 INPUT_MAX: Final = 4000
 THREAD_NAME: Final = 100
+ATTACHMENTS: Final = 10  # files a message may carry
+ATTACHMENT_BYTES: Final = 10 * 1024 * 1024  # a bot's upload limit on a server without boosts
 
 FENCE: Final = "```"
 

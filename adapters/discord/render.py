@@ -15,7 +15,7 @@ from typing import Any, Final
 import discord
 
 from adapters.discord.components import decision_view
-from adapters.discord.limits import THREAD_NAME, Code, EmbedSpec
+from adapters.discord.limits import ATTACHMENT_BYTES, ATTACHMENTS, THREAD_NAME, Code, EmbedSpec
 from bot.presenter import views as v
 from bot.presenter import wording
 from bot.presenter.render import Renderer
@@ -167,6 +167,8 @@ class DiscordRenderer(Renderer[Rendered]):
         )
 
     def result(self, view: v.ResultView) -> Rendered:
+        """The result as the agent read it, shortened past RESULT_INLINE; the files that came
+        with it (a command's full output) attached, else a long result attached whole."""
         output = view.output or "(no output)"
         inline = self.result_inline
         spec = EmbedSpec(
@@ -178,6 +180,14 @@ class DiscordRenderer(Renderer[Rendered]):
         attachments: list[Attachment] = []
         if len(output) > inline:
             spec.description = Code(output[:inline] + "\n…")
+        for f in view.files[:ATTACHMENTS]:
+            content = f.content[:ATTACHMENT_BYTES]
+            cut = (
+                f" (its first {ATTACHMENT_BYTES // 1024 // 1024} MB)" if len(f.content) > len(content) else ""
+            )
+            attachments.append(Attachment(f.filename, content))
+            spec.add("Attached", f"{f.name}{cut}: {f.comment}" if f.comment else f"{f.name}{cut}")
+        if len(output) > inline and not view.files:
             name = f"result-{view.session_id}-step{view.step_no}.txt"
             attachments.append(Attachment(name, output.encode("utf-8")))
             spec.add("Full output", f"{len(output):,} characters, attached as {name}.")

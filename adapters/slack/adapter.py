@@ -242,22 +242,33 @@ class SlackAdapter(ChatAdapter):
         broadcast = isinstance(view, SummaryView) and place.thread is not None
         ts = await self._post(place.channel, place.thread, msg, broadcast=broadcast)
         ref = MessageRef(platform=self.name, channel=place.channel, id=ts, thread=place.thread)
-        if isinstance(view, ResultView) and self.renderer.needs_attachment(view):
-            try:
-                await self.upload(
-                    place,
+        if isinstance(view, ResultView):
+            await self._attach(place, ref, view)
+        return ref
+
+    async def _attach(self, place: Place, ref: MessageRef, view: ResultView) -> None:
+        """Upload the files that came with a result (a command's full output), or a long result
+        whole; when that fails, the result's message says so."""
+        uploads = [(f.filename, f.content, f.comment or f.name) for f in view.files]
+        if not uploads and self.renderer.needs_attachment(view):
+            uploads = [
+                (
                     f"result-{view.session_id}-step{view.step_no}.txt",
                     view.output.encode("utf-8"),
                     f"The full result of step {view.step_no} ({view.command}), "
                     f"{len(view.output):,} characters.",
                 )
+            ]
+        for filename, content, comment in uploads:
+            try:
+                await self.upload(place, filename, content, comment)
             except PlatformError as exc:  # the shortened result is posted; say the rest is missing
                 log.warning("session %s: attaching a result failed: %s", view.session_id, exc)
                 try:
                     await self._update(ref, self.renderer.result(view, attach_error=str(exc)))
                 except PlatformError as again:
                     log.warning("session %s: could not say so: %s", view.session_id, again)
-        return ref
+                return
 
     async def update(self, ref: MessageRef, view: View) -> None:
         await self._update(ref, self.renderer.render(view))

@@ -383,13 +383,20 @@ class SlackRenderer(Renderer[SlackMessage]):
             section(f"{icon} *Result of step {view.step_no}* {inline(view.command, 200)}"),
             section(code(view.output, shown + 6)),
         ]
-        if self.needs_attachment(view):
-            where = (
-                "the full result is attached below as a file."
+        if view.files or self.needs_attachment(view):
+            what = "the full output" if view.files else "the full result"
+            said = (
+                f"{what} is attached below as a file"
                 if attach_error is None
-                else f"the full result could not be attached ({escape(attach_error)})."
+                else f"{what} could not be attached ({escape(attach_error)})"
             )
-            blocks.append(context(f"Shortened: the result has {len(view.output):,} characters; {where}"))
+            if self.needs_attachment(view):
+                text = f"Shortened: the result has {len(view.output):,} characters; {said}."
+            else:
+                text = said[0].upper() + said[1:] + "."
+            if view.files:
+                text += " " + ", ".join(inline(f.name, 200) for f in view.files)
+            blocks.append(context(text))
         return message(f"Result of step {view.step_no} ({view.command})", blocks)
 
     def needs_attachment(self, view: v.ResultView) -> bool:

@@ -16,6 +16,7 @@ APPROVE_N: Final = "autogpt_approve_n"
 FEEDBACK: Final = "autogpt_feedback"
 STOP: Final = "autogpt_stop"
 PAUSE: Final = "autogpt_pause"
+ALLOW_TOOL: Final = "autogpt_allow_tool"
 HOME_STOP: Final = "autogpt_home_stop"
 
 #: the core's decision action -> the button's action id (unique within a message's buttons)
@@ -25,8 +26,11 @@ ACTION_IDS: Final[dict[str, str]] = {
     "feedback": FEEDBACK,
     "stop": STOP,
     "pause": PAUSE,
+    "allow_tool": ALLOW_TOOL,
 }
-DECISIONS: Final = frozenset({APPROVE, APPROVE_N, STOP, PAUSE})  # decided at once (feedback opens a form)
+DECISIONS: Final = frozenset(
+    {APPROVE, APPROVE_N, STOP, PAUSE, ALLOW_TOOL}
+)  # decided at once (feedback opens a form)
 
 FEEDBACK_VIEW: Final = "autogpt_feedback_modal"  # the modal's callback_id
 FEEDBACK_BLOCK: Final = "autogpt_feedback_block"

@@ -5,9 +5,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from bot.decisions import ON_ITS_OWN
 from bot.models import Session, Step, StepStatus
+from bot.policy import FINISH
 from bot.presenter.views import (
     DecisionOption,
+    FileView,
     ResultView,
     ScheduleItem,
     SessionHeaderView,
@@ -19,11 +22,13 @@ from bot.presenter.views import (
 )
 from bot.schedules import Schedule
 from bot.settings import Settings
+from bot.tools.base import OutFile
 
 RESULT_VIEW_LIMIT = 1_000_000
 MAX_LISTED = 20
 
-RUNNING_OPTIONS = [DecisionOption(action="pause", label="Pause"), DecisionOption(action="stop", label="Stop")]
+PAUSE = DecisionOption(action="pause", label="Pause")
+STOP = DecisionOption(action="stop", label="Stop")
 
 
 def step_view(session: Session, step: Step, settings: Settings) -> StepView:
@@ -31,6 +36,10 @@ def step_view(session: Session, step: Step, settings: Settings) -> StepView:
     options: list[DecisionOption] = []
     last = session.last_step
     live = not session.state.terminal and last is not None and last.no == step.no
+    # a step no human approved one by one offers Stop while it is the last (and Pause while the
+    # session runs on its own)
+    on_its_own = session.continuous or session.approvals_left > 0
+    running = ([PAUSE] if on_its_own else []) + [STOP] if live and step.decided_by in ON_ITS_OWN else []
     match step.status:
         case StepStatus.PENDING:
             status = "pending"
@@ -42,25 +51,27 @@ def step_view(session: Session, step: Step, settings: Settings) -> StepView:
                     count=settings.approve_next_n,
                 ),
                 DecisionOption(action="feedback", label="Feedback"),
-                DecisionOption(action="stop", label="Stop"),
+                STOP,
             ]
-        case StepStatus.APPROVED if step.decided_by in ("auto", "continuous"):
+            if step.command.name != FINISH:
+                options.append(
+                    DecisionOption(action="allow_tool", label=f"Always allow {step.command.name} here")
+                )
+        case StepStatus.APPROVED if step.decided_by in ON_ITS_OWN:
             status = "auto"
-            options = RUNNING_OPTIONS
+            options = running
         case StepStatus.EXECUTING:
             status = "running"
-            options = RUNNING_OPTIONS if step.decided_by in ("auto", "continuous") else []
+            options = running
         case StepStatus.DONE:
             status = "done"
-            options = RUNNING_OPTIONS if step.decided_by in ("auto", "continuous") else []
+            options = running if on_its_own else []  # step by step, the next step comes at once
         case StepStatus.INVALID:
             status = "invalid"
         case StepStatus.INTERRUPTED:
             status = "interrupted"
         case _:
             status = "decided"
-    if options is RUNNING_OPTIONS and not live:
-        options = []
     return StepView(
         session_id=session.id,
         step_no=step.no,
@@ -72,6 +83,7 @@ def step_view(session: Session, step: Step, settings: Settings) -> StepView:
         decided_by=step.decided_by,
         decision=step.decision,
         decided_at=step.decided_at,
+        granted_by=step.granted_by,
         approvals_left=session.approvals_left,
         budget_left_usd=max(0.0, session.budget(settings.session_budget_usd) - session.usage.cost_usd),
         note="\n".join(step.notes) or None,
@@ -95,13 +107,16 @@ def tasks_view(session: Session) -> TaskListView:
     return TaskListView(session_id=session.id, tasks=session.tasks, done=session.done_tasks)
 
 
-def result_view(session: Session, step: Step, output: str, ok: bool) -> ResultView:
+def result_view(
+    session: Session, step: Step, output: str, ok: bool, files: Sequence[OutFile] = ()
+) -> ResultView:
     return ResultView(
         session_id=session.id,
         step_no=step.no,
         command=step.command.name,
         output=output[:RESULT_VIEW_LIMIT],
         ok=ok,
+        files=[FileView(name=f.name, content=f.content, comment=f.comment) for f in files],
     )
 
 

@@ -8,11 +8,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from bot.models import Thoughts
 
-Action = Literal["approve", "approve_n", "feedback", "stop", "pause"]
+Action = Literal["approve", "approve_n", "allow_tool", "feedback", "stop", "pause"]
 
 
 class DecisionOption(BaseModel):
@@ -56,18 +56,39 @@ class StepView(BaseModel):
     decided_by: str | None = None
     decision: str | None = None  # human words: "approved", "approved the next 5", "gave feedback", "stopped"
     decided_at: datetime | None = None
+    granted_by: str | None = None  # who always allowed its command in this session (it ran without asking)
     approvals_left: int = 0
     budget_left_usd: float | None = None
     note: str | None = None
 
 
+class FileView(BaseModel):
+    """A file shown with a result (a command's full output): `name` is its path in the session's
+    workspace; `content` is attached where the platform takes files."""
+
+    model_config = ConfigDict(ser_json_bytes="base64", val_json_bytes="base64")
+
+    name: str
+    content: bytes
+    comment: str = ""
+
+    @property
+    def filename(self) -> str:
+        """Its name without folders, for an attachment."""
+        return self.name.rsplit("/", 1)[-1]
+
+
 class ResultView(BaseModel):
+    """A command's result: `output` is what the agent read; `files`, when there are any, hold
+    the whole of it (and whatever else the command made), attached in chat."""
+
     kind: Literal["result"] = "result"
     session_id: str
     step_no: int
     command: str
     output: str
     ok: bool = True
+    files: list[FileView] = Field(default_factory=list)
 
 
 class SummaryView(BaseModel):

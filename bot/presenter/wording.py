@@ -56,6 +56,10 @@ def decided(view: StepView) -> Line | None:
         return Line("auto", f"Approved in advance{left}")
     if view.decided_by == "continuous":
         return Line("continuous", "Approved automatically (continuous mode)")
+    if view.decided_by == "policy" and view.granted_by:
+        return Line("auto", "always allowed this command here: it runs without asking", who=view.granted_by)
+    if view.decided_by == "policy":
+        return Line("auto", "Runs without asking: allowed by TOOL_POLICY")
     if not view.decided_by:
         return None
     decision = view.decision or "decided"
@@ -76,6 +80,8 @@ def status_word(view: StepView) -> str:
         return "waiting for a decision"
     if view.status == "decided" and view.decision:
         return view.decision
+    if view.status == "auto" and view.decided_by == "policy":
+        return "allowed without asking"
     return {"auto": "approved in advance", "running": "running"}.get(view.status, view.status)
 
 
@@ -133,6 +139,11 @@ def describe(session: Session) -> str:
     if session.pending_step is not None:
         step = session.pending_step
         parts.append(f"Waiting for a decision on step {step.no}: {step.command.name} {step.command.args}")
+    if session.grants:
+        parts.append(
+            "Always allowed here: "
+            + ", ".join(f"{g.tool} (by {g.by}, {g.at:%Y-%m-%d %H:%M} UTC)" for g in session.grants)
+        )
     if session.reason:
         parts.append("Reason: " + session.reason)
     return "\n".join(parts)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
-from bot.tools import files, memory_tools, search, shell, web
-from bot.tools.base import Tool, ToolContext, ToolError, ToolRegistry
+from bot.tools import code, files, memory_tools, search, web
+from bot.tools.base import OutFile, Tool, ToolContext, ToolError, ToolOutput, ToolRegistry
 
 FINISH = "finish"
 
@@ -24,9 +24,18 @@ def default_registry() -> ToolRegistry:
     files.register(registry)
     search.register(registry)
     web.register(registry)
-    shell.register(registry)
+    code.register(registry)
     memory_tools.register(registry)
     return registry
 
 
-__all__ = ["FINISH", "Tool", "ToolContext", "ToolError", "ToolRegistry", "default_registry"]
+__all__ = [
+    "FINISH",
+    "OutFile",
+    "Tool",
+    "ToolContext",
+    "ToolError",
+    "ToolOutput",
+    "ToolRegistry",
+    "default_registry",
+]

@@ -11,12 +11,32 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from bot import policy
 from bot.models import Session, Usage
 from bot.settings import Settings
 
 
 class ToolError(Exception):
     """A tool could not do what was asked; the message goes back to the agent."""
+
+
+class OutFile(BaseModel):
+    """A file a command made, shown in chat as an attachment: `name` is its path in the
+    workspace."""
+
+    name: str
+    content: bytes
+    comment: str = ""
+
+
+@dataclass
+class ToolOutput:
+    """What a command returns when it is more than text: `text` for the agent, whether it went
+    well, and files for the chat."""
+
+    text: str
+    ok: bool = True
+    files: list[OutFile] = field(default_factory=list)
 
 
 @dataclass
@@ -27,6 +47,7 @@ class ToolContext:
     session: Session
     settings: Settings
     workspace: Path
+    step_no: int = 0  # the step the command runs for
     llm: Any = None  # bot.llm.client.LLMClient
     memory: Any = None  # bot.memory.Memory
     usage: Usage = field(default_factory=Usage)
@@ -40,7 +61,7 @@ class ToolContext:
         )
 
 
-Runner = Callable[[ToolContext, Any], Awaitable[str]]
+Runner = Callable[[ToolContext, Any], Awaitable[str | ToolOutput]]
 
 
 @dataclass(frozen=True)
@@ -98,14 +119,24 @@ class ToolRegistry:
         return register
 
     def available(self, settings: Settings) -> list[Tool]:
-        disabled = set(settings.disabled_commands)
-        return [t for t in self._tools.values() if t.name not in disabled and t.enabled(settings)]
+        """The commands offered to the agent: enabled by their settings, not disabled, not denied
+        by TOOL_POLICY."""
+        return [t for t in self._tools.values() if self._offered(t, settings)]
 
     def get(self, name: str, settings: Settings) -> Tool | None:
         tool = self._tools.get(name)
-        if tool is None or tool.name in settings.disabled_commands or not tool.enabled(settings):
-            return None
-        return tool
+        return tool if tool is not None and self._offered(tool, settings) else None
+
+    def all(self) -> list[Tool]:
+        return list(self._tools.values())
+
+    @staticmethod
+    def _offered(tool: Tool, settings: Settings) -> bool:
+        return (
+            tool.name not in settings.disabled_commands
+            and not policy.denied(tool.name, settings)
+            and tool.enabled(settings)
+        )
 
     def names(self) -> list[str]:
         return list(self._tools)

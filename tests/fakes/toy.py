@@ -24,10 +24,12 @@ LINK = re.compile(r"\[[^\]]+\]\(([^)\s]+)\)")
 
 @dataclass
 class Wire:
-    """The toy chat's servers: messages by id (thread, versions) and private notes (user, text)."""
+    """The toy chat's servers: messages by id (thread, versions), private notes (user, text) and
+    files (thread, name, content)."""
 
     messages: dict[str, tuple[str, list[str]]] = field(default_factory=dict)
     told: list[tuple[str, str]] = field(default_factory=list)
+    files: list[tuple[str, str, bytes]] = field(default_factory=list)
 
 
 def said(x: wording.Line | None) -> str:
@@ -78,12 +80,15 @@ class ToyAdapter(ChatAdapter):
     async def post(self, place: Place, view: views.View) -> MessageRef:
         mid = str(len(self.wire.messages) + 1)
         self.wire.messages[mid] = (place.thread or mid, [self.renderer.render(view)])
+        for f in view.files if isinstance(view, views.ResultView) else []:  # a command's full output
+            await self.upload(place, f.filename, f.content, f.comment)
         return MessageRef(platform=self.name, channel=place.channel, id=mid, thread=place.thread)
 
     async def update(self, ref: MessageRef, view: views.View) -> None:
         self.wire.messages[ref.id][1].append(self.renderer.render(view))
 
     async def upload(self, place: Place, filename: str, content: bytes, comment: str) -> None:
+        self.wire.files.append((place.thread or "", filename, content))
         await self.post(place, views.NoticeView(text=f"{comment}: {filename} ({len(content)} bytes)"))
 
     # -- the event handlers: a message in a channel, a click on a link (Feedback takes a text)

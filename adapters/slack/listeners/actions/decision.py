@@ -1,4 +1,4 @@
-"""The Approve, Approve next N, Stop and (in a continuous run) Pause buttons of a step.
+"""The Approve, Approve next N, Always allow, Stop and (in a run on its own) Pause buttons of a step.
 
 A button carries only ids; the core decides atomically (a second click, or a click on an old
 step, changes nothing) and edits the step message in place. A refusal is told to the clicking
@@ -10,7 +10,7 @@ from adapters.slack.deps import NOT_UNDERSTOOD, Click, SlackDeps, on_click
 from bot.decisions import Decision
 
 
-@on_click("approve", "approve_n", "stop", "pause")
+@on_click("approve", "approve_n", "allow_tool", "stop", "pause")
 async def decision_button(deps: SlackDeps, click: Click) -> None:
     if click.button is None:
         await deps.tell(click.channel, click.user, NOT_UNDERSTOOD, click.thread)
