@@ -18,6 +18,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from adapters.slack import ids
 from bot.models import Session, SessionState, StepStatus
 from bot.store.redis_store import RedisStore
@@ -68,6 +70,7 @@ async def wait_for(what: str, check: Any, within: float, poll: float = 0.1) -> A
         await asyncio.sleep(poll)
 
 
+@pytest.mark.slow
 async def test_three_processes_one_killed_mid_cycle(
     tmp_path: Path, llm: ScriptedLLM, redis_prefix: str
 ) -> None:

@@ -131,6 +131,7 @@ async def eventually(what: str, check: Any, within: float, poll: float = 0.1) ->
     raise AssertionError(f"timed out waiting for {what} (last: {last!r})")
 
 
+@pytest.mark.slow
 async def test_outage_said_in_chat_and_recovered_without_a_restart(
     tmp_path: Path, llm: ScriptedLLM, private_redis: PrivateRedis
 ) -> None:

@@ -13,6 +13,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 import redis
 
 from bot.models import Place, SessionState
@@ -48,6 +49,7 @@ def start_worker(env: dict[str, str]) -> tuple[subprocess.Popen[str], str]:
     return proc, line.split()[1]
 
 
+@pytest.mark.slow
 async def test_leader_killed_every_firing_runs_once(
     tmp_path: Path, llm: ScriptedLLM, redis_prefix: str
 ) -> None:

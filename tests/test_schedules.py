@@ -116,6 +116,7 @@ async def test_make_list_pause_resume_remove(sched: tuple[Core, TestPlatform]) -
     assert not gone.ok and "No schedule" in gone.message
 
 
+@pytest.mark.slow
 async def test_a_schedule_fires_twice_each_a_continuous_session_in_its_own_thread(
     sched: tuple[Core, TestPlatform],
 ) -> None:

@@ -664,6 +664,7 @@ def fresh_identity(payload: Any) -> None:
 
 
 @pytest.mark.parametrize("store_kind", ["sqlite"])
+@pytest.mark.slow
 def test_random_and_mutated_payloads_never_break_the_endpoint_nor_move_the_session(
     settings: Settings, llm: ScriptedLLM, caplog: pytest.LogCaptureFixture
 ) -> None:
