@@ -52,6 +52,20 @@ DEFAULT_PRICES: dict[str, tuple[float, float]] = {
     "text-embedding-3-small": (0.02, 0.0),
     "text-embedding-ada-002": (0.1, 0.0),
 }
+Unit = Literal["image", "minute", "1k_chars"]
+DEFAULT_UNIT_PRICES: dict[str, dict[str, float]] = {
+    # USD per unit: an image made, a minute of audio transcribed, 1,000 characters spoken
+    "dall-e-3": {"image": 0.04},
+    "dall-e-2": {"image": 0.02},
+    "gpt-image-1": {"image": 0.042},
+    "whisper-1": {"minute": 0.006},
+    "gpt-4o-transcribe": {"minute": 0.006},
+    "gpt-4o-mini-transcribe": {"minute": 0.003},
+    "tts-1": {"1k_chars": 0.015},
+    "tts-1-hd": {"1k_chars": 0.03},
+    "gpt-4o-mini-tts": {"1k_chars": 0.015},
+    "elevenlabs": {"1k_chars": 0.3},
+}
 
 
 def _f(default: Any, section: str, description: str, **kw: Any) -> Any:
@@ -132,10 +146,15 @@ class Settings(BaseConfig):
     max_reply_tokens: int = _f(1000, "LLM models", "Tokens reserved for each reply", ge=100)
     embedding_model: str = _f("text-embedding-3-small", "LLM models", "Embedding model for memory")
     temperature: float = _f(0.0, "LLM models", "Sampling temperature", ge=0.0, le=2.0)
-    model_prices: dict[str, tuple[float, float]] = _f(
-        DEFAULT_PRICES,
+    smart_llm_vision: bool = _f(
+        False, "LLM models", "SMART_LLM takes images: pictures posted to a session are shown to it"
+    )
+    model_prices: dict[str, tuple[float, float] | dict[Unit, float]] = _f(
+        {**DEFAULT_PRICES, **DEFAULT_UNIT_PRICES},
         "LLM models",
-        'Price table, JSON: {"model": [USD per 1M input tokens, USD per 1M output tokens]}',
+        'Price table, JSON: {"model": [USD per 1M input tokens, USD per 1M output tokens]}, and for '
+        'media {"model": {"image" | "minute" | "1k_chars": USD}} (an image made, a minute transcribed, '
+        "1,000 characters spoken); a model missing from it costs DEFAULT_MODEL_PRICE (tokens) or 0 (media)",
     )
     default_model_price: tuple[float, float] = _f(
         (5.0, 15.0), "LLM models", "Price of a model missing from MODEL_PRICES, JSON [input, output]"
@@ -180,8 +199,8 @@ class Settings(BaseConfig):
     )
 
     # --- Memory
-    memory_backend: Literal["local", "redis", "milvus", "no_memory"] = _f(
-        "local", "Memory", "Long-term memory: local, redis, milvus or no_memory"
+    memory_backend: Literal["local", "redis", "milvus", "pinecone", "no_memory"] = _f(
+        "local", "Memory", "Long-term memory: local, redis, milvus, pinecone or no_memory"
     )
     memory_index: str = _f("autogpt", "Memory", "Name of the memory index")
     memory_scope: Literal["session", "user", "channel"] = _f(
@@ -193,30 +212,87 @@ class Settings(BaseConfig):
     milvus_token: SecretStr | None = _f(
         None, "Memory", "Milvus server credentials: user:password or an API key; empty: none"
     )
+    pinecone_api_key: SecretStr | None = _f(None, "Memory", "Pinecone API key (MEMORY_BACKEND=pinecone)")
+    pinecone_index_host: str | None = _f(
+        None,
+        "Memory",
+        "Host of the Pinecone index (its URL, https://NAME-PROJECT.svc.ENV.pinecone.io; or Pinecone "
+        "Local's http://127.0.0.1:5081); one namespace per memory scope",
+    )
 
     # --- Image generation
     image_provider: Literal["dalle", "huggingface", "sdwebui"] = _f(
-        "dalle", "Image generation", "dalle, huggingface or sdwebui"
+        "dalle",
+        "Image generation",
+        "generate_image's provider: dalle (the OpenAI images API of the configured OpenAI, Azure or "
+        "compatible server), huggingface (the Inference API) or sdwebui (a Stable Diffusion WebUI)",
     )
-    image_size: int = _f(256, "Image generation", "Image size in pixels")
+    image_model: str = _f(
+        "dall-e-3", "Image generation", "Model of IMAGE_PROVIDER=dalle (gpt-image-1, dall-e-2)"
+    )
+    image_size: int = _f(
+        1024, "Image generation", "Size of generated images in pixels (the agent may ask for another)", ge=64
+    )
     huggingface_image_model: str = _f(
-        "CompVis/stable-diffusion-v1-4", "Image generation", "Hugging Face model"
+        "stabilityai/stable-diffusion-xl-base-1.0", "Image generation", "Hugging Face text-to-image model"
     )
-    huggingface_api_token: SecretStr | None = _f(None, "Image generation", "Hugging Face API token")
-    sd_webui_url: str = _f("http://127.0.0.1:7860", "Image generation", "Stable Diffusion WebUI URL")
-    sd_webui_auth: SecretStr | None = _f(None, "Image generation", "Stable Diffusion WebUI user:password")
+    huggingface_api_token: SecretStr | None = _f(
+        None, "Image generation", "Hugging Face token (generate_image and read_audio_from_file)"
+    )
+    huggingface_api_url: str | None = _f(
+        None,
+        "Image generation",
+        "Base URL of a server with Hugging Face's serverless inference layout (POST <url>/models/<model>); "
+        "empty: Hugging Face's router (https://router.huggingface.co/hf-inference)",
+    )
+    sd_webui_url: str = _f(
+        "http://127.0.0.1:7860", "Image generation", "Stable Diffusion WebUI URL (started with --api)"
+    )
+    sd_webui_auth: SecretStr | None = _f(
+        None, "Image generation", "Stable Diffusion WebUI user:password (its --api-auth)"
+    )
+    media_timeout_s: float = _f(
+        120.0,
+        "Image generation",
+        "Seconds an image, speech or transcription provider may take to answer (a CPU is slow)",
+        gt=0,
+    )
+    max_media_bytes: int = _f(
+        10 * 1024 * 1024,
+        "Image generation",
+        "Largest image or audio a provider may send back, in bytes; a larger one is refused",
+        ge=64 * 1024,
+    )
 
     # --- Audio to text
-    audio_to_text_provider: Literal["huggingface"] = _f(
-        "huggingface", "Audio to text", "Speech-to-text provider"
+    audio_to_text_provider: Literal["huggingface", "openai"] = _f(
+        "openai",
+        "Audio to text",
+        "read_audio_from_file's provider: openai (the transcriptions API of the configured OpenAI, "
+        "Azure or compatible server, which local Whisper servers speak too) or huggingface",
+    )
+    openai_transcription_model: str = _f(
+        "whisper-1", "Audio to text", "Model of AUDIO_TO_TEXT_PROVIDER=openai"
     )
     huggingface_audio_to_text_model: str = _f(
-        "facebook/wav2vec2-base-960h", "Audio to text", "Hugging Face speech-to-text model"
+        "openai/whisper-large-v3", "Audio to text", "Hugging Face speech-to-text model"
     )
 
     # --- GitHub
-    github_api_key: SecretStr | None = _f(None, "GitHub", "GitHub token for clone_repository")
-    github_username: str | None = _f(None, "GitHub", "GitHub user name")
+    github_api_key: SecretStr | None = _f(
+        None, "GitHub", "GitHub token: private repositories for clone_repository, and the GitHub tools"
+    )
+    github_username: str | None = _f(None, "GitHub", "GitHub user name the token belongs to")
+    github_url: str = _f(
+        "https://github.com",
+        "GitHub",
+        "GitHub or GitHub Enterprise: clone_repository clones only from this host",
+    )
+    github_api_url: str | None = _f(
+        None, "GitHub", "GitHub REST API URL; empty: api.github.com, or GITHUB_URL/api/v3 for Enterprise"
+    )
+    clone_max_mb: float = _f(100.0, "GitHub", "Largest repository clone_repository fetches, in MB", gt=0)
+    clone_timeout_s: float = _f(120.0, "GitHub", "Seconds one clone may take", gt=0)
 
     # --- Web browsing
     use_web_browser: Literal["http", "chromium"] = _f(
@@ -258,18 +334,30 @@ class Settings(BaseConfig):
     )
 
     # --- Text to speech
-    text_to_speech_provider: Literal["none", "gtts", "streamelements", "elevenlabs"] = _f(
-        "none", "Text to speech", "none, gtts, streamelements or elevenlabs"
+    text_to_speech_provider: Literal["espeak", "streamelements", "elevenlabs", "openai", "gtts", "macos"] = (
+        _f(
+            "espeak",
+            "Text to speech",
+            "Voice of --speak: espeak (espeak-ng, local, offline), streamelements, elevenlabs, openai (the "
+            "speech API of the configured OpenAI server), gtts (Google Translate's voice) or macos (say)",
+        )
     )
+    espeak_voice: str = _f("en", "Text to speech", "espeak-ng voice (espeak-ng --voices)")
     streamelements_voice: str = _f("Brian", "Text to speech", "StreamElements voice")
+    streamelements_url: str = _f("https://api.streamelements.com", "Text to speech", "StreamElements API URL")
     elevenlabs_api_key: SecretStr | None = _f(None, "Text to speech", "ElevenLabs API key")
-    elevenlabs_voice_id: str | None = _f(None, "Text to speech", "ElevenLabs voice id")
+    elevenlabs_voice_id: str = _f("21m00Tcm4TlvDq8ikWAM", "Text to speech", "ElevenLabs voice id")
+    elevenlabs_url: str = _f("https://api.elevenlabs.io", "Text to speech", "ElevenLabs API URL")
+    openai_tts_model: str = _f("tts-1", "Text to speech", "Model of TEXT_TO_SPEECH_PROVIDER=openai")
+    openai_tts_voice: str = _f("alloy", "Text to speech", "Voice of TEXT_TO_SPEECH_PROVIDER=openai")
+    gtts_tld: str = _f("com", "Text to speech", "Google domain gTTS speaks through (com, co.uk, ...)")
 
     # --- Twitter
-    tw_consumer_key: SecretStr | None = _f(None, "Twitter", "Twitter consumer key")
-    tw_consumer_secret: SecretStr | None = _f(None, "Twitter", "Twitter consumer secret")
-    tw_access_token: SecretStr | None = _f(None, "Twitter", "Twitter access token")
-    tw_access_token_secret: SecretStr | None = _f(None, "Twitter", "Twitter access token secret")
+    tw_consumer_key: SecretStr | None = _f(None, "Twitter", "X (Twitter) consumer key, for send_tweet")
+    tw_consumer_secret: SecretStr | None = _f(None, "Twitter", "X (Twitter) consumer secret")
+    tw_access_token: SecretStr | None = _f(None, "Twitter", "X (Twitter) access token")
+    tw_access_token_secret: SecretStr | None = _f(None, "Twitter", "X (Twitter) access token secret")
+    twitter_api_url: str = _f("https://api.twitter.com", "Twitter", "X API URL send_tweet posts to")
 
     # --- Continuous mode and schedules
     scheduler_timezone: str = _f(
@@ -374,6 +462,12 @@ class Settings(BaseConfig):
     ops_host: str = _f("0.0.0.0", "General", "Address of /healthz and /metrics (autogpt-bot run)")
     ops_port: int = _f(9102, "General", "Port of /healthz and /metrics (0: any free port)", ge=0, le=65535)
 
+    @field_validator("model_prices")
+    @classmethod
+    def _known_prices_stay(cls, v: dict[str, Any]) -> dict[str, Any]:
+        """An admin's table adds to (or changes) the known prices; it does not drop the others."""
+        return {**DEFAULT_PRICES, **DEFAULT_UNIT_PRICES, **v}
+
     @field_validator("tool_policy", mode="before")
     @classmethod
     def _policy(cls, v: Any) -> Any:
@@ -401,7 +495,13 @@ class Settings(BaseConfig):
 
     # --- derived
     def price(self, model: str) -> tuple[float, float]:
-        return self.model_prices.get(model, self.default_model_price)
+        price = self.model_prices.get(model)
+        return price if isinstance(price, tuple) else self.default_model_price
+
+    def unit_price(self, model: str, unit: Unit) -> float:
+        """USD per `unit` of a media model (0 when MODEL_PRICES does not price it)."""
+        price = self.model_prices.get(model)
+        return float(price.get(unit, 0.0)) if isinstance(price, dict) else 0.0
 
     def is_admin(self, user_id: str) -> bool:
         return user_id in self.admin_user_ids

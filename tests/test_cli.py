@@ -96,7 +96,7 @@ def test_check_config_prints_every_key_with_secrets_masked(tmp_path: Path) -> No
     [
         ("check-config", "SMART_TOKEN_LIMIT", "abc"),
         ("console", "SMART_TOKEN_LIMIT", "abc"),
-        ("console", "MEMORY_BACKEND", "pinecone"),
+        ("console", "MEMORY_BACKEND", "weaviate"),
         ("console", "TEMPERATURE", "9"),
         ("console", "LLM_TIMEOUT", "0"),
         ("console", "USE_AZURE", "maybe"),

@@ -1,11 +1,14 @@
-"""Long-term memory: one contract suite run on every backend (local SQLite, Redis, Milvus Lite),
-with embeddings from the scripted LLM server (bag-of-words vectors: texts sharing words are
-similar). Then the factory's errors and the memory_add / memory_search tools."""
+"""Long-term memory: one contract suite run on every backend (local SQLite, Redis, Milvus Lite,
+Pinecone through its real client against a fake index data plane), with embeddings from the
+scripted LLM server (bag-of-words vectors: texts sharing words are similar). Then the Pinecone
+specifics, the factory's errors and the memory_add / memory_search tools."""
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
+import re
 import socket
 import threading
 import uuid
@@ -24,8 +27,10 @@ from bot.tools.base import ToolContext, ToolError, ToolRegistry
 from bot.tools.memory_tools import register
 from tests.conftest import make_settings
 from tests.fakes.llm_server import ScriptedLLM
+from tests.fakes.pinecone_api import FakePinecone
 
 REDIS_URL = "redis://127.0.0.1:6379/13"
+PINECONE_KEY = "pcsk-test-pinecone-key-5e1f"
 
 CAT = "the cat sat on the mat in the kitchen"
 DOG = "dogs bark loudly at the mailman every night"
@@ -48,7 +53,7 @@ def sess(
 MakeSettings = Callable[..., Settings]
 
 
-@pytest.fixture(params=["local", "redis", "milvus"])
+@pytest.fixture(params=["local", "redis", "milvus", "pinecone"])
 def backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
@@ -64,10 +69,30 @@ def memory_prefix() -> Iterator[str]:
     client.close()
 
 
+@pytest.fixture(scope="module")
+def pinecone_server() -> Iterator[FakePinecone]:
+    with FakePinecone(api_key=PINECONE_KEY, dimension=64) as server:  # the scripted LLM's dimension
+        yield server
+
+
 @pytest.fixture
-def settings_of(tmp_path: Path, llm: ScriptedLLM, backend: str, memory_prefix: str) -> MakeSettings:
+def pinecone_index(pinecone_server: FakePinecone) -> Iterator[FakePinecone]:
+    """The fake Pinecone index, empty for each test."""
+    pinecone_server.reset(dimension=64)
+    yield pinecone_server
+    pinecone_server.reset(dimension=64)
+
+
+@pytest.fixture
+def settings_of(
+    tmp_path: Path, llm: ScriptedLLM, backend: str, memory_prefix: str, request: pytest.FixtureRequest
+) -> MakeSettings:
     """Settings for `backend`; every call with the same overrides points at the same storage."""
     collection = f"t_{uuid.uuid4().hex[:12]}"
+    pinecone: dict[str, Any] = {}
+    if backend == "pinecone":
+        index: FakePinecone = request.getfixturevalue("pinecone_index")
+        pinecone = {"pinecone_api_key": PINECONE_KEY, "pinecone_index_host": index.base_url}
 
     def build(**overrides: Any) -> Settings:
         values: dict[str, Any] = {
@@ -76,6 +101,7 @@ def settings_of(tmp_path: Path, llm: ScriptedLLM, backend: str, memory_prefix: s
             "redis_prefix": memory_prefix,
             "milvus_addr": str(tmp_path / "milvus.db"),
             "milvus_collection": collection,
+            **pinecone,
         }
         values.update(overrides)
         return make_settings(tmp_path, llm, **values)
@@ -361,6 +387,153 @@ async def test_milvus_server_url(tmp_path: Path, llm: ScriptedLLM, refused_url: 
     down = make_settings(tmp_path, llm, memory_backend="milvus", milvus_addr=f"http://127.0.0.1:{port}")
     with pytest.raises(MemoryUnavailable, match=f"cannot open Milvus at 127.0.0.1:{port}"):
         await open_memory(down)
+
+
+# ---------------------------------------------------------------------------- pinecone
+
+
+def pinecone_settings(tmp_path: Path, llm: ScriptedLLM, index: FakePinecone, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "memory_backend": "pinecone",
+        "pinecone_api_key": PINECONE_KEY,
+        "pinecone_index_host": index.base_url,
+    }
+    values.update(overrides)
+    return make_settings(tmp_path, llm, **values)
+
+
+def test_pinecone_needs_its_key_and_host(tmp_path: Path, llm: ScriptedLLM) -> None:
+    with pytest.raises(
+        MemoryUnavailable, match="MEMORY_BACKEND=pinecone needs PINECONE_API_KEY and PINECONE_INDEX_HOST"
+    ):
+        make_memory(make_settings(tmp_path, llm, memory_backend="pinecone"))
+    with pytest.raises(MemoryUnavailable, match="needs PINECONE_INDEX_HOST"):
+        make_memory(make_settings(tmp_path, llm, memory_backend="pinecone", pinecone_api_key="k"))
+
+
+async def test_pinecone_namespaces_and_ids(
+    tmp_path: Path, llm: ScriptedLLM, pinecone_index: FakePinecone, opened: list[Memory]
+) -> None:
+    """One namespace per scope, MEMORY_INDEX:sha256(scope key); the same memory twice is one vector;
+    the Api-Key header is sent on every call."""
+    memory = await open_one(opened, pinecone_settings(tmp_path, llm, pinecone_index, memory_scope="channel"))
+    s = sess("s1", "u1", channel="C9", team="T1")
+    for text in (CAT, CAT, DOG):
+        await memory.add(s, text)
+    namespace = "autogpt:" + hashlib.sha256(scope_key(s, "channel").encode()).hexdigest()
+    assert pinecone_index.namespaces() == {namespace: 2}
+    assert sorted(pinecone_index.texts(namespace)) == sorted([CAT, DOG])
+    assert "C9" not in json.dumps(pinecone_index.namespaces())  # only the scope's hash reaches Pinecone
+    assert {c.api_key for c in pinecone_index.calls} == {PINECONE_KEY}
+    assert [c.route for c in pinecone_index.calls][:1] == ["describe_index_stats"]  # open checks it answers
+
+
+async def test_pinecone_long_text_fits_the_metadata_limit(
+    tmp_path: Path, llm: ScriptedLLM, pinecone_index: FakePinecone, opened: list[Memory]
+) -> None:
+    memory = await open_one(opened, pinecone_settings(tmp_path, llm, pinecone_index))
+    s = sess("s1", "u1")
+    long = "naïve “quoted” café\n" * 2000  # 40,000 characters, about 54 KB of UTF-8 and more as JSON
+    await memory.add(s, long)
+    [stored] = pinecone_index.texts(next(iter(pinecone_index.namespaces())))
+    assert len(json.dumps({"text": stored}, ensure_ascii=False).encode()) <= 40_960
+    assert long.startswith(stored) and len(stored) > 10_000
+    found, _ = await memory.search(s, "naïve café", k=1)
+    assert found == [stored]
+
+
+async def test_pinecone_bad_key_is_a_clear_error_at_open(
+    tmp_path: Path, llm: ScriptedLLM, pinecone_index: FakePinecone
+) -> None:
+    settings = pinecone_settings(tmp_path, llm, pinecone_index, pinecone_api_key="pcsk-wrong-key-0000")
+    with pytest.raises(MemoryUnavailable) as err:
+        await open_memory(settings)
+    message = err.value.message
+    assert message.startswith(
+        f"cannot open Pinecone index at 127.0.0.1:{pinecone_index.port} (MEMORY_INDEX autogpt)"
+    )
+    assert "PINECONE_API_KEY was rejected (HTTP 401)" in message
+    assert "pcsk-wrong-key-0000" not in message and PINECONE_KEY not in message
+
+
+async def test_pinecone_unreachable_is_a_clear_error_at_open(
+    tmp_path: Path, llm: ScriptedLLM, refused_url: str
+) -> None:
+    host = refused_url.removesuffix("/v1")
+    settings = make_settings(
+        tmp_path, llm, memory_backend="pinecone", pinecone_api_key=PINECONE_KEY, pinecone_index_host=host
+    )
+    with pytest.raises(MemoryUnavailable) as err:
+        await open_memory(settings)
+    assert "cannot reach it (connection refused); check PINECONE_INDEX_HOST" in err.value.message
+    assert PINECONE_KEY not in err.value.message
+
+
+async def test_pinecone_server_errors_are_clear_and_never_break_a_cycle(
+    tmp_path: Path, llm: ScriptedLLM, pinecone_index: FakePinecone, opened: list[Memory]
+) -> None:
+    memory = await open_one(opened, pinecone_settings(tmp_path, llm, pinecone_index))
+    s = sess("s1", "u1")
+    pinecone_index.fail_next("upsert", 503, "Service Unavailable", times=4)  # the client retries 3 times
+    with pytest.raises(MemoryUnavailable) as err:
+        await memory.add(s, CAT)
+    assert "could not store the memory: Pinecone had a server error (HTTP 503): Service Unavailable" in (
+        err.value.message
+    )
+    assert err.value.usage.calls == 1  # the embedding was paid for anyway
+    pinecone_index.fail_next("query", 500, times=4)
+    assert await memory.relevant(s, "cat") == []  # logged, the cycle goes on
+    await memory.add(s, CAT)  # and it works again
+    assert (await memory.search(s, "cat", k=1))[0] == [CAT]
+
+
+async def test_pinecone_dimension_mismatch_is_a_clear_error(
+    tmp_path: Path, llm: ScriptedLLM, pinecone_index: FakePinecone, opened: list[Memory]
+) -> None:
+    pinecone_index.reset(dimension=1536)
+    memory = await open_one(opened, pinecone_settings(tmp_path, llm, pinecone_index))
+    s = sess("s1", "u1")
+    expected = (
+        f"Pinecone index at 127.0.0.1:{pinecone_index.port} (MEMORY_INDEX autogpt) has dimension 1536 but "
+        "EMBEDDING_MODEL text-embedding-3-small gives 64-dimension vectors"
+    )
+    with pytest.raises(MemoryUnavailable, match=re.escape(expected)):
+        await memory.add(s, CAT)
+    with pytest.raises(MemoryUnavailable, match=re.escape(expected)):
+        await memory.search(s, "cat")
+    assert await memory.relevant(s, "cat") == []
+    assert pinecone_index.namespaces() == {}
+    assert [c.route for c in pinecone_index.calls] == ["describe_index_stats"]  # nothing sent that would fail
+
+
+async def test_pinecone_wipe_on_start_clears_only_this_index_namespaces(
+    tmp_path: Path, llm: ScriptedLLM, pinecone_index: FakePinecone, opened: list[Memory]
+) -> None:
+    """Namespaces of another MEMORY_INDEX (even one whose name starts like this one) and of other
+    users of the Pinecone index are left alone."""
+    s1, s2 = sess("s1", "u1"), sess("s2", "u2")
+    for index_name in ("autogpt", "autogpt-staging", "other"):
+        m = await open_memory(pinecone_settings(tmp_path, llm, pinecone_index, memory_index=index_name))
+        await m.add(s1, CAT)
+        await m.add(s2, DOG)
+        await m.close()
+    foreign = pinecone_index.data.setdefault("autogpt:not-ours", {})  # someone else's namespace
+    foreign.update(pinecone_index.data[next(iter(pinecone_index.namespaces()))])
+    before = pinecone_index.namespaces()
+    assert len(before) == 7
+
+    wiped = await open_one(
+        opened, pinecone_settings(tmp_path, llm, pinecone_index, wipe_memory_on_start=True)
+    )
+    after = pinecone_index.namespaces()
+    assert sorted(after) == sorted(ns for ns in before if not re.fullmatch("autogpt:[0-9a-f]{64}", ns))
+    assert len(after) == 5
+    assert (await wiped.search(s1, "cat", k=5))[0] == []
+    for index_name in ("autogpt-staging", "other"):
+        kept = await open_one(
+            opened, pinecone_settings(tmp_path, llm, pinecone_index, memory_index=index_name)
+        )
+        assert (await kept.search(s1, "cat", k=5))[0] == [CAT]
 
 
 def test_scope_keys() -> None:

@@ -236,20 +236,24 @@ def call_failure(exc: openai.OpenAIError, service: str, timeout: float) -> tuple
     return f"the {service} call failed: {_short(exc)}", True
 
 
-def make_openai(settings: Settings) -> AsyncOpenAI:
+def make_openai(settings: Settings, *, media: bool = False) -> AsyncOpenAI:
+    """The OpenAI (or Azure, or compatible) client of the settings. `media`: for images and audio,
+    whose answers may be up to MAX_MEDIA_BYTES, and which on Azure name their own deployment as
+    the model (IMAGE_MODEL, ...), not AZURE_OPENAI_DEPLOYMENT."""
     key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else "not-needed"
+    limit = settings.max_media_bytes if media else settings.max_llm_reply_bytes
     # The openai package's own aiohttp transport: with hundreds of sessions in flight it spends
     # about half the CPU per call of the default httpx pool (bench/llm_http.py measures it).
     common: dict[str, Any] = {
         "max_retries": settings.llm_max_retries,
         "timeout": settings.llm_timeout,
-        "http_client": DefaultAioHttpClient(transport=GuardedTransport(settings.max_llm_reply_bytes)),
+        "http_client": DefaultAioHttpClient(transport=GuardedTransport(limit)),
     }
     if settings.use_azure:
         return AsyncAzureOpenAI(
             api_key=key,
             azure_endpoint=settings.azure_openai_endpoint or "",
-            azure_deployment=settings.azure_openai_deployment,
+            azure_deployment=None if media else settings.azure_openai_deployment,
             api_version=settings.azure_openai_api_version,
             **common,
         )
@@ -264,12 +268,22 @@ class LLMClient:
     ) -> None:
         self.settings = settings
         self.client = client or make_openai(settings)
+        self._media: AsyncOpenAI | None = None
         self.stats = CallStats()
         self.metrics = metrics or Metrics()
         self.redactor = Redactor.of(settings)
 
+    @property
+    def media(self) -> AsyncOpenAI:
+        """The client for images and audio (made at first use, closed with this one)."""
+        if self._media is None:
+            self._media = make_openai(self.settings, media=True)
+        return self._media
+
     async def close(self) -> None:
         await self.client.close()
+        if self._media is not None:
+            await self._media.close()
 
     def model_for(self, role: str, mode: str) -> str:
         """role: 'smart' (execution) or 'fast' (tasks).

@@ -2,7 +2,8 @@
 
 Each command and its result are embedded and stored; before each cycle the memories most similar
 to the current task are put in the prompt. MEMORY_BACKEND picks the store: `local` (SQLite under
-DATA_DIR), `redis` (REDIS_URL), `milvus` (a server or Milvus Lite) or `no_memory`. MEMORY_SCOPE
+DATA_DIR), `redis` (REDIS_URL), `milvus` (a server or Milvus Lite), `pinecone` (an index's host)
+or `no_memory`. MEMORY_SCOPE
 says who shares memories: a session, a user's sessions, or a channel.
 
     memory = await open_memory(settings)   # or make_memory(settings) and then `await memory.open()`
@@ -48,6 +49,10 @@ def make_memory(settings: Settings, client: AsyncOpenAI | None = None) -> Memory
         from bot.memory.milvus import MilvusMemory
 
         return MilvusMemory(settings, embedder)
+    if backend == "pinecone":
+        from bot.memory.pinecone import PineconeMemory
+
+        return PineconeMemory(settings, embedder)
     from bot.memory.local import LocalMemory
 
     return LocalMemory(settings, embedder)

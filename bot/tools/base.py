@@ -1,6 +1,7 @@
 """The tool registry. Each tool declares its arguments (a pydantic model used both to describe
 the command in the prompt and to validate what the model sends), whether it has effects outside
-the session, and whether settings enable it."""
+the session, the section of the settings it serves, and why its settings leave it off (`off`:
+None when it is on), which `check-config` shows."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from pydantic import BaseModel, ValidationError
 
 from bot import policy
 from bot.models import Session, Usage
-from bot.settings import Settings
+from bot.settings import Settings, Unit
 
 
 class ToolError(Exception):
@@ -22,11 +23,12 @@ class ToolError(Exception):
 
 class OutFile(BaseModel):
     """A file a command made, shown in chat as an attachment: `name` is its path in the
-    workspace."""
+    workspace; `mime` its type (an image is shown as one, audio can be played)."""
 
     name: str
     content: bytes
     comment: str = ""
+    mime: str = "text/plain"
 
 
 @dataclass
@@ -60,8 +62,32 @@ class ToolContext:
             cost_usd=self.usage.cost_usd + usage.cost_usd,
         )
 
+    def charge(self, model: str, unit: Unit, amount: float) -> float:
+        """Charge a provider's call priced per unit (MODEL_PRICES: an image, a minute of audio,
+        1,000 characters spoken); the engine adds it to the session and the user's day.
+        Returns its cost."""
+        cost = self.settings.unit_price(model, unit) * amount
+        self.spend(Usage(calls=1, cost_usd=cost))
+        return cost
+
+    def afford(self, model: str, unit: Unit, amount: float) -> None:
+        """Refuse (ToolError) a priced call the session's budget cannot pay for."""
+        cost = self.settings.unit_price(model, unit) * amount
+        left = self.session.budget(self.settings.session_budget_usd) - self.session.usage.cost_usd
+        left -= self.usage.cost_usd
+        if cost > 0 and cost > left:
+            raise ToolError(
+                f"Not done: it would cost ${cost:.4f} and the session has ${max(left, 0):.4f} left "
+                "of its budget."
+            )
+
 
 Runner = Callable[[ToolContext, Any], Awaitable[str | ToolOutput]]
+Off = Callable[[Settings], str | None]
+
+
+def always_on(_settings: Settings) -> str | None:
+    return None
 
 
 @dataclass(frozen=True)
@@ -71,7 +97,11 @@ class Tool:
     args: type[BaseModel]
     run: Runner
     outside_effects: bool = False
-    enabled: Callable[[Settings], bool] = lambda _settings: True
+    off: Off = always_on  # why its settings leave it off; None: it is on
+    section: str = "General"  # the section of the settings it serves
+
+    def enabled(self, settings: Settings) -> bool:
+        return self.off(settings) is None
 
     def prompt_line(self) -> str:
         fields = ", ".join(f'"{n}": "<{n}>"' for n in self.args.model_fields)
@@ -110,10 +140,11 @@ class ToolRegistry:
         args: type[BaseModel],
         *,
         outside_effects: bool = False,
-        enabled: Callable[[Settings], bool] | None = None,
+        off: Off = always_on,
+        section: str = "General",
     ) -> Callable[[Runner], Runner]:
         def register(fn: Runner) -> Runner:
-            self.add(Tool(name, description, args, fn, outside_effects, enabled or (lambda _s: True)))
+            self.add(Tool(name, description, args, fn, outside_effects, off, section))
             return fn
 
         return register

@@ -56,8 +56,12 @@ class ShellArgs(BaseModel):
     command_line: str = Field(min_length=1)
 
 
-def offered(settings: Settings) -> bool:
-    return settings.execute_local_commands and sandbox.select(settings).sandbox is not None
+def off(settings: Settings) -> str | None:
+    """Why the execution tools are off here (None: they are offered)."""
+    if not settings.execute_local_commands:
+        return "EXECUTE_LOCAL_COMMANDS is off"
+    chosen = sandbox.select(settings)
+    return None if chosen.sandbox is not None else chosen.reason
 
 
 def register(registry: ToolRegistry) -> None:
@@ -66,7 +70,8 @@ def register(registry: ToolRegistry) -> None:
         "Run Python code: saved as a file in the workspace and run there, sandboxed",
         CodeArgs,
         outside_effects=True,
-        enabled=offered,
+        off=off,
+        section="Code execution",
     )
     async def execute_python_code(ctx: ToolContext, args: CodeArgs) -> ToolOutput:
         name = f"{STEP_FILES}/step-{ctx.step_no}-code.py"
@@ -81,7 +86,8 @@ def register(registry: ToolRegistry) -> None:
         "Run a Python file of the workspace with arguments, sandboxed",
         PythonFileArgs,
         outside_effects=True,
-        enabled=offered,
+        off=off,
+        section="Code execution",
     )
     async def execute_python_file(ctx: ToolContext, args: PythonFileArgs) -> ToolOutput:
         path = safe_path(ctx.workspace, args.filename)
@@ -96,7 +102,8 @@ def register(registry: ToolRegistry) -> None:
         "Execute Shell Command, non-interactive commands only (sh -c, sandboxed)",
         ShellArgs,
         outside_effects=True,
-        enabled=offered,
+        off=off,
+        section="Code execution",
     )
     async def execute_shell(ctx: ToolContext, args: ShellArgs) -> ToolOutput:
         return await _run(ctx, ["/bin/sh", "-c", args.command_line], args.command_line)

@@ -25,8 +25,8 @@ class MemorySearchArgs(BaseModel):
     query: str = Field(min_length=1)
 
 
-def memory_enabled(settings: Settings) -> bool:
-    return settings.memory_backend != "no_memory"
+def memory_off(settings: Settings) -> str | None:
+    return "MEMORY_BACKEND=no_memory" if settings.memory_backend == "no_memory" else None
 
 
 def _memory(ctx: ToolContext) -> Any:
@@ -36,7 +36,7 @@ def _memory(ctx: ToolContext) -> Any:
 
 
 def register(registry: ToolRegistry) -> None:
-    @registry.tool("memory_add", "Add to long-term memory", MemoryAddArgs, enabled=memory_enabled)
+    @registry.tool("memory_add", "Add to long-term memory", MemoryAddArgs, off=memory_off, section="Memory")
     async def memory_add(ctx: ToolContext, args: MemoryAddArgs) -> str:
         memory = _memory(ctx)
         try:
@@ -50,7 +50,9 @@ def register(registry: ToolRegistry) -> None:
             shown = shown[:200] + "..."
         return f'Committed to memory: "{shown}"'
 
-    @registry.tool("memory_search", "Search long-term memory", MemorySearchArgs, enabled=memory_enabled)
+    @registry.tool(
+        "memory_search", "Search long-term memory", MemorySearchArgs, off=memory_off, section="Memory"
+    )
     async def memory_search(ctx: ToolContext, args: MemorySearchArgs) -> str:
         memory = _memory(ctx)
         try:

@@ -183,6 +183,6 @@ async def web_search(settings: Settings, query: str, num_results: int = 8) -> st
 
 
 def register(registry: ToolRegistry) -> None:
-    @registry.tool("web_search", "Search the web", WebSearchArgs)
+    @registry.tool("web_search", "Search the web", WebSearchArgs, section="Web browsing")
     async def run(ctx: ToolContext, args: WebSearchArgs) -> str:
         return await web_search(ctx.settings, args.query, args.num_results)

@@ -152,6 +152,7 @@ def register(registry: ToolRegistry) -> None:
         "returns the answer and the page's links",
         BrowseArgs,
         outside_effects=False,  # it reads the web
+        section="Web browsing",
     )
     async def browse_website(ctx: ToolContext, args: BrowseArgs) -> str:
         try:
@@ -170,7 +171,8 @@ def register(registry: ToolRegistry) -> None:
         "Download File: save the file at a URL into the workspace",
         DownloadArgs,
         outside_effects=False,  # it reads the web and writes only the session's workspace
-        enabled=lambda settings: settings.allow_downloads,
+        off=lambda settings: None if settings.allow_downloads else "ALLOW_DOWNLOADS is off",
+        section="Web browsing",
     )
     async def download_file(ctx: ToolContext, args: DownloadArgs) -> str:
         path = file_path(ctx, args.filename)
