@@ -22,6 +22,15 @@ is closed). None of them makes the server log a traceback.
 A kind with an empty queue falls back to ``llm.default[kind](request_body)``; without a
 default it gets HTTP 500 and the kind is appended to ``llm.unscripted``.
 
+Images and audio (``/v1/images/generations``, ``/v1/audio/transcriptions``, ``/v1/audio/speech``, and
+their Azure deployment routes) are kinds too: ``"images"``, ``"transcription"``, ``"speech"``, with
+defaults (a PNG of the asked size as ``b64_json``, ``{"text": "heard <file> (<n> bytes)"}``, an
+MP3-looking body). Queue a dict (sent as the JSON answer), a ``str`` (the transcript, or the
+speech bytes), ``Error``, ``Delay``, ``Body``, ``Huge(size)`` (an image or audio body of ``size``
+bytes), ``Reset`` or ``Garbage``; ``llm.fail_media(kind, status)`` scripts ``Failure``s for them
+(``fail_next`` is for chat requests only). Their requests are recorded with the kind (an upload as
+``{"model", "filename", "bytes", "response_format", ...}``).
+
 Run standalone with ``python -m tests.fakes.llm_server --port 8765`` (``--bench``: answer everything
 at once with varied replies, for ``bench/engine.py``).
 """
@@ -41,6 +50,7 @@ import struct
 import threading
 import time
 import uuid
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeAlias
@@ -63,6 +73,7 @@ __all__ = [
     "ScriptedLLM",
     "agent_reply",
     "embed_text",
+    "png_bytes",
     "tasks_reply",
 ]
 
@@ -276,6 +287,7 @@ class ScriptedLLM(ThreadServer):
         self._lock = threading.Lock()
         self._queues: dict[str, collections.deque[ReplyLike]] = {}
         self._failures = Failures()
+        self.media_failures = Failures()
         self._restore_defaults()
 
     @property
@@ -291,6 +303,10 @@ class ScriptedLLM(ThreadServer):
         app.router.add_post("/v1/embeddings", self._handle_embeddings)
         app.router.add_get("/v1/models", self._handle_models)
         app.router.add_get("/v1/models/{model}", self._handle_model)
+        for prefix in ("/v1", "/openai/deployments/{deployment}"):
+            app.router.add_post(prefix + "/images/generations", self._handle_images)
+            app.router.add_post(prefix + "/audio/transcriptions", self._handle_transcription)
+            app.router.add_post(prefix + "/audio/speech", self._handle_speech)
 
     # -- scripting ----------------------------------------------------------------
 
@@ -307,6 +323,17 @@ class ScriptedLLM(ThreadServer):
         message = f"scripted failure (HTTP {status})"
         self._failures.add(
             Failure(".*", status, message=message, times=times, retry_after=retry_after_ms / 1000)
+        )
+        return self
+
+    def fail_media(
+        self, kind: str, status: int, times: int = 1, message: str = "", retry_after_ms: int = 1
+    ) -> ScriptedLLM:
+        """The next ``times`` media requests of ``kind`` (images, transcription, speech; a regular
+        expression) get HTTP ``status``."""
+        text = message or f"scripted failure (HTTP {status})"
+        self.media_failures.add(
+            Failure(kind, status, message=text, times=times, retry_after=retry_after_ms / 1000)
         )
         return self
 
@@ -334,6 +361,7 @@ class ScriptedLLM(ThreadServer):
         with self._lock:
             self._queues.clear()
             self._failures.clear()
+            self.media_failures.clear()
             self.requests.clear()
             self.unscripted.clear()
             self.delay = 0.0
@@ -342,6 +370,9 @@ class ScriptedLLM(ThreadServer):
     def _restore_defaults(self) -> None:
         self.default.clear()
         self.default["task_list"] = _task_list_default
+        self.default["images"] = _images_default
+        self.default["transcription"] = _transcription_default
+        self.default["speech"] = _speech_default
 
     def _record(self, path: str, body: dict[str, Any], kind: str) -> None:
         with self._lock:
@@ -460,6 +491,80 @@ class ScriptedLLM(ThreadServer):
             }
         )
 
+    # -- images and audio ------------------------------------------------------------
+
+    async def _handle_images(self, request: web.Request) -> web.StreamResponse:
+        try:
+            body = await self._read_json(request)
+            if not isinstance(body.get("prompt"), str) or not body["prompt"]:
+                raise _BadRequest("'prompt' must be a non-empty string")
+        except _BadRequest as exc:
+            return _error_response(400, str(exc))
+        if "deployment" in request.match_info:
+            body = {**body, "deployment": request.match_info["deployment"]}
+        return await self._media(request, "images", body)
+
+    async def _handle_transcription(self, request: web.Request) -> web.StreamResponse:
+        try:
+            form = await request.post()
+        except ValueError as exc:
+            return _error_response(400, f"not a multipart upload: {exc}")
+        upload = form.get("file")
+        if not isinstance(upload, web.FileField):
+            return _error_response(400, "'file' must be an uploaded file")
+        data = upload.file.read()
+        body: dict[str, Any] = {k: v for k, v in form.items() if isinstance(v, str)}
+        body.update({"filename": upload.filename, "bytes": len(data), "head": data[:16].hex()})
+        if not body.get("model"):
+            return _error_response(400, "'model' is required")
+        return await self._media(request, "transcription", body)
+
+    async def _handle_speech(self, request: web.Request) -> web.StreamResponse:
+        try:
+            body = await self._read_json(request)
+            if not isinstance(body.get("input"), str) or not body.get("voice"):
+                raise _BadRequest("'input' and 'voice' are required")
+        except _BadRequest as exc:
+            return _error_response(400, str(exc))
+        return await self._media(request, "speech", body)
+
+    async def _media(self, request: web.Request, kind: str, body: dict[str, Any]) -> web.StreamResponse:
+        self._record(request.path, body, kind)
+        self.last_headers = dict(request.headers)
+        await self.sleep(self.delay)
+        failure = self.media_failures.take(kind, body)
+        if failure is not None:
+            retry_after_ms = None if failure.retry_after is None else round(failure.retry_after * 1000)
+            return _error_response(failure.status, failure.message, retry_after_ms)
+        reply = self._next_reply(kind, body, fail_first=False)
+        while isinstance(reply, Delay):
+            await self.sleep(reply.seconds)
+            if self.stopping:
+                return _error_response(503, "scripted LLM: shutting down", None)
+            reply = reply.then if reply.then is not None else self._next_reply(kind, body, fail_first=False)
+        if isinstance(reply, Error):
+            return _error_response(reply.status, reply.message, reply.retry_after_ms)
+        if isinstance(reply, Body):
+            return web.Response(
+                body=reply.data, status=reply.status, headers={"Content-Type": reply.content_type}
+            )
+        if isinstance(reply, Reset | Garbage):
+            return _Dropped(reply)
+        if isinstance(reply, Huge):
+            if kind == "images":
+                head = b'{"created": 0, "data": [{"b64_json": "'
+                return await _stream_fill(request, head, reply.size, b'"}]}', "application/json", b"A")
+            return await _stream_fill(request, b"", reply.size, b"", _MEDIA_TYPES.get(kind, "audio/mpeg"))
+        if isinstance(reply, Reply | Raw):
+            reply = reply.content
+        if isinstance(reply, dict):
+            return web.json_response(reply)
+        if kind == "speech":
+            return web.Response(body=reply.encode("utf-8"), headers={"Content-Type": "audio/mpeg"})
+        if kind == "transcription":
+            return web.json_response({"text": reply})
+        return web.json_response({"created": int(time.time()), "data": [{"b64_json": reply}]})
+
     def _model_obj(self, model: str) -> dict[str, Any]:
         return {"id": model, "object": "model", "created": 0, "owned_by": "scripted-llm"}
 
@@ -499,6 +604,70 @@ class _Dropped(web.StreamResponse):
 
 
 # --------------------------------------------------------------------------- helpers
+
+_MEDIA_TYPES = {"images": "application/json", "transcription": "application/json", "speech": "audio/mpeg"}
+# an MPEG audio frame header (MPEG-1 layer III, 128 kbit/s, 44.1 kHz) after an ID3 tag
+FAKE_MP3 = b"ID3\x04\x00\x00\x00\x00\x00\x00" + (b"\xff\xfb\x90\x64" + bytes(413)) * 8
+
+
+def png_bytes(width: int, height: int, rgb: tuple[int, int, int] = (40, 120, 200)) -> bytes:
+    """A valid PNG of one colour, made in-process (zlib and struct, no Pillow)."""
+
+    def chunk(tag: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data))
+
+    row = b"\x00" + bytes(rgb) * width
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(row * height, 6))
+        + chunk(b"IEND", b"")
+    )
+
+
+def _images_default(body: dict[str, Any]) -> ReplyLike:
+    size = str(body.get("size") or "1024x1024")
+    found = re.fullmatch(r"(\d+)x(\d+)", size)
+    width, height = (int(found.group(1)), int(found.group(2))) if found else (1024, 1024)
+    png = png_bytes(min(width, 4096), min(height, 4096))
+    item: dict[str, Any] = {"revised_prompt": body.get("prompt")}
+    if body.get("response_format") == "url":
+        item["url"] = "https://images.example/generated.png"
+    else:
+        item["b64_json"] = base64.b64encode(png).decode("ascii")
+    return {"created": int(time.time()), "data": [item]}
+
+
+def _transcription_default(body: dict[str, Any]) -> ReplyLike:
+    return {"text": f"heard {body.get('filename')} ({body.get('bytes')} bytes)"}
+
+
+def _speech_default(body: dict[str, Any]) -> ReplyLike:
+    return Body(FAKE_MP3, content_type="audio/mpeg")
+
+
+async def _stream_fill(
+    request: web.Request, head: bytes, size: int, tail: bytes, content_type: str, fill: bytes = b"x"
+) -> web.StreamResponse:
+    """A body of ``head``, about ``size`` bytes of ``fill``, ``tail``, streamed with its length; a
+    client that stops reading ends it quietly."""
+    resp = web.StreamResponse(status=200, headers={"Content-Type": content_type})
+    resp.content_length = len(head) + size + len(tail)
+    chunk = fill * 65536
+    try:
+        await resp.prepare(request)
+        await resp.write(head)
+        left = size
+        while left > 0:
+            n = min(left, len(chunk))
+            await resp.write(chunk if n == len(chunk) else chunk[:n])
+            left -= n
+        await resp.write(tail)
+    except ConnectionError:
+        pass
+    return resp
+
 
 _FILL_CHUNK = b"x" * 65536
 _FILL_MARK = "@@scripted-llm-fill@@"
