@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
-from bot.tools import code, files, github, media, memory_tools, search, web
+from bot.tools import code, files, github, media, memory_tools, search, twitter, web
 from bot.tools.base import OutFile, Tool, ToolContext, ToolError, ToolOutput, ToolRegistry
 
 FINISH = "finish"
@@ -28,6 +28,7 @@ def default_registry() -> ToolRegistry:
     memory_tools.register(registry)
     media.register(registry)
     github.register(registry)
+    twitter.register(registry)
     return registry
 
 
