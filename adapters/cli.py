@@ -39,6 +39,9 @@ def parser() -> argparse.ArgumentParser:
     only.add_argument("--gpt3only", action="store_true", help="use FAST_LLM for everything")
     only.add_argument("--gpt4only", action="store_true", help="use SMART_LLM for everything")
     c.add_argument("--resume", metavar="ID", help="continue a saved session")
+    c.add_argument(
+        "--speak", action="store_true", help="say what the agent says (TEXT_TO_SPEECH_PROVIDER), like AutoGPT"
+    )
     return p
 
 
@@ -51,6 +54,7 @@ def console_args(ns: argparse.Namespace) -> ConsoleArgs:
         continuous_limit=ns.continuous_limit,
         llm_mode="fast" if ns.gpt3only else "smart" if ns.gpt4only else "default",
         resume=ns.resume,
+        speak=ns.speak,
     )
 
 
@@ -163,13 +167,14 @@ def main(argv: list[str] | None = None) -> int:
 def effective(settings: Settings) -> str:
     """Where commands run and which need an approval, for `check-config`."""
     from bot import policy, sandbox
-    from bot.tools import default_registry
+    from bot.tools import by_section, default_registry
 
     chosen = sandbox.select(settings)
     where = f"{chosen.name}: {chosen.reason}"
     if not settings.execute_local_commands:
         where += " (the execution tools are off: EXECUTE_LOCAL_COMMANDS=false)"
-    return f"Sandbox: {where}\n" + policy.describe(settings, default_registry())
+    registry = default_registry()
+    return f"Sandbox: {where}\n" + policy.describe(settings, registry) + "\n" + by_section(settings, registry)
 
 
 if __name__ == "__main__":

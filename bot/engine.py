@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from bot import decisions, policy
+from bot import decisions, inbox, policy
 from bot.adapter import PlatformError
 from bot.decisions import Decision, Refusal, Transition
 from bot.llm import prompts, tokens
@@ -41,16 +41,18 @@ from bot.models import (
     utcnow,
 )
 from bot.parts import Parts, UsesParts
+from bot.presenter import wording
 from bot.presenter.build import result_view, step_view, summary_view, tasks_view
 from bot.presenter.views import NoticeView, View
 from bot.tools import FINISH, OutFile, ToolContext, ToolError, ToolOutput
-from bot.tools.files import STEP_FILES, error_text, keep_whole, without_server_paths, workspace_of
+from bot.tools.files import STEP_FILES, error_text, keep_bytes, keep_whole, without_server_paths, workspace_of
 
 log = logging.getLogger(__name__)
 
 MAX_TASKS = 20
 RESULT_VIEW_LIMIT = 1_000_000
 TOOL_TIMEOUT_S = 300.0
+MAX_VISION_IMAGES = 4  # images shown to the model in one cycle (SMART_LLM_VISION)
 INTERRUPTED = (
     "Interrupted: the process running this command stopped before recording its result. "
     "It may or may not have taken effect; check before repeating it."
@@ -238,8 +240,10 @@ class Engine(UsesParts):
         return saved
 
     async def _ended(self, session: Session) -> None:
-        """After a session paused or ended: say so, archive what is final."""
+        """After a session paused or ended: say so (aloud too, with --speak), archive what is final."""
         await self.post(session, summary_view(session))
+        if session.speak:
+            await self.speak(session, wording.spoken_summary(session), "summary")
         if session.state.terminal:
             self.metrics.ended(session)
             try:
@@ -351,8 +355,10 @@ class Engine(UsesParts):
         if session.continuous and session.continuous_limit:
             cycles_left = min(cycles_left, session.continuous_limit - session.cycles)
         budget_line = prompts.budget_block(session, budget_left, budget, cycles_left)
+        seen = len(session.inbox)
+        shared_text, shared = await self._shared_message(session, limit)
         msgs = prompts.execution_messages(
-            session, tools, limit, settings.max_reply_tokens, memories, budget_line
+            session, tools, limit, settings.max_reply_tokens, memories, budget_line, shared
         )
         if reason := await self._limit(session, model, msgs, think=True):
             await self._halt(session.id, SessionState.PAUSED, reason, kind="limit")
@@ -366,7 +372,10 @@ class Engine(UsesParts):
         usage = sum_usage(usage, *embedding)
 
         step = Step(
-            no=len(session.steps) + 1, thoughts=reply.thoughts.to_thoughts(), command=reply.command.to_call()
+            no=len(session.steps) + 1,
+            thoughts=reply.thoughts.to_thoughts(),
+            command=reply.command.to_call(),
+            shared=shared_text,
         )
         tool = self.tools.get(step.command.name, settings)
         await self._keep_long_args(session, step)
@@ -401,6 +410,7 @@ class Engine(UsesParts):
                 return False
             # a lost race runs this again: each time from a copy of the proposal
             decisions.propose(s, step.model_copy(deep=True), outside, repeating, settings, utcnow())
+            del s.inbox[:seen]  # the agent has been told of these; files shared meanwhile stay
             return None
 
         saved = await self._commit(session.id, mutate, usage, current=session)
@@ -410,6 +420,63 @@ class Engine(UsesParts):
         ref = await self.post(saved, step_view(saved, saved.steps[-1], settings), needed=True)
         if ref is not None:
             await self._commit(session.id, lambda s: _set_message(s, step.no, ref), current=saved)
+        if saved.speak and step.thoughts.speak:
+            await self.speak(saved, step.thoughts.speak, f"step-{step.no}")
+
+    async def _shared_message(self, session: Session, limit: int) -> tuple[str | None, dict[str, Any] | None]:
+        """What the agent is told of files shared since its last cycle: the text (kept in the
+        step, for its history) and the message (with the images themselves when SMART_LLM_VISION)."""
+        if not session.inbox:
+            return None, None
+        text = tokens.truncate(inbox.describe_shared(session.inbox), max(200, limit // 4), note="")
+        images = [i for i in session.inbox if i.image] if self.settings.smart_llm_vision else []
+        if not images:
+            return text, {"role": "user", "content": text}
+        workspace = workspace_of(self.settings.data_dir, session.id)
+        parts: list[dict[str, Any]] = [{"type": "text", "text": text}]
+        for item in images[:MAX_VISION_IMAGES]:
+            url = await asyncio.to_thread(inbox.data_url, workspace, item)
+            if url is not None:
+                parts.append({"type": "image_url", "image_url": {"url": url, "detail": "low"}})
+        return text, {"role": "user", "content": parts}
+
+    async def speak(self, session: Session, text: str, name: str) -> None:
+        """--speak: `text` as audio (TEXT_TO_SPEECH_PROVIDER), saved in the workspace and posted in
+        the session's thread, its cost charged to the session. A failure is said, never raised."""
+        from bot.media import speech
+
+        if (why := speech.speech_off(self.settings)) is not None:
+            await self.post(
+                session, NoticeView(session_id=session.id, level="warning", text=f"Not spoken: {why}.")
+            )
+            return
+        try:
+            audio = await speech.synthesize(self.settings, text, self.llm.media)
+        except speech.MediaError as exc:
+            await self.post(
+                session, NoticeView(session_id=session.id, level="warning", text=f"Not spoken: {exc}")
+            )
+            return
+        usage = Usage(
+            calls=1, cost_usd=self.settings.unit_price(audio.model, "1k_chars") * audio.chars / 1000
+        )
+        filename = f"speech/{name}.{audio.ext}"
+        workspace = workspace_of(self.settings.data_dir, session.id)
+        try:
+            await asyncio.to_thread(keep_bytes, workspace, filename, audio.data)
+        except OSError as exc:
+            log.warning("session %s: could not keep %s: %s", session.id, filename, exc)
+        if usage.cost_usd:
+            await self._commit(session.id, lambda s: None, usage)
+        platform = self.platforms.get(session.place.platform)
+        if platform is None:
+            return
+        try:
+            await platform.upload(
+                session.place, filename, audio.data, f"{session.ai_name} says: {text[:200]}"
+            )
+        except PlatformError as exc:
+            log.warning("session %s: posting %s failed: %s", session.id, filename, exc)
 
     async def _execute(self, session: Session) -> None:
         await self._post_unposted(session)

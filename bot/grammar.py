@@ -89,6 +89,7 @@ class GoalCommand(_Frozen):
     continuous_limit: int | None = Field(default=None, ge=1)
     ai_name: str | None = None
     ai_role: str | None = None
+    speak: bool = False  # post each cycle's speak line as audio (AutoGPT's --speak)
 
 
 class StatusCommand(_Frozen):
@@ -128,6 +129,21 @@ class FeedbackCommand(_Frozen):
     kind: Literal["feedback"] = "feedback"
     session_id: SessionId
     text: str = Field(min_length=1)
+
+
+class FilesCommand(_Frozen):
+    """List the files in a session's workspace."""
+
+    kind: Literal["files"] = "files"
+    session_id: SessionId
+
+
+class FileCommand(_Frozen):
+    """Upload one file of a session's workspace into its thread."""
+
+    kind: Literal["file"] = "file"
+    session_id: SessionId
+    name: str = Field(min_length=1, max_length=500)
 
 
 class HelpCommand(_Frozen):
@@ -179,6 +195,8 @@ Command = Annotated[
     | ApproveCommand
     | AllowCommand
     | FeedbackCommand
+    | FilesCommand
+    | FileCommand
     | HelpCommand
     | PauseCommand
     | ResumeCommand
@@ -355,7 +373,7 @@ def _build(model: type[_M], **fields: object) -> _M:
 
 # --- parsers -----------------------------------------------------------------------------------
 
-_GOAL_FLAGS: Final = ("continuous", "name", "role")
+_GOAL_FLAGS: Final = ("continuous", "name", "role", "speak")
 
 
 def _value_after_equals(cur: _Cursor, what: str) -> str:
@@ -383,12 +401,16 @@ def _parse_goal(cur: _Cursor, ctx: _Context) -> GoalCommand:
         if name not in _GOAL_FLAGS:
             if dashes != "--":
                 break  # a goal that happens to start with a dash
-            options = "--continuous [N], --name NAME, --role ROLE"
+            options = "--continuous [N], --name NAME, --role ROLE, --speak"
             raise _fail("goal", f"Unknown option '{_show(match.group())}' for goal. Options: {options}.")
         if name in seen:
             raise _fail("goal", f"--{name} was given twice.")
         seen.add(name)
         cur.pos = match.end()
+        if name == "speak":
+            if equals:
+                raise _fail("goal", "--speak takes no value.")
+            continue
         if name == "continuous":
             continuous = True
             if equals:
@@ -444,6 +466,7 @@ def _parse_goal(cur: _Cursor, ctx: _Context) -> GoalCommand:
         continuous_limit=limit,
         ai_name=values.get("name"),
         ai_role=values.get("role"),
+        speak="speak" in seen,
     )
 
 
@@ -564,6 +587,22 @@ def _schedule_change(action: Literal["unschedule", "pause", "resume"], verb: str
     return parse_change
 
 
+def _parse_files(cur: _Cursor, ctx: _Context) -> FilesCommand:
+    session_id = _session_id(cur, "files")
+    _expect_end(cur, "files")
+    return FilesCommand(session_id=session_id)
+
+
+def _parse_file(cur: _Cursor, ctx: _Context) -> FileCommand:
+    session_id = _session_id(cur, "file")
+    name = cur.rest().strip().strip('"').strip("'").strip()
+    if not name:
+        raise _fail("file", "Give the file's name as `files ID` lists it, e.g. file k3f9qa report.md")
+    if len(name) > 500:
+        raise _fail("file", f"That file name is {len(name):,} characters long; the limit is 500.")
+    return _build(FileCommand, session_id=session_id, name=name)
+
+
 def _parse_help(cur: _Cursor, ctx: _Context) -> HelpCommand:
     topic = " ".join(cur.rest().split()).lower()
     return HelpCommand(topic=topic or None)
@@ -572,11 +611,11 @@ def _parse_help(cur: _Cursor, ctx: _Context) -> HelpCommand:
 _VERBS: Final[dict[str, _Verb]] = {
     "goal": _Verb(
         _parse_goal,
-        "goal [--continuous [N]] [--name NAME] [--role ROLE] <goal; goal; ...>",
+        "goal [--continuous [N]] [--name NAME] [--role ROLE] [--speak] <goal; ...>",
         "start a session (1-5 goals)",
         'goal --name "Scout" find 3 note-taking apps; compare their prices',
     ),
-    "status": _Verb(_parse_status, "status [ID]", "show a session, or an overview", "status k3f9qa"),
+    "status": _Verb(_parse_status, "status [ID]", "show a session, or an overview"),
     "list": _Verb(_parse_list, "list", "list the active sessions"),
     "stop": _Verb(_parse_stop, "stop ID", "stop a session", "stop k3f9qa"),
     "approve": _Verb(
@@ -585,37 +624,40 @@ _VERBS: Final[dict[str, _Verb]] = {
         "approve the proposed step; with N, approve the next N steps",
         "approve k3f9qa 5",
     ),
-    "allow": _Verb(_parse_allow, "allow ID [COMMAND]", "approve, and always allow it here"),
+    "allow": _Verb(_parse_allow, "allow ID [COMMAND]", "approve; always allow it here"),
     "feedback": _Verb(
         _parse_feedback,
         "feedback ID <text>",
         "skip the proposed command and tell the agent why",
         "feedback k3f9qa use the official docs instead",
     ),
-    "pause": _Verb(
-        _parse_pause, "pause ID", "return a continuous run to step-by-step approval", "pause k3f9qa"
+    "files": _Verb(_parse_files, "files ID", "list a session's files", "files k3f9qa"),
+    "file": _Verb(
+        _parse_file,
+        "file ID NAME",
+        "upload a file of its workspace into the session's thread",
     ),
+    "pause": _Verb(_parse_pause, "pause ID", "back to step-by-step approval"),
     "resume": _Verb(
         _parse_resume,
         "resume ID [--continuous [N]]",
         "continue a paused session, step by step or continuously",
-        "resume k3f9qa --continuous 10",
     ),
     "schedule": _Verb(
         _parse_schedule,
         'schedule [--tz ZONE] [--name NAME] "<when>" <goal; goal; ...>',
-        "run a goal on a schedule: a cron expression or every 30m / every 2h / every day at 09:00",
+        "run a goal on a schedule: cron, or every 30m / every day at 09:00",
         'schedule "0 9 * * 1-5" summarise the AI news',
     ),
-    "schedules": _Verb(_parse_schedules, "schedules", "list your schedules with their next run"),
+    "schedules": _Verb(_parse_schedules, "schedules", "your schedules and their next run"),
     "unschedule": _Verb(_schedule_change("unschedule", "unschedule"), "unschedule ID", "remove a schedule"),
     "pause-schedule": _Verb(
         _schedule_change("pause", "pause-schedule"), "pause-schedule ID", "pause a schedule"
     ),
     "resume-schedule": _Verb(
-        _schedule_change("resume", "resume-schedule"), "resume-schedule ID", "resume a paused schedule"
+        _schedule_change("resume", "resume-schedule"), "resume-schedule ID", "resume a schedule"
     ),
-    "help": _Verb(_parse_help, "help [command|policy]", "this help, a command's, or the approval policy"),
+    "help": _Verb(_parse_help, "help [command|policy]", "this help, a command's, or the policy"),
 }
 #: The verbs `parse` understands.
 VERBS: Final = frozenset(_VERBS)
@@ -631,9 +673,10 @@ USAGE: Final = "\n".join(
         "Commands:",
         *(_describe(verb) for verb in _VERBS.values()),
         "",
-        "Goals are separated by ; or new lines. --continuous runs without asking for approval,",
-        "for at most N steps if N is given. NAME and ROLE may be quoted to contain spaces.",
-        f"ID is a 6-character session id such as {_ID_EXAMPLE} (a leading # is fine).",
+        "Goals are separated by ; or new lines. --continuous: no approvals (at most N steps).",
+        "--speak: what the agent says, as audio.",
+        "NAME and ROLE may be quoted. Files attached to a goal or its thread go to the agent.",
+        f"ID is a session id such as {_ID_EXAMPLE} (a leading # is fine).",
     ]
 )
 

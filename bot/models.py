@@ -98,6 +98,7 @@ class Step(BaseModel):
     result: str | None = None
     feedback: str | None = None
     notes: list[str] = Field(default_factory=list)
+    shared: str | None = None  # what the agent was told of files shared before this step (bot/inbox.py)
     message: MessageRef | None = None
     proposed_at: datetime = Field(default_factory=utcnow)
 
@@ -107,6 +108,20 @@ class ToolGrant(BaseModel):
 
     tool: str
     by: str
+    at: datetime = Field(default_factory=utcnow)
+
+
+class Shared(BaseModel):
+    """A file a user posted to a session (attached to its goal or posted in its thread), saved in
+    its workspace; the agent is told of it in the next cycle. `transcript`: what an audio file
+    says (AUDIO_TO_TEXT_PROVIDER); `image`: shown to the model as image input (SMART_LLM_VISION)."""
+
+    name: str  # its path in the workspace
+    mime: str
+    size: int
+    by: str
+    transcript: str | None = None
+    image: bool = False
     at: datetime = Field(default_factory=utcnow)
 
 
@@ -136,6 +151,8 @@ class Session(BaseModel):
     steps: list[Step] = Field(default_factory=list)
     approvals_left: int = 0
     grants: list[ToolGrant] = Field(default_factory=list)  # commands always allowed in this session
+    speak: bool = False  # --speak: each cycle's speak line and the summary are posted as audio
+    inbox: list[Shared] = Field(default_factory=list)  # files shared since the last cycle, for the agent
     cycles: int = 0
     max_cycles: int | None = None  # this session's cycle limit (None: the setting); resuming extends it
     budget_usd: float | None = None  # this session's budget (None: the setting); resuming extends it

@@ -174,12 +174,21 @@ class Redactor:
         out = messages
         for i, message in enumerate(messages):
             content = message.get("content")
+            clean: Any = content
             if isinstance(content, str):
                 clean = self.text(content)
-                if clean is not content:
-                    if out is messages:
-                        out = list(messages)
-                    out[i] = {**message, "content": clean}
+            elif isinstance(content, list):  # parts: text and images; the text parts are redacted
+                parts = [
+                    {**p, "text": self.text(p["text"])}
+                    if p.get("type") == "text" and self.found(p["text"])
+                    else p
+                    for p in content
+                ]
+                clean = parts if any(a is not b for a, b in zip(parts, content, strict=True)) else content
+            if clean is not content:
+                if out is messages:
+                    out = list(messages)
+                out[i] = {**message, "content": clean}
         return out
 
 

@@ -7,13 +7,15 @@ dead store all come back as a clear message.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any, ParamSpec, TypeVar
 
-from bot import grammar, policy
+from bot import grammar, inbox, policy
+from bot.adapter import PlatformError
 from bot.decisions import Decision, Refusal, may_decide
 from bot.decisions import decide as decide_on
 from bot.engine import Engine, today
@@ -21,6 +23,8 @@ from bot.grammar import (
     AllowCommand,
     ApproveCommand,
     FeedbackCommand,
+    FileCommand,
+    FilesCommand,
     GoalCommand,
     HelpCommand,
     ListCommand,
@@ -33,8 +37,10 @@ from bot.grammar import (
     StopCommand,
     UsageError,
 )
+from bot.inbox import Incoming
+from bot.llm.client import add_usage
 from bot.logs import bind, logged
-from bot.models import ACTIVE, Actor, Outcome, Place, Session, utcnow
+from bot.models import ACTIVE, Actor, Outcome, Place, Session, Shared, Usage, utcnow
 from bot.parts import Parts, UsesParts
 from bot.presenter.build import header_view, session_list_view
 from bot.presenter.views import NoticeView, SessionListView
@@ -43,6 +49,8 @@ from bot.runner import Runner
 from bot.schedules import Schedule, ScheduleBook, ScheduleError, firing_id
 from bot.store.base import SessionExists, StoreError
 from bot.text import scrub
+from bot.tools.base import ToolError
+from bot.tools.files import without_server_paths, workspace_of
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +91,8 @@ class Service(UsesParts):
             ApproveCommand: self._approve,
             AllowCommand: self._allow,
             FeedbackCommand: self._feedback,
+            FilesCommand: self._files,
+            FileCommand: self._file,
             HelpCommand: self._help,
             PauseCommand: self._pause,
             ResumeCommand: self._resume,
@@ -93,22 +103,35 @@ class Service(UsesParts):
 
     @answers
     @logged
-    async def handle_text(self, actor: Actor, place: Place, text: str) -> Outcome:
-        """Parse and run one command typed by a user."""
+    async def handle_text(
+        self, actor: Actor, place: Place, text: str, files: list[Incoming] | None = None
+    ) -> Outcome:
+        """Parse and run one command typed by a user (`files`: attached to it)."""
         try:
             command = grammar.parse(scrub(text), max_goal_chars=self.settings.max_goal_chars)
         except UsageError as exc:
             return Outcome(ok=False, message=f"{exc.message}\n\n{exc.usage}")
-        return await self.handle(actor, place, command)
+        return await self.handle(actor, place, command, files)
 
     @answers
     @logged
-    async def handle(self, actor: Actor, place: Place, command: Any) -> Outcome:
+    async def handle(
+        self, actor: Actor, place: Place, command: Any, files: list[Incoming] | None = None
+    ) -> Outcome:
+        """Run one command. `files` attached to it go to the session it starts (a goal), or to
+        the session of the thread it was typed in."""
         handler = self._handlers.get(type(command))
         if handler is None:
             return Outcome(ok=False, message=grammar.USAGE)
         try:
-            return await handler(actor, place, command)
+            if isinstance(command, GoalCommand):
+                return await self.start(actor, place, command, files=files)
+            outcome = await handler(actor, place, command)
+            if files and place.thread is not None:
+                received = await self.receive(actor, place, files)
+                if received is not None:
+                    outcome = outcome.model_copy(update={"message": f"{outcome.message}\n{received.message}"})
+            return outcome
         except StoreError as exc:
             log.warning("store error while handling %s: %s", type(command).__name__, exc)
             return Outcome(ok=False, message=STORE_DOWN.format(exc))
@@ -124,8 +147,10 @@ class Service(UsesParts):
         command: GoalCommand,
         llm_mode: str = "default",
         autostart: bool = True,
+        files: list[Incoming] | None = None,
     ) -> Outcome:
-        """Start a session for `actor`: checks who may, how many and how much, then opens its thread."""
+        """Start a session for `actor`: checks who may, how many and how much, then opens its thread.
+        `files`: attached to the goal; saved in its workspace before it starts, for the agent."""
         s = self.settings
         if not s.may_start(actor.user_id):
             return Outcome(ok=False, message="You are not on the list of users allowed to start sessions.")
@@ -156,6 +181,7 @@ class Service(UsesParts):
             "llm_mode": llm_mode,
             "continuous": command.continuous,
             "continuous_limit": limit,
+            "speak": command.speak,
         }
         if command.ai_name:
             fields["ai_name"] = scrub(command.ai_name)
@@ -171,11 +197,15 @@ class Service(UsesParts):
         bind(session=session.id)  # for the rest of this call (see bot/logs.py)
         log.info("session %s: started by %s", session.id, actor.label)
         self.metrics.sessions_started.inc()
+        note = ""
+        if files:
+            received = await self.receive(actor, opened, files, session_id=session.id)
+            note = f" {received.message}" if received is not None else ""
         if autostart:
             self.runner.kick(session.id)
         return Outcome(
             ok=True,
-            message=f"Started session {session.id} ({session.mode}).",
+            message=f"Started session {session.id} ({session.mode}).{note}",
             session_id=session.id,
             place=opened,
         )
@@ -406,6 +436,142 @@ class Service(UsesParts):
         log.info("schedule %s: run %s started (due %s)", schedule.id, fired, due)
         self.runner.kick(fired)
         return fired
+
+    # ------------------------------------------------------------------ files in and out
+
+    async def _owned(self, actor: Actor, place: Place, session_id: str) -> Session | Outcome:
+        """A session whose files `actor` may have (its owner, an admin); an unknown answer else."""
+        session = await self._visible(actor, place, session_id)
+        if session is None:
+            return _unknown(session_id)
+        if not may_decide(session, actor, self.settings):
+            return Outcome(
+                ok=False, message=f"Only the owner of session {session_id} or an admin can get its files."
+            )
+        return session
+
+    async def _files(self, actor: Actor, place: Place, command: FilesCommand) -> Outcome:
+        session = await self._owned(actor, place, command.session_id)
+        if isinstance(session, Outcome):
+            return session
+        found = await asyncio.to_thread(inbox.listing, workspace_of(self.settings.data_dir, session.id))
+        return Outcome(ok=True, message=inbox.listing_text(session.id, found), session_id=session.id)
+
+    async def _file(self, actor: Actor, place: Place, command: FileCommand) -> Outcome:
+        session = await self._owned(actor, place, command.session_id)
+        if isinstance(session, Outcome):
+            return session
+        workspace = workspace_of(self.settings.data_dir, session.id)
+        try:
+            name, data = await asyncio.to_thread(
+                inbox.one_file, workspace, command.name, self.settings.max_file_bytes
+            )
+        except ToolError as exc:
+            return Outcome(ok=False, message=without_server_paths(str(exc), workspace), session_id=session.id)
+        except OSError as exc:
+            return Outcome(ok=False, message=f"{command.name} could not be read: {exc.strerror}")
+        platform = self.platforms.get(session.place.platform)
+        if platform is None:
+            return Outcome(
+                ok=False, message=f"Session {session.id} lives on {session.place.platform}, not here."
+            )
+        try:
+            await platform.upload(
+                session.place, name, self.redactor.bytes(data), f"{name} from session {session.id}"
+            )
+        except PlatformError as exc:
+            return Outcome(ok=False, message=f"Could not upload {name}: {exc}", session_id=session.id)
+        return Outcome(
+            ok=True,
+            message=f"Uploaded {name} into the thread of session {session.id}.",
+            session_id=session.id,
+        )
+
+    @answers
+    @logged
+    async def receive(
+        self, actor: Actor, place: Place, files: list[Incoming], session_id: str | None = None
+    ) -> Outcome | None:
+        """Files posted in a session's thread (or attached to its goal, `session_id`): from its
+        owner or an admin they are saved in its workspace and given to the agent in its next
+        cycle; anywhere else, or from anyone else, they are left alone (None)."""
+        if not files:
+            return None
+        try:
+            session_id = session_id or await self.store.session_at(place.key)
+            session = await self.store.get(session_id) if session_id else None
+        except StoreError as exc:
+            return Outcome(ok=False, message=STORE_DOWN.format(exc))
+        if session is None or not may_decide(session, actor, self.settings):
+            return None
+        if session.state.terminal:
+            return Outcome(
+                ok=False,
+                message=f"Session {session.id} has ended ({session.state.value}); "
+                "files posted to it are not taken.",
+                session_id=session.id,
+            )
+        room = inbox.MAX_INBOX - len(session.inbox)
+        workspace = workspace_of(self.settings.data_dir, session.id)
+        await asyncio.to_thread(workspace.mkdir, parents=True, exist_ok=True)
+        lines: list[str] = []
+        taken: list[Shared] = []
+        usage = Usage()
+        transcriber = self._transcriber(session)
+        for incoming in files:
+            if len(taken) >= room:
+                lines.append(
+                    f"{inbox.clean_name(incoming.name)} was not taken: "
+                    f"{inbox.MAX_INBOX} files already wait for the agent."
+                )
+                continue
+            saved = await inbox.save(self.settings, workspace, incoming, actor.label, transcriber)
+            if saved.usage is not None:
+                usage = add_usage(usage, saved.usage)
+            if saved.shared is not None:
+                taken.append(saved.shared)
+                what = f"Saved {saved.shared.name} ({inbox.readable(saved.shared.size)})"
+                if saved.shared.transcript is not None:
+                    what += f"; it says: {saved.shared.transcript[:300]}"
+                lines.append(what)
+            if saved.problem:
+                lines.append(saved.problem)
+
+        def record(s: Session) -> bool | None:
+            s.inbox.extend(taken)
+            s.usage = add_usage(s.usage, usage)
+            return None
+
+        try:
+            await self.store.update(session.id, record)
+            if usage.cost_usd:
+                await self.store.add_spend(session.user_key, today(), usage.cost_usd)
+        except StoreError as exc:
+            return Outcome(ok=False, message=STORE_DOWN.format(exc))
+        if taken:
+            lines.append("The agent sees them in its next cycle.")
+        text = "\n".join(lines)
+        await self.engine.post(
+            session, NoticeView(session_id=session.id, level="info" if taken else "warning", text=text)
+        )
+        return Outcome(ok=bool(taken), message=text, session_id=session.id)
+
+    def _transcriber(self, session: Session) -> Callable[[bytes, str], Awaitable[tuple[str, Usage]]] | None:
+        """How an audio file is transcribed for `session` (None: AUDIO_TO_TEXT_PROVIDER is not usable)."""
+        from bot.media import speech
+
+        if speech.transcription_off(self.settings) is not None:
+            return None
+
+        async def transcribe(data: bytes, name: str) -> tuple[str, Usage]:
+            try:
+                heard = await speech.transcribe(self.settings, data, name, self.llm.media)
+            except speech.MediaError as exc:
+                raise ToolError(str(exc)) from None
+            cost = self.settings.unit_price(heard.model, "minute") * heard.minutes
+            return heard.text, Usage(calls=1, cost_usd=cost)
+
+        return transcribe
 
     async def _help(self, actor: Actor, place: Place, command: HelpCommand) -> Outcome:
         if command.topic == "policy":

@@ -199,7 +199,8 @@ def test_sandboxed_code_output_and_always_allow(console, llm: ScriptedLLM) -> No
     assert "'a' to always allow execute_python_code in this session" in r.out
     assert "Command execute_python_code returned: Ran in the bubblewrap sandbox" in r.out
     assert "row 0" in r.out and "again" in r.out
-    assert "Full output (" in r.out and ".autogpt/step-1-output.txt in the workspace" in r.out
+    assert "Full output of: python" in r.out  # where the file lies, for the console's own user
+    assert str(r.workspace() / ".autogpt" / "step-1-output.txt") in r.out
     full = (r.workspace() / ".autogpt" / "step-1-output.txt").read_text()
     assert "row 499" in full
     assert r.prompts == 2  # step 1 ('a') and finish ('y'): step 2 ran without asking
@@ -484,3 +485,21 @@ def test_the_resume_instruction_printed_on_a_pause_works(tmp_path: Path, llm: Sc
     assert "Traceback" not in out + err
     # the instruction resumed the session: the next proposal came, and `y` finished it
     assert proc.returncode == EXIT_FINISHED, out + err
+
+
+@pytest.mark.parametrize("store", ["sqlite"])
+def test_speak_saves_each_spoken_line_and_prints_where(console, llm: ScriptedLLM) -> None:
+    """AutoGPT's --speak: each cycle's speak line (and the summary) is spoken with espeak-ng, saved
+    in the workspace, and its path printed (played too where there is a terminal and a player)."""
+    llm.script(
+        "execution_reply",
+        agent_reply("list_files", {"directory": "."}, speak="Let me look at the files"),
+        agent_reply("finish", {"reason": "looked"}, speak="All done"),
+    )
+    r = console("--speak", "look at my files", stdin="y\ny\n")
+    assert r.code == EXIT_FINISHED, r.out + r.err
+    for name in ("step-1.wav", "step-2.wav", "summary.wav"):
+        path = r.workspace() / "speech" / name
+        assert path.read_bytes()[:4] == b"RIFF"
+        assert str(path) in r.out
+    assert "AutoGPT says: Let me look at the files" in r.out

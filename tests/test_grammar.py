@@ -20,6 +20,8 @@ from bot.grammar import (
     Command,
     CommandAdapter,
     FeedbackCommand,
+    FileCommand,
+    FilesCommand,
     GoalCommand,
     HelpCommand,
     ListCommand,
@@ -371,6 +373,8 @@ def test_verbs() -> None:
         "approve",
         "allow",
         "feedback",
+        "files",
+        "file",
         "help",
         "pause",
         "resume",
@@ -595,3 +599,21 @@ def test_schedule_and_continuous_errors(text: str, needle: str) -> None:
     with pytest.raises(UsageError) as err:
         parse(text)
     assert needle in err.value.message
+
+
+# --- files and --speak --------------------------------------------------------------------------
+
+
+def test_speak_flag_and_file_commands() -> None:
+    assert parse("goal --speak write a poem") == GoalCommand(goals=["write a poem"], speak=True)
+    assert parse("goal --continuous 3 --speak write a poem").speak is True  # type: ignore[union-attr]
+    assert parse("goal write a poem").speak is False  # type: ignore[union-attr]
+    with pytest.raises(UsageError, match="takes no value"):
+        parse("goal --speak=yes write")
+    assert parse("files #K3F9QA") == FilesCommand(session_id="k3f9qa")
+    named = FileCommand(session_id="k3f9qa", name="images/a cat.png")
+    assert parse('file k3f9qa "images/a cat.png"') == named
+    with pytest.raises(UsageError, match="file's name"):
+        parse("file k3f9qa")
+    with pytest.raises(UsageError, match="Unexpected"):
+        parse("files k3f9qa extra")

@@ -51,6 +51,7 @@ class ConsoleArgs:
     continuous_limit: int | None = None
     llm_mode: str = "default"
     resume: str | None = None
+    speak: bool = False
 
 
 def stdin_reader(stream: TextIO | None = None) -> Reader:
@@ -137,7 +138,7 @@ async def run_console(
         return core
     for config in redact:
         core.redactor.extend(config)
-    console = ConsoleAdapter(out)
+    console = ConsoleAdapter(out, workspaces=settings.data_dir / "workspaces")
     core.add_platform(console)
     actor = Actor(platform=console.name, user_id=getpass.getuser(), is_admin=True)
     try:
@@ -159,6 +160,7 @@ async def run_console(
                 continuous_limit=args.continuous_limit,
                 ai_name=args.name,
                 ai_role=args.role,
+                speak=args.speak,
             )
             place = Place(platform=console.name, channel="terminal")
             outcome = await core.service.start(actor, place, command, args.llm_mode, autostart=False)

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import os
+import shutil
 import sys
+from pathlib import Path
 from typing import ClassVar, TextIO
 
 from bot.adapter import ChatAdapter
@@ -13,6 +17,41 @@ from bot.presenter import views as v
 from bot.presenter.render import Renderer
 
 RESULT_LIMIT = 2000
+AUDIO_EXT = frozenset({"wav", "mp3", "aiff", "ogg"})
+PLAYERS = (
+    ("paplay",),
+    ("aplay", "-q"),
+    ("ffplay", "-nodisp", "-autoexit", "-loglevel", "quiet"),
+    ("afplay",),
+)
+PLAY_TIMEOUT_S = 120.0
+
+
+def audio_player() -> tuple[str, ...] | None:
+    """The first sound player this machine has (--speak plays what the agent says), or None."""
+    for player in PLAYERS:
+        if path := shutil.which(player[0]):
+            return (path, *player[1:])
+    return None
+
+
+async def play(player: tuple[str, ...], path: str) -> None:
+    """Play a sound file; a player that fails or hangs is ended quietly (the file stays)."""
+    with contextlib.suppress(OSError):
+        proc = await asyncio.create_subprocess_exec(
+            *player,
+            path,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
+        try:
+            await asyncio.wait_for(proc.wait(), PLAY_TIMEOUT_S)
+        except (TimeoutError, asyncio.CancelledError):
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            await proc.wait()
+
 
 COLORS = {"yellow": "33", "green": "32", "cyan": "36", "red": "31", "magenta": "35", "bold": "1"}
 
@@ -20,10 +59,18 @@ COLORS = {"yellow": "33", "green": "32", "cyan": "36", "red": "31", "magenta": "
 class ConsoleRenderer(Renderer[None]):
     """Prints each view to `out`, coloured when it is a terminal (and NO_COLOR is not set)."""
 
-    def __init__(self, out: TextIO, color: bool) -> None:
+    def __init__(self, out: TextIO, color: bool, workspaces: Path | None = None) -> None:
         self.out = out
         self.color = color
+        self.workspaces = workspaces  # DATA_DIR/workspaces: files are shown where they lie
         self._last_tasks: tuple[list[str], list[str]] | None = None
+
+    def where(self, session_id: str | None, name: str) -> str:
+        """Where a workspace file lies on this machine (the console's user owns it), or its name
+        in the workspace when that is not known."""
+        if self.workspaces is None or not session_id:
+            return f"{name} in the workspace"
+        return str(self.workspaces / session_id / name)
 
     def _c(self, text: str, color: str) -> str:
         return f"\033[{COLORS[color]}m{text}\033[0m" if self.color else text
@@ -82,7 +129,9 @@ class ConsoleRenderer(Renderer[None]):
             output = output[:RESULT_LIMIT] + f"... ({len(view.output)} characters in all)"
         self._label("SYSTEM:", f"Command {view.command} returned: {output}", "yellow" if view.ok else "red")
         for f in view.files:  # a terminal's attachment: where the file is
-            self._print(self._c(f"Full output ({len(f.content):,} bytes): {f.name} in the workspace", "cyan"))
+            what = f.comment or "File"
+            where = self.where(view.session_id, f.name)
+            self._print(self._c(f"{what} ({len(f.content):,} bytes): {where}", "cyan"))
 
     def summary(self, view: v.SummaryView) -> None:
         color = "green" if view.outcome == "finished" else "red"
@@ -102,16 +151,25 @@ class ConsoleAdapter(ChatAdapter):
 
     name: ClassVar[str] = "console"
 
-    def __init__(self, out: TextIO | None = None, color: bool | None = None) -> None:
+    def __init__(
+        self,
+        out: TextIO | None = None,
+        color: bool | None = None,
+        workspaces: Path | None = None,
+        play: bool | None = None,
+    ) -> None:
         self.out = out or sys.stdout
+        tty = self.out.isatty()
         if color is None:
-            color = self.out.isatty() and not os.environ.get("NO_COLOR")
-        self.renderer = ConsoleRenderer(self.out, color)
+            color = tty and not os.environ.get("NO_COLOR")
+        self.renderer = ConsoleRenderer(self.out, color, workspaces)
+        self.player = audio_player() if (tty if play is None else play) else None
+        self._playing: set[asyncio.Task[None]] = set()
         self._count = 0
 
     async def open_session(self, place: Place, view: v.SessionHeaderView) -> Place:
         self.renderer.header(view)
-        return place
+        return place.model_copy(update={"thread": view.session_id})  # where its files lie
 
     async def post(self, place: Place, view: v.View) -> MessageRef:
         self._count += 1
@@ -127,7 +185,17 @@ class ConsoleAdapter(ChatAdapter):
             self.render(view)
 
     async def upload(self, place: Place, filename: str, content: bytes, comment: str) -> None:
-        self.renderer._print(f"{comment} ({filename}, {len(content)} bytes)")
+        where = self.renderer.where(place.thread, filename)
+        self.renderer._print(self.renderer._c(f"{comment} ({len(content):,} bytes): {where}", "cyan"))
+        audio = filename.rsplit(".", 1)[-1].lower() in AUDIO_EXT
+        if audio and self.player is not None and os.path.isabs(where):
+            task = asyncio.create_task(play(self.player, where))
+            self._playing.add(task)
+            task.add_done_callback(self._playing.discard)
+
+    async def stop(self) -> None:
+        for task in list(self._playing):
+            task.cancel()
 
     def render(self, view: v.View) -> None:
         self.renderer.render(view)

@@ -316,7 +316,7 @@ class DiscordAdapter(ChatAdapter):
         with self.refused("messages.create", f"attaching {filename}"):
             await channel.send(
                 content=clip(comment, CONTENT) or None,
-                file=render.Attachment(filename, content).file(),
+                file=render.Attachment(render.attachment_name(filename.rsplit("/", 1)[-1]), content).file(),
             )
 
     # ------------------------------------------------------------------ helpers

@@ -22,8 +22,10 @@ from adapters.discord.components import FEEDBACK_INPUT, DecisionButton, Feedback
 from adapters.discord.limits import reply_chunks
 from bot.adapter import Inflight
 from bot.decisions import Decision
+from bot.inbox import Incoming, IncomingError, Reader
 from bot.models import Actor, Outcome, Place
 from bot.presenter.ids import Button, parse
+from bot.tools.files import readable
 
 if TYPE_CHECKING:
     from adapters.discord.adapter import DiscordAdapter
@@ -90,7 +92,7 @@ class Handlers:
             try:
                 if mentioned or message.guild is None:
                     await self._command(message, strip_mention(message.content, me.id))
-                elif self.settings.message_content and message.content.strip():
+                elif self.settings.message_content and (message.content.strip() or message.attachments):
                     await self._thread_reply(message)
             except Exception:
                 log.exception("Discord: handling message %s failed", message.id)
@@ -99,7 +101,8 @@ class Handlers:
         """A mention: `goal ...` opens a thread from the answer; anything else is answered here."""
         place = await self.place(message.channel, message.channel.id, guild_id(message))
         place = place.model_copy(update={"origin": str(message.id)})  # a session's root answers it
-        outcome = await self.service.handle_text(self.actor(message.author), place, text or "help")
+        files = shared_files(message)  # a goal's attachments, or files for the thread's session
+        outcome = await self.service.handle_text(self.actor(message.author), place, text or "help", files)
         if outcome.ok and outcome.place is not None and answers_origin(place):
             return  # the session's root message answered the mention
         await self.reply(message, with_thread(outcome))
@@ -112,7 +115,14 @@ class Handlers:
         place = await self.place(message.channel, message.channel.id, guild_id(message))
         if place.thread is None:
             return
-        outcome = await self.service.reply_in_thread(self.actor(message.author), place, message.content)
+        actor = self.actor(message.author)
+        if files := shared_files(message):  # saved for the agent; the core says so in the thread
+            received = await self.service.receive(actor, place, files)
+            if received is not None and not received.ok:
+                await self.reply(message, received.message)
+        if not message.content.strip():
+            return
+        outcome = await self.service.reply_in_thread(actor, place, message.content)
         if outcome is not None:
             await self.reply(message, outcome.message)
 
@@ -233,6 +243,29 @@ def with_thread(outcome: Outcome) -> str:
     if outcome.ok and outcome.place is not None and outcome.place.thread:
         return outcome.message + f" It runs in <#{outcome.place.thread}>."
     return outcome.message
+
+
+def shared_files(message: discord.Message) -> list[Incoming]:
+    """A message's attachments, as the core takes them."""
+    return [
+        Incoming(name=a.filename, mime=a.content_type or "", size=a.size, read=_reader(a))
+        for a in message.attachments
+    ]
+
+
+def _reader(attachment: discord.Attachment) -> Reader:
+    async def read(limit: int) -> bytes:
+        if attachment.size > limit:
+            raise IncomingError(f"it is larger than {readable(limit)}")
+        try:
+            data = await attachment.read()
+        except discord.DiscordException as exc:
+            raise IncomingError(f"Discord did not give the file ({type(exc).__name__})") from None
+        if len(data) > limit:
+            raise IncomingError(f"it is larger than {readable(limit)}")
+        return data
+
+    return read
 
 
 def guild_id(message: discord.Message) -> int | None:

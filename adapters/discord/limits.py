@@ -85,6 +85,7 @@ class EmbedSpec:
     fields: list[Field] = field(default_factory=list)
     footer: str = ""
     timestamp: object | None = None
+    image: str | None = None  # an image shown in the embed: attachment://NAME of a file sent with it
 
     def add(self, name: str, value: Text, inline: bool = False) -> None:
         """Add a field unless it is empty (Discord refuses empty field values)."""
@@ -129,6 +130,8 @@ class EmbedSpec:
             embed.add_field(name=name, value=_render(f.value, lim) or "\u200b", inline=f.inline)
         if footer:
             embed.set_footer(text=footer)
+        if self.image:
+            embed.set_image(url=self.image)
         return embed
 
 

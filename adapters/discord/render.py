@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
@@ -55,6 +56,11 @@ MOODS: Final[dict[str, str]] = {
     "interrupted": "⚠️",
 }
 LEVEL: Final = {"info": ("ℹ️", GREY), "warning": ("⚠️", ORANGE), "error": ("⛔", RED)}
+
+
+def attachment_name(name: str) -> str:
+    """A file name Discord keeps as it is, so `attachment://NAME` finds the file."""
+    return re.sub(r"[^A-Za-z0-9._-]", "_", name) or "file"
 
 
 @dataclass
@@ -181,11 +187,17 @@ class DiscordRenderer(Renderer[Rendered]):
         if len(output) > inline:
             spec.description = Code(output[:inline] + "\n…")
         for f in view.files[:ATTACHMENTS]:
+            if f.image and len(f.content) > ATTACHMENT_BYTES:  # a cut image is no image: say so
+                spec.add("Not attached", f"{f.name}: {len(f.content):,} bytes, more than Discord takes")
+                continue
             content = f.content[:ATTACHMENT_BYTES]
             cut = (
                 f" (its first {ATTACHMENT_BYTES // 1024 // 1024} MB)" if len(f.content) > len(content) else ""
             )
-            attachments.append(Attachment(f.filename, content))
+            filename = attachment_name(f.filename)
+            attachments.append(Attachment(filename, content))
+            if f.image and spec.image is None:  # shown in the step's embed, not as a bare file
+                spec.image = f"attachment://{filename}"
             spec.add("Attached", f"{f.name}{cut}: {f.comment}" if f.comment else f"{f.name}{cut}")
         if len(output) > inline and not view.files:
             name = f"result-{view.session_id}-step{view.step_no}.txt"

@@ -280,7 +280,7 @@ class SlackAdapter(ChatAdapter):
             channel=place.channel,
             thread_ts=place.thread,
             content=content,
-            filename=filename,
+            filename=filename.rsplit("/", 1)[-1],  # a workspace path: the file's own name
             title=filename,
             initial_comment=comment,
         )

@@ -20,6 +20,7 @@ from bot import grammar
 from bot.adapter import PlatformError
 from bot.core import Core
 from bot.grammar import GoalCommand, HelpCommand, ListCommand, StatusCommand, UsageError
+from bot.inbox import Incoming
 from bot.models import Actor, Place
 from bot.presenter.ids import Button, parse
 
@@ -76,13 +77,16 @@ def deps_of(context: AsyncBoltContext) -> SlackDeps:
     return deps
 
 
-async def run_command(deps: SlackDeps, actor: Actor, place: Place, text: str) -> SlackMessage:
-    """The shared grammar for `/autogpt` and mentions; the answer is for the asking user only."""
+async def run_command(
+    deps: SlackDeps, actor: Actor, place: Place, text: str, files: list[Incoming] | None = None
+) -> SlackMessage:
+    """The shared grammar for `/autogpt` and mentions; the answer is for the asking user only.
+    `files`: shared with a mention (a goal's attachments)."""
     try:
         command = grammar.parse(text, max_goal_chars=deps.core.settings.max_goal_chars)
     except UsageError as exc:
         return blocks.reply(exc.message, verbatim=exc.usage)
-    outcome = await deps.core.service.handle(actor, place, command)
+    outcome = await deps.core.service.handle(actor, place, command, files)
     if isinstance(command, HelpCommand) and outcome.ok:
         return blocks.reply("", verbatim=outcome.message)
     message = outcome.message

@@ -81,6 +81,8 @@ def budget_block(session: Session, budget_left: float, budget: float, cycles_lef
 def step_messages(step: Step, result_tokens: int) -> list[dict[str, Any]]:
     reply = {"thoughts": step.thoughts.model_dump(), "command": step.command.model_dump()}
     msgs: list[dict[str, Any]] = [{"role": "assistant", "content": json.dumps(reply, ensure_ascii=False)}]
+    if step.shared:  # files the user shared just before this step
+        msgs.insert(0, {"role": "user", "content": tokens.truncate(step.shared, result_tokens, note="")})
     follow: list[str] = list(step.notes)
     if step.feedback is not None:
         follow.append(f"Human feedback: {step.feedback}")
@@ -112,8 +114,10 @@ def execution_messages(
     reply_tokens: int,
     memories: list[str],
     budget_line: str,
+    shared: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
-    """The execution agent's prompt, guaranteed to fit `token_limit - reply_tokens`."""
+    """The execution agent's prompt, guaranteed to fit `token_limit - reply_tokens`. `shared`:
+    the message about files the user shared since the last cycle (bot/inbox.py), if any."""
     head = [
         {"role": "system", "content": system_prompt(session, tools, token_limit)},
         {"role": "system", "content": task_block(session)},
@@ -122,16 +126,18 @@ def execution_messages(
     if memories:
         mem = "\n".join(f"- {m}" for m in memories)
         tail.append({"role": "system", "content": f"This reminds you of these events from your past:\n{mem}"})
-    tail.append({"role": "system", "content": budget_line})
-    tail.append(
+    keep = [shared] if shared is not None else []
+    keep.append({"role": "system", "content": budget_line})
+    keep.append(
         {
             "role": "user",
             "content": "Determine which next command to use, and respond using the format specified above:",
         }
     )
+    tail += keep
     room = token_limit - reply_tokens - tokens.count_messages(head + tail)
     if room < 200:  # huge memories or task list: shrink the memory block first
-        tail = tail[-2:]
+        tail = keep
         room = token_limit - reply_tokens - tokens.count_messages(head + tail)
     # A single result may take at most a third of what is left, so several steps stay visible.
     result_tokens = max(100, room // 3)

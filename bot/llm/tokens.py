@@ -27,9 +27,23 @@ def count(text: str) -> int:
     return len(encoding().encode(text, disallowed_special=()))
 
 
+IMAGE_TOKENS = 85  # an image part sent with detail "low" (OpenAI's fixed price for it)
+
+
+def content_tokens(content: Any) -> int:
+    """Tokens of a message's content: text, or parts (text and images)."""
+    if isinstance(content, list):
+        return sum(
+            IMAGE_TOKENS if p.get("type") == "image_url" else count(str(p.get("text") or ""))
+            for p in content
+            if isinstance(p, dict)
+        )
+    return count(str(content or ""))
+
+
 def count_messages(messages: list[dict[str, Any]]) -> int:
     """Tokens of a chat prompt, with OpenAI's per-message overhead."""
-    return sum(4 + count(str(m.get("content") or "")) for m in messages) + 3
+    return sum(4 + content_tokens(m.get("content")) for m in messages) + 3
 
 
 def truncate(text: str, max_tokens: int, note: str = "") -> str:

@@ -116,7 +116,7 @@ def result_view(
         command=step.command.name,
         output=output[:RESULT_VIEW_LIMIT],
         ok=ok,
-        files=[FileView(name=f.name, content=f.content, comment=f.comment) for f in files],
+        files=[FileView(name=f.name, content=f.content, comment=f.comment, mime=f.mime) for f in files],
     )
 
 

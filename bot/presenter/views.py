@@ -71,6 +71,11 @@ class FileView(BaseModel):
     name: str
     content: bytes
     comment: str = ""
+    mime: str = "text/plain"  # an image is shown as one where the platform can
+
+    @property
+    def image(self) -> bool:
+        return self.mime.startswith("image/")
 
     @property
     def filename(self) -> str:

@@ -147,3 +147,10 @@ def describe(session: Session) -> str:
     if session.reason:
         parts.append("Reason: " + session.reason)
     return "\n".join(parts)
+
+
+def spoken_summary(session: Session) -> str:
+    """The summary, said aloud (--speak)."""
+    outcome = OUTCOMES.get(session.state.value, f"Session {session.state.value}")
+    reason = f": {session.reason}" if session.reason else ""
+    return f"{outcome}{reason}. {session.cycles} cycles."

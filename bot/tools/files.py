@@ -125,6 +125,13 @@ def keep_whole(workspace: Path, name: str, text: str) -> None:
     path.write_text(text, encoding="utf-8")
 
 
+def keep_bytes(workspace: Path, name: str, data: bytes) -> None:
+    """Save bytes the engine made (speech) in the workspace."""
+    path = workspace / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+
+
 def _write(path: Path, text: str, mode: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open(mode, encoding="utf-8") as fh:

@@ -327,6 +327,10 @@ class FakeSlackAPI(LoopServer):
         self.opened_views: list[dict[str, Any]] = []
         self.published: list[dict[str, Any]] = []
         self.uploads: dict[str, Upload] = {}
+        self.hosted: dict[
+            str, tuple[str, bytes, str]
+        ] = {}  # files users shared: id -> (name, bytes, mimetype)
+        self.downloads: list[tuple[str, str | None]] = []  # (file id, Authorization) of each download
         self.joined: list[str] = []
         self.violations: list[str] = []
         self.not_member: set[str] = set()
@@ -343,6 +347,7 @@ class FakeSlackAPI(LoopServer):
         app.router.add_get("/api/{method}", self._api)
         app.router.add_post("/response/{id}", self._response_url)
         app.router.add_post("/upload/{file_id}", self._upload)
+        app.router.add_get("/files-pri/{file_id}/{name}", self._download)
         app.router.add_get("/socket-mode", self._socket_mode)
 
     @property
@@ -538,6 +543,47 @@ class FakeSlackAPI(LoopServer):
         file_id = "F" + uuid.uuid4().hex[:10].upper()
         self.uploads[file_id] = Upload(file_id, str(p["filename"]), length)
         return {"ok": True, "upload_url": f"{self.url}/upload/{file_id}", "file_id": file_id}
+
+    def share(self, name: str, content: bytes, mimetype: str, *, with_url: bool = True) -> dict[str, Any]:
+        """A file a user shares (as a message event's `files` carries it), downloadable from
+        this server with the bot token, as from files.slack.com. `with_url=False`: only its id,
+        as Slack sends when the app must call files.info first."""
+        file_id = "F" + uuid.uuid4().hex[:10].upper()
+        self.hosted[file_id] = (name, content, mimetype)
+        if not with_url:
+            return {"id": file_id, "file_access": "check_file_info"}
+        return self._file_object(file_id)
+
+    def _file_object(self, file_id: str) -> dict[str, Any]:
+        name, content, mimetype = self.hosted[file_id]
+        url = f"{self.url}/files-pri/{file_id}/{name}"
+        return {
+            "id": file_id,
+            "name": name,
+            "title": name,
+            "mimetype": mimetype,
+            "filetype": name.rsplit(".", 1)[-1],
+            "size": len(content),
+            "mode": "hosted",
+            "url_private": url,
+            "url_private_download": url + "?download=1",
+        }
+
+    def _m_files_info(self, p: dict[str, Any]) -> dict[str, Any]:
+        if str(p.get("file")) not in self.hosted:
+            return {"ok": False, "error": "file_not_found"}
+        return {"ok": True, "file": self._file_object(str(p["file"]))}
+
+    async def _download(self, request: web.Request) -> web.Response:
+        file_id = request.match_info["file_id"]
+        auth = request.headers.get("Authorization")
+        self.downloads.append((file_id, auth))
+        if auth != f"Bearer {BOT_TOKEN}":  # as Slack does: a login page, not the file
+            return web.Response(text="<html>sign in</html>", content_type="text/html")
+        if file_id not in self.hosted:
+            return web.Response(status=404)
+        _, content, mimetype = self.hosted[file_id]
+        return web.Response(body=content, content_type=mimetype)
 
     async def _upload(self, request: web.Request) -> web.Response:
         upload = self.uploads.get(request.match_info["file_id"])

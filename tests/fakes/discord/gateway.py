@@ -94,9 +94,15 @@ class Gateway(DiscordState, LoopServer):
         self.resumes = 0
         self.gateway_open = True  # False: new gateway connections are refused (an outage)
         self.sessions: dict[str, Connection] = {}  # gateway session id -> the connection that made it
+        self.cdn: dict[str, bytes] = {}  # files users attached, served at /cdn/<id>/<name>
 
     def add_routes(self, app: web.Application) -> None:
         app.router.add_get("/gateway/", self._gateway)
+        app.router.add_get("/cdn/{aid}/{name}", self._cdn)
+
+    async def _cdn(self, request: web.Request) -> web.Response:
+        data = self.cdn.get(request.match_info["aid"])
+        return web.Response(body=data) if data is not None else web.Response(status=404)
 
     @property
     def gateway_url(self) -> str:
@@ -148,11 +154,27 @@ class Gateway(DiscordState, LoopServer):
         *,
         channel: int = CHANNEL_ID,
         mention: bool = True,
+        files: dict[str, tuple[bytes, str]] | None = None,
     ) -> Message:
-        """`user` posts `text` in `channel` (a thread id works too), mentioning the bot first."""
+        """`user` posts `text` in `channel` (a thread id works too), mentioning the bot first;
+        `files` ({name: (bytes, content type)}) are attached, served from this fake's CDN."""
         assert channel in self.channels, f"no channel {channel}"
         content = f"<@{BOT_ID}> {text}" if mention else text
         data = self._message_json(self.snowflake(), channel, user, {"content": content})
+        for name, (blob, kind) in (files or {}).items():
+            aid = str(self.snowflake())
+            self.cdn[aid] = blob
+            url = f"http://{self.host}:{self.port}/cdn/{aid}/{name}"
+            data["attachments"].append(
+                {
+                    "id": aid,
+                    "filename": name,
+                    "size": len(blob),
+                    "url": url,
+                    "proxy_url": url,
+                    "content_type": kind,
+                }
+            )
         if mention:
             data["mentions"] = [{**user_json(BOT_ID), "member": member_json(BOT_ID, with_user=False)}]
         message = Message(int(data["id"]), channel, user, [data])

@@ -1,4 +1,5 @@
-"""`@AutoGPT <command>` in a channel: the same grammar as `/autogpt`, answered to that user only."""
+"""`@AutoGPT <command>` in a channel: the same grammar as `/autogpt`, answered to that user only.
+Files shared with it go to the session the goal starts, or to the session of the thread."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from slack_bolt.async_app import AsyncBoltContext
 
 from adapters.slack.blocks import unescape
 from adapters.slack.deps import deps_of, run_command
+from adapters.slack.files import shared_files
 
 LEADING_MENTION: Final = re.compile(r"^\s*<@[UW][A-Z0-9]+(?:\|[^>]*)?>[\s:,]*")
 
@@ -19,6 +21,16 @@ async def app_mention(event: dict[str, Any], context: AsyncBoltContext) -> None:
         return
     deps = deps_of(context)
     text = unescape(LEADING_MENTION.sub("", str(event.get("text") or ""), count=1))
+    thread = event.get("thread_ts")
     async with deps.inflight():
-        answer = await run_command(deps, deps.actor(user), deps.place(channel, context.team_id), text)
+        actor, files = deps.actor(user), await shared_files(deps, event)
+        if files and thread:  # shared in a session's thread: for its agent
+            received = await deps.core.service.receive(
+                actor, deps.place(channel, context.team_id, thread), files
+            )
+            if received is not None and not received.ok:
+                await deps.tell(channel, user, received.message, thread)
+            files = []
+        # a goal's attachments go to the session it starts
+        answer = await run_command(deps, actor, deps.place(channel, context.team_id), text, files)
         await deps.tell(channel, user, answer, event.get("thread_ts"))

@@ -1,6 +1,7 @@
 """A message in a session's thread: from the owner (or an admin) while a step waits, it is
-feedback on that step (the core decides). The bot's own posts, other bots, edits and deletions
-are ignored, and so is a message addressed to the app (a mention: that is a command)."""
+feedback on that step (the core decides); files in it are saved for the agent. The bot's own
+posts, other bots, edits and deletions are ignored, and so is a message addressed to the app (a
+mention: that is a command)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from slack_bolt.async_app import AsyncBoltContext
 
 from adapters.slack.blocks import unescape
 from adapters.slack.deps import deps_of
+from adapters.slack.files import shared_files
 
 USER_SUBTYPES: Final = frozenset({None, "thread_broadcast", "file_share"})
 
@@ -27,6 +29,13 @@ async def thread_message(event: dict[str, Any], context: AsyncBoltContext) -> No
     deps = deps_of(context)
     async with deps.inflight():
         place = deps.place(channel, context.team_id, thread)
-        outcome = await deps.core.service.reply_in_thread(deps.actor(user), place, unescape(raw))
+        actor = deps.actor(user)
+        if files := await shared_files(deps, event):  # saved for the agent; the core says so in the thread
+            received = await deps.core.service.receive(actor, place, files)
+            if received is not None and not received.ok:
+                await deps.tell(channel, user, received.message, thread)
+        if not raw.strip():
+            return
+        outcome = await deps.core.service.reply_in_thread(actor, place, unescape(raw))
         if outcome is not None and not outcome.ok:
             await deps.tell(channel, user, outcome.message, thread)
