@@ -632,6 +632,28 @@ def test_every_setting_is_in_env_template() -> None:
     assert not missing, f"missing from .env.template (python -m bot.settings --template): {missing}"
 
 
+def test_every_setting_is_read_by_the_code() -> None:
+    """A setting that does nothing is a defect: each field of the core's and every adapter's
+    settings is used by name somewhere besides its own definition (AutoGPT's image, speech,
+    GitHub, Twitter and Pinecone settings once were not)."""
+    from bot.settings import Settings, settings_classes
+
+    code = "\n".join(
+        p.read_text(encoding="utf-8")
+        for folder in ("bot", "adapters")
+        for p in sorted((REPO / folder).rglob("*.py"))
+        if p != REPO / "bot" / "settings.py"
+    )
+    own = (REPO / "bot" / "settings.py").read_text(encoding="utf-8")
+    unread = []
+    for cls in [Settings, *settings_classes()]:
+        for name in cls.model_fields:
+            used = re.search(rf"\b{name}\b", code) or re.search(rf"self\.{name}\b", own)
+            if not used:
+                unread.append(cls.env_name(name))
+    assert not unread, f"settings nothing reads: {unread}"
+
+
 # ---------------------------------------------------------------------------- the sandbox
 
 
