@@ -30,8 +30,10 @@ RUN --mount=type=cache,target=/root/.cache/pip pip install --no-deps .
 FROM ${PYTHON_IMAGE} AS runtime
 # bubblewrap: the sandbox the agent's commands run in (SANDBOX=auto or bwrap; deploy/sandbox.md
 # says what the container needs for it). util-linux (prlimit, setpriv) is in the base image.
+# git: clone_repository. espeak-ng: --speak's offline voice (TEXT_TO_SPEECH_PROVIDER=espeak).
 RUN apt-get update \
- && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends bubblewrap \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+      bubblewrap git ca-certificates espeak-ng \
  && rm -rf /var/lib/apt/lists/*
 # Optional headless browser for browse_website (USE_WEB_BROWSER=chromium); off by default (~300 MB).
 ARG WITH_CHROMIUM=0
