@@ -503,3 +503,34 @@ def test_speak_saves_each_spoken_line_and_prints_where(console, llm: ScriptedLLM
         assert path.read_bytes()[:4] == b"RIFF"
         assert str(path) in r.out
     assert "AutoGPT says: Let me look at the files" in r.out
+
+
+@pytest.mark.parametrize("store", ["sqlite"])
+def test_autogpts_other_commands_in_the_console(console, llm: ScriptedLLM) -> None:
+    """generate_image (its path printed), clone_repository (the tree listed) and send_tweet (its id)
+    against their local fakes, from the console as a user runs it."""
+    from tests.fakes.github_api import FakeGitHub
+    from tests.fakes.twitter_api import FakeTwitter
+
+    keys = {"TW_CONSUMER_KEY": "ck", "TW_CONSUMER_SECRET": "cs", "TW_ACCESS_TOKEN": "at"}
+    keys["TW_ACCESS_TOKEN_SECRET"] = "ats"
+    with (
+        FakeGitHub() as gh,
+        FakeTwitter(consumer_key="ck", consumer_secret="cs", token="at", token_secret="ats") as x,
+    ):
+        gh.make_repo("acme/widgets", {"README.md": "# Widgets\n"})
+        llm.script(
+            "execution_reply",
+            agent_reply("generate_image", {"prompt": "a red fox", "size": 256}),
+            agent_reply("clone_repository", {"url": "acme/widgets", "clone_path": "widgets"}),
+            agent_reply("send_tweet", {"tweet_text": "hello from the console"}),
+            agent_reply("finish", {"reason": "done"}),
+        )
+        env = {**keys, "GITHUB_URL": gh.origin, "TWITTER_API_URL": x.base_url}
+        r = console("draw, clone and tweet", stdin="y\ny\ny\ny\n", extra_env=env)
+        assert r.code == EXIT_FINISHED, r.out + r.err
+        image = r.workspace() / "images" / "a-red-fox-1.png"
+        assert image.read_bytes().startswith(b"\x89PNG") and str(image) in r.out
+        assert "README.md" in r.out and gh.heads["acme/widgets"][:12] in r.out
+        assert [t.text for t in x.tweets] == ["hello from the console"]
+        assert f"Tweeted: {x.tweets[0].id}" in r.out

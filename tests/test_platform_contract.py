@@ -13,9 +13,11 @@ from __future__ import annotations
 import ast
 import asyncio
 import contextlib
+import io
 import json
 import re
-from collections.abc import AsyncIterator, Callable
+import wave
+from collections.abc import AsyncIterator, Callable, Iterator
 from importlib.metadata import EntryPoint
 from pathlib import Path
 from typing import Any, ClassVar, Final, Literal, Protocol
@@ -23,6 +25,7 @@ from typing import Any, ClassVar, Final, Literal, Protocol
 import pytest
 from discord.gateway import DiscordWebSocket
 from discord.http import Route
+from pydantic import SecretStr
 
 from adapters.slack import ids as slack_ids
 from bot import adapter as adapter_module
@@ -36,8 +39,10 @@ from bot.settings import Settings
 from tests.fakes import toy
 from tests.fakes.chat import TestPlatform
 from tests.fakes.discord_api import ADMIN, OWNER, STRANGER, USERS, DiscordBot, FakeDiscord, Interaction
+from tests.fakes.github_api import FakeGitHub
 from tests.fakes.llm_server import ScriptedLLM, agent_reply
 from tests.fakes.slack_api import SlackBot, running_bot, start_goal
+from tests.fakes.twitter_api import FakeTwitter
 
 Who = Literal["owner", "stranger", "admin"]
 DECISIONS: Final = ["approve", "approve_n", "feedback", "stop", "allow_tool"]  # what a waiting step offers
@@ -842,6 +847,78 @@ async def test_i_a_sandboxed_commands_output_is_shown_and_attached(driver: Drive
     kept = session.steps[0].result or ""
     assert "line 2999" not in kept and "the full output is in .autogpt/step-1-output.txt" in kept
     assert (workspace(d, sid) / ".autogpt/step-1-output.txt").read_bytes() == full
+
+
+TW_KEYS: Final = {
+    "tw_consumer_key": "ck-contract",
+    "tw_consumer_secret": "cs-contract",
+    "tw_access_token": "at-contract",
+    "tw_access_token_secret": "ats-contract",
+}
+
+
+@pytest.fixture(scope="module")
+def providers() -> Iterator[tuple[FakeGitHub, FakeTwitter]]:
+    with (
+        FakeGitHub() as gh,
+        FakeTwitter(
+            consumer_key=TW_KEYS["tw_consumer_key"],
+            consumer_secret=TW_KEYS["tw_consumer_secret"],
+            token=TW_KEYS["tw_access_token"],
+            token_secret=TW_KEYS["tw_access_token_secret"],
+        ) as x,
+    ):
+        gh.make_repo("acme/widgets", {"README.md": "# Widgets\n", "src/app.py": "print('hi')\n"})
+        gh.add_issue("acme/widgets", 7, "It breaks", "on Tuesdays")
+        yield gh, x
+
+
+@pytest.mark.slow
+async def test_j_autogpts_other_commands_show_their_results(
+    driver: Driver, llm: ScriptedLLM, providers: tuple[FakeGitHub, FakeTwitter]
+) -> None:
+    """generate_image, read_audio_from_file, clone_repository, github_read_issue and send_tweet,
+    each against its local fake, with what it made shown where the user is."""
+    d, (gh, x) = driver, providers
+    x.reset()
+    for key, value in TW_KEYS.items():
+        setattr(d.core.settings, key, SecretStr(value))
+    d.core.settings.github_url, d.core.settings.twitter_api_url = gh.origin, x.base_url
+    llm.script(
+        "execution_reply",
+        agent_reply("generate_image", {"prompt": "a red fox", "size": 256}),
+        agent_reply("read_audio_from_file", {"filename": "memo.wav"}),
+        agent_reply("clone_repository", {"url": f"{gh.origin}/acme/widgets", "clone_path": "widgets"}),
+        agent_reply("github_read_issue", {"repo": "acme/widgets", "number": 7}),
+        agent_reply("send_tweet", {"tweet_text": "A fox, drawn by a bot"}),
+        agent_reply("finish", {"reason": "ok"}),
+    )
+    sid = await d.start_goal("owner", GOAL)
+    memo = io.BytesIO()
+    with wave.open(memo, "wb") as w:
+        w.setnchannels(1), w.setsampwidth(2), w.setframerate(8000), w.writeframes(b"\0\0" * 48000)
+    workspace(d, sid).mkdir(parents=True, exist_ok=True)
+    (workspace(d, sid) / "memo.wav").write_bytes(memo.getvalue())
+    for step_no in range(1, 6):
+        session = await stored(d, sid)
+        assert session.pending_step is not None, (session.state, session.reason, d.shown(sid)[-2:])
+        await d.press(sid, step_no, "approve", "owner")
+
+    [image] = results_of(d, sid, 1)
+    assert "Saved the image as images/a-red-fox-1.png" in image
+    assert d.attachments(sid)["a-red-fox-1.png"].startswith(b"\x89PNG")  # the picture itself, in the thread
+    [heard] = results_of(d, sid, 2)
+    assert "Transcript of memo.wav (0.1 min): heard memo.wav" in heard
+    [cloned] = results_of(d, sid, 3)
+    assert "README.md" in cloned and "src/" in cloned and gh.heads["acme/widgets"][:12] in cloned
+    assert (workspace(d, sid) / "widgets" / "src" / "app.py").is_file()
+    [issue] = results_of(d, sid, 4)
+    assert "It breaks" in issue and "on Tuesdays" in issue
+    [tweeted] = results_of(d, sid, 5)
+    assert [t.text for t in x.tweets] == ["A fox, drawn by a bot"]
+    assert f"Tweeted: {x.tweets[0].id}" in tweeted
+    session = await stored(d, sid)
+    assert session.usage.cost_usd >= 0.04 + 0.1 * 0.006  # an image and a tenth of a minute, charged
 
 
 # ---------------------------------------------------------------------------- the toy as a platform
