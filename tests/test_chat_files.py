@@ -161,9 +161,7 @@ async def test_slack_images_are_shown_to_a_vision_model(settings: Settings, llm:
         sid = await start_goal(bot)
         picture = png_bytes(8, 8)
         shot = bot.api.share("shot.png", picture, "image/png")
-        await bot.send.reply(
-            bot.step(sid, 1), "", user=OWNER, files=[shot], subtype="file_share"
-        )
+        await bot.send.reply(bot.step(sid, 1), "", user=OWNER, files=[shot], subtype="file_share")
         await bot.settle()
         await bot.send.click(bot.step(sid, 1), ids.APPROVE, OWNER)
         await bot.settle()
