@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from pydantic_settings import BaseSettings
 
 from bot.models import MessageRef, Place
-from bot.presenter.views import SessionHeaderView, View
+from bot.presenter.views import ProgressView, SessionHeaderView, View
 
 if TYPE_CHECKING:
     from bot.metrics import Metrics
@@ -87,6 +87,12 @@ class ChatAdapter(ABC):
 
     @abstractmethod
     async def upload(self, place: Place, filename: str, content: bytes, comment: str) -> None: ...
+
+    async def progress(self, place: Place, view: ProgressView) -> None:  # noqa: B027
+        """Show what the engine is doing for the session in `place` (a spinner, a status line,
+        "typing"); an empty `view.doing` clears it. Called at each phase's start and end, so a
+        platform with rate limits should only pass on what is still true (the latest view).
+        An adapter without a live indicator keeps this default: nothing."""
 
 
 class Inflight:

@@ -15,7 +15,7 @@ import contextlib
 import json
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -43,7 +43,7 @@ from bot.models import (
 from bot.parts import Parts, UsesParts
 from bot.presenter import wording
 from bot.presenter.build import result_view, step_view, summary_view, tasks_view
-from bot.presenter.views import NoticeView, View
+from bot.presenter.views import NoticeView, ProgressView, View
 from bot.tools import FINISH, OutFile, ToolContext, ToolError, ToolOutput
 from bot.tools.files import STEP_FILES, error_text, keep_bytes, keep_whole, without_server_paths, workspace_of
 
@@ -52,6 +52,7 @@ log = logging.getLogger(__name__)
 MAX_TASKS = 20
 RESULT_VIEW_LIMIT = 1_000_000
 TOOL_TIMEOUT_S = 300.0
+PROGRESS_WAIT_S = 5.0  # a drive ends once its last progress (the clearing) was passed on, or after this
 MAX_VISION_IMAGES = 4  # images shown to the model in one cycle (SMART_LLM_VISION)
 INTERRUPTED = (
     "Interrupted: the process running this command stopped before recording its result. "
@@ -104,6 +105,11 @@ class Engine(UsesParts):
         # only for sessions being driven right now (emptied when their drive ends).
         self._fresh: dict[str, Session] = {}
         self._driving: set[str] = set()
+        # What each session's drive is doing right now (for live progress: process memory on
+        # purpose, it describes this process's work), and the latest view not yet shown.
+        self._doing: dict[str, list[tuple[str, str, datetime]]] = {}
+        self._shown: dict[str, ProgressView] = {}
+        self._showing: dict[str, asyncio.Task[None]] = {}
 
     # ------------------------------------------------------------------ driving
 
@@ -137,6 +143,9 @@ class Engine(UsesParts):
         finally:
             self._driving.discard(session_id)
             self._fresh.pop(session_id, None)
+            if (sender := self._showing.get(session_id)) is not None:  # the last word: cleared
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(asyncio.shield(sender), PROGRESS_WAIT_S)
             renewer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await renewer
@@ -171,8 +180,56 @@ class Engine(UsesParts):
             await self._think(session)
         elif session.phase == Phase.EXECUTE:
             await self._execute(session)
-        else:
-            await self._update_tasks(session)
+        else:  # a session saved by a version that updated the task list before thinking
+            last = session.last_step.no if session.last_step else None
+            await self._commit(session.id, lambda s: _owe_tasks(s, last), current=session)
+
+    # ------------------------------------------------------------------ live progress
+
+    @contextlib.asynccontextmanager
+    async def doing(self, session: Session, phase: str, command: str | None = None) -> AsyncIterator[None]:
+        """Tell the session's chat what is happening while the block runs (a spinner, a status
+        line, "typing"); several phases may run at once."""
+        entry = (phase, wording.doing(phase, command), utcnow())
+        items = self._doing.setdefault(session.id, [])
+        items.append(entry)
+        self._progress(session)
+        try:
+            yield
+        finally:
+            items.remove(entry)
+            if not items:
+                self._doing.pop(session.id, None)
+            self._progress(session)
+
+    def _progress(self, session: Session) -> None:
+        """Hand the current progress to the platform without waiting for it: one sender per
+        session passes on the latest view only, so a slow or rate-limited chat never holds up
+        the agent, and a start and its end never arrive out of order."""
+        platform = self.platforms.get(session.place.platform)
+        if platform is None:
+            return
+        items = self._doing.get(session.id, [])
+        self._shown[session.id] = ProgressView(
+            session_id=session.id,
+            doing=[text for _, text, _ in items],
+            phases=[phase for phase, _, _ in items],
+            since=items[0][2] if items else None,
+        )
+        sender = self._showing.get(session.id)
+        if sender is None or sender.done():
+            self._showing[session.id] = asyncio.create_task(self._send_progress(session, platform))
+
+    async def _send_progress(self, session: Session, platform: Any) -> None:
+        try:
+            while (view := self._shown.pop(session.id, None)) is not None:
+                try:
+                    await platform.progress(session.place, view)
+                except Exception as exc:  # progress is a courtesy: never a reason to stop
+                    log.info("session %s: progress not shown: %s", session.id, exc)
+        finally:
+            if self._showing.get(session.id) is asyncio.current_task():
+                del self._showing[session.id]
 
     # ------------------------------------------------------------------ store helpers
 
@@ -196,7 +253,9 @@ class Engine(UsesParts):
 
         saved = await self.store.update(session_id, apply, current=current)
         if saved is not None and session_id in self._driving:
-            self._fresh[session_id] = saved
+            known = self._fresh.get(session_id)  # two commits of one drive may run at once
+            if known is None or known.version <= saved.version:
+                self._fresh[session_id] = saved
         if usage is not None and usage.calls:
             if saved is None:
                 await self.store.update(session_id, lambda s: setattr(s, "usage", add_usage(s.usage, usage)))
@@ -321,9 +380,10 @@ class Engine(UsesParts):
             await self._halt(session.id, SessionState.PAUSED, reason, kind="limit")
             return
         try:
-            created, usage = await self._tasks_call(session, msgs, model)
-            tasks = created[:MAX_TASKS] or list(session.goals)
-            ordered, usage = await self._prioritise(session, tasks, model, usage)
+            async with self.doing(session, "planning"):
+                created, usage = await self._tasks_call(session, msgs, model)
+                tasks = created[:MAX_TASKS] or list(session.goals)
+                ordered, usage = await self._prioritise(session, tasks, model, usage)
         except LLMError as exc:
             await self._llm_failed(session, exc)
             return
@@ -341,6 +401,22 @@ class Engine(UsesParts):
             await self.show_tasks(saved)
 
     async def _think(self, session: Session) -> None:
+        """The execution agent's next proposal: the one LLM call between a result (or a decision)
+        and the next step. The work a result leaves owed (remembering it, updating the task list)
+        runs beside it, lands in the task list message when ready and in the next prompt."""
+        after = (
+            asyncio.create_task(self._after_result(session, session.tasks_owed))
+            if session.tasks_owed is not None
+            else None
+        )
+        try:
+            async with self.doing(session, "thinking"):
+                await self._propose(session)
+        finally:
+            if after is not None:
+                await after
+
+    async def _propose(self, session: Session) -> None:
         settings = self.settings
         tools = self.tools.available(settings)
         model = self.llm.model_for("smart", session.llm_mode)
@@ -451,7 +527,8 @@ class Engine(UsesParts):
             )
             return
         try:
-            audio = await speech.synthesize(self.settings, text, self.llm.media)
+            async with self.doing(session, "speaking"):
+                audio = await speech.synthesize(self.settings, text, self.llm.media)
         except speech.MediaError as exc:
             await self.post(
                 session, NoticeView(session_id=session.id, level="warning", text=f"Not spoken: {exc}")
@@ -542,13 +619,8 @@ class Engine(UsesParts):
         if ran.failed:
             self.metrics.tool_error(step.command.name)
         stored = await self._keep_long_result(running, step, output)
-        remembered: list[Usage] = []
-        text = f"Command {step.command.name} returned: {stored}"
-        await self.memory.remember(running, text, spend=remembered.append)
-        self.metrics.embedded(self.settings.embedding_model, remembered)
-        record = sum_usage(spent, *remembered)
         saved = await self._commit(
-            session.id, lambda s: _record(s, step.no, stored, StepStatus.DONE), record, current=running
+            session.id, lambda s: _record(s, step.no, stored, StepStatus.DONE), spent, current=running
         )
         if saved is None:
             return
@@ -561,14 +633,15 @@ class Engine(UsesParts):
         running. Most commands end well before: their message goes from decided to done in one
         edit (a chat API call less per cycle, against the platforms' rate limits)."""
         notice = self.settings.running_notice_s
-        tool = asyncio.ensure_future(self._run_tool(session, step))
-        try:
-            if notice == 0 or not (await asyncio.wait({tool}, timeout=notice))[0]:
-                await self._refresh_step(session, step.no)
-            return await tool
-        finally:
-            if not tool.done():  # the drive was cancelled (shutting down): so is the command
-                tool.cancel()
+        async with self.doing(session, "running", step.command.name):
+            tool = asyncio.ensure_future(self._run_tool(session, step))
+            try:
+                if notice == 0 or not (await asyncio.wait({tool}, timeout=notice))[0]:
+                    await self._refresh_step(session, step.no)
+                return await tool
+            finally:
+                if not tool.done():  # the drive was cancelled (shutting down): so is the command
+                    tool.cancel()
 
     async def _run_tool(self, session: Session, step: Step) -> Ran:
         """Run a command; whatever goes wrong becomes an "Error: ..." result for the agent."""
@@ -647,35 +720,50 @@ class Engine(UsesParts):
             where = "the rest is not kept"
         return output[:limit] + f"\n[... cut: the result has {len(output):,} characters; {where}]"
 
-    async def _update_tasks(self, session: Session) -> None:
+    async def _after_result(self, session: Session, step_no: int) -> None:
+        """What a result leaves owed, off the critical path: remember it, and update the task
+        list (creation, then prioritisation only when creation added something). Lands in one
+        atomic transition that applies only while the list is still owed for that step."""
+        step = next((x for x in session.steps if x.no == step_no), None)
+        usage = Usage()
+        if step is not None and step.result is not None and step.status == StepStatus.DONE:
+            remembered: list[Usage] = []
+            text = f"Command {step.command.name} returned: {step.result}"
+            await self.memory.remember(session, text, spend=remembered.append)
+            self.metrics.embedded(self.settings.embedding_model, remembered)
+            usage = sum_usage(usage, *remembered)
         model = self.llm.model_for("fast", session.llm_mode)
         limit = self._token_limit(model)
         msgs = prompts.creation_messages(session, limit, self.settings.max_reply_tokens)
         current = session.tasks[0] if session.tasks else None
         rest = session.tasks[1:]
-        usage = Usage()
+        ordered = rest
         if await self._limit(session, model, msgs, think=False) is None:
             try:
-                created, usage = await self._tasks_call(session, msgs, model)
-                known = set(rest) | set(session.done_tasks) | ({current} if current else set())
-                combined = rest + [t for t in created if t not in known]
-                ordered, usage = await self._prioritise(session, combined[:MAX_TASKS], model, usage)
-            except LLMError as exc:
-                await self._llm_failed(session, exc)
-                return
-        else:
-            ordered = rest
+                async with self.doing(session, "tasks"):
+                    created, more = await self._tasks_call(session, msgs, model)
+                    usage = add_usage(usage, more)
+                    known = set(rest) | set(session.done_tasks) | ({current} if current else set())
+                    new = [t for t in created if t not in known]
+                    combined = (rest + new)[:MAX_TASKS]
+                    ordered = combined  # nothing new: the last prioritised order still holds
+                    if new:
+                        ordered, usage = await self._prioritise(session, combined, model, usage)
+            except LLMError as exc:  # the list stays as it was; the next result tries again
+                log.warning("session %s: the task list was not updated: %s", session.id, exc.message)
+                usage = add_usage(usage, exc.usage)
+                ordered = rest
 
         def mutate(s: Session) -> bool | None:
-            if s.state != SessionState.RUNNING or s.phase != Phase.UPDATE_TASKS:
+            if s.tasks_owed != step_no or s.state.terminal:
                 return False
             if current is not None and s.tasks[:1] == [current]:
                 s.done_tasks.append(current)
             s.tasks = ordered
-            s.phase = Phase.THINK
+            s.tasks_owed = None
             return None
 
-        saved = await self._commit(session.id, mutate, usage, current=session)
+        saved = await self._commit(session.id, mutate, usage)
         if saved is not None:
             await self.show_tasks(saved)
 
@@ -804,7 +892,17 @@ def _record(session: Session, step_no: int, result: str, status: StepStatus) -> 
     last.status = status
     last.result = result
     if session.state == SessionState.RUNNING and session.phase == Phase.EXECUTE:
-        session.phase = Phase.UPDATE_TASKS
+        _owe_tasks(session, step_no)
+    return None
+
+
+def _owe_tasks(session: Session, step_no: int | None) -> bool | None:
+    """After a result: think next, with the task list's update (and the memory of the result)
+    owed, done beside the next proposal."""
+    if session.state != SessionState.RUNNING:
+        return False
+    session.phase = Phase.THINK
+    session.tasks_owed = step_no
     return None
 
 

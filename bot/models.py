@@ -34,7 +34,8 @@ ACTIVE = frozenset(SessionState) - TERMINAL
 class Phase(StrEnum):
     THINK = "think"  # ask the execution agent for the next command
     EXECUTE = "execute"  # run the approved command of the last step
-    UPDATE_TASKS = "update_tasks"  # task creation and prioritisation after a result
+    UPDATE_TASKS = "update_tasks"  # older versions: task creation and prioritisation after a result
+    # (now done beside the next THINK: Session.tasks_owed)
 
 
 class Place(BaseModel):
@@ -146,6 +147,7 @@ class Session(BaseModel):
     continuous_limit: int | None = None
     state: SessionState = SessionState.PLANNING
     phase: Phase = Phase.THINK
+    tasks_owed: int | None = None  # the step whose result the task list has not taken in yet
     tasks: list[str] = Field(default_factory=list)
     done_tasks: list[str] = Field(default_factory=list)
     steps: list[Step] = Field(default_factory=list)

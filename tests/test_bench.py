@@ -120,3 +120,18 @@ def test_sandbox_benchmark_runs_and_reports() -> None:
     assert bwrap["backend"] == "bwrap" and bwrap["runs"] == 3 and bwrap["failed"] == 0
     assert bwrap["target_ms"] == 150.0 and bwrap["wall_ms_median"] > 0 and bwrap["machine_cpu_ms_mean"] >= 0
     assert docker["backend"] == "docker" and ("skipped" in docker or docker["failed"] == 0)
+
+
+def test_latency_benchmark_runs_and_reports() -> None:
+    """A tiny run of bench/latency.py: its report, and that a step waits for one call, not three
+    (the task list's update runs beside the next execution call)."""
+    r, printed = run_module(
+        "bench.latency",
+        *("--sessions", "1", "--cycles", "3", "--delay", "0.3", "--embed-delay", "0.01"),
+        marker="BENCH",
+        timeout=60,
+    )
+    assert r["cycles"] == 3 and r["chat_calls_per_cycle"] >= 2
+    assert r["critical_calls_per_cycle"] == 1
+    assert r["wait_median_s"] > 0 and r["wait_p95_s"] >= r["wait_median_s"]
+    assert "wait from an approval to the next step" in printed

@@ -144,6 +144,11 @@ class VectorMemory(ABC):
     async def _query(self, scope: str, vector: np.ndarray, k: int) -> list[str]:
         """Texts of the `k` memories of `scope` most similar to `vector`, best first."""
 
+    async def _has_any(self, scope: str) -> bool:
+        """Whether `scope` holds any memory; a backend that can tell cheaply says so, so an
+        empty memory costs no embedding before each cycle. Default: it may."""
+        return True
+
     # ------------------------------------------------------------------ lifecycle
     async def open(self) -> None:
         if self._opened:
@@ -213,8 +218,11 @@ class VectorMemory(ABC):
     async def relevant(
         self, session: Session, query: str, k: int = 5, *, spend: Spend | None = None
     ) -> list[str]:
-        """Like `search`, but never raises: a failure is logged and gives []."""
+        """Like `search`, but never raises: a failure is logged and gives []. An empty memory
+        is not searched (no embedding is made for it)."""
         try:
+            if not await self._has_any(scope_key(session, self.settings.memory_scope)):
+                return []
             texts, usage = await self.search(session, query, k)
         except MemoryUnavailable as exc:
             _charge(spend, exc.usage)

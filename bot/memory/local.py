@@ -70,6 +70,12 @@ class LocalMemory(VectorMemory):
             (self.index, scope, int(vector.size), vector.astype("<f4").tobytes(), text, time.time()),
         )
 
+    async def _has_any(self, scope: str) -> bool:
+        rows = await self.db.execute_fetchall(
+            "SELECT 1 FROM memories WHERE idx = ? AND scope = ? LIMIT 1", (self.index, scope)
+        )
+        return bool(list(rows))
+
     async def _query(self, scope: str, vector: np.ndarray, k: int) -> list[str]:
         rows = list(
             await self.db.execute_fetchall(

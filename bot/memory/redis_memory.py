@@ -80,6 +80,9 @@ class RedisMemory(VectorMemory):
             pipe.sadd(f"{self.base}scopes", scope)
             await pipe.execute()
 
+    async def _has_any(self, scope: str) -> bool:
+        return bool(await self.client.exists(self._scope_key(scope)))
+
     async def _query(self, scope: str, vector: np.ndarray, k: int) -> list[str]:
         stored = await self.client.hgetall(self._scope_key(scope))
         if not stored:

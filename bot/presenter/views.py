@@ -116,6 +116,23 @@ class NoticeView(BaseModel):
     text: str
 
 
+class ProgressView(BaseModel):
+    """What the engine is doing for a session right now, for a live indicator (a spinner, a
+    status line, "typing"): `doing` in words, the longest-running first; empty: nothing (clear
+    the indicator). `phases` names them for the platform ("thinking", "tasks", "running", ...).
+    Not a message: an adapter shows it however its platform shows activity, or not at all."""
+
+    kind: Literal["progress"] = "progress"
+    session_id: str
+    doing: list[str] = Field(default_factory=list)
+    phases: list[str] = Field(default_factory=list)
+    since: datetime | None = None  # when the oldest of them began
+
+    @property
+    def text(self) -> str:
+        return " · ".join(self.doing)
+
+
 class SessionItem(BaseModel):
     """One session in a list (a home page): its id, state, cost and first goal."""
 

@@ -154,3 +154,17 @@ def spoken_summary(session: Session) -> str:
     outcome = OUTCOMES.get(session.state.value, f"Session {session.state.value}")
     reason = f": {session.reason}" if session.reason else ""
     return f"{outcome}{reason}. {session.cycles} cycles."
+
+
+DOING: dict[str, str] = {
+    "planning": "Making the task list...",
+    "thinking": "Thinking...",
+    "tasks": "Updating the task list...",
+    "running": "Running {command}...",
+    "speaking": "Speaking...",
+}
+
+
+def doing(phase: str, command: str | None = None) -> str:
+    """A phase of the engine in words, for a live indicator."""
+    return DOING.get(phase, phase).format(command=command or "the command")

@@ -3,13 +3,14 @@ records what the core posts and edits, and lets a test press a button as a given
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import ClassVar
 
 from bot.adapter import ChatAdapter, PlatformError
 from bot.decisions import Decision
 from bot.models import Actor, MessageRef, Outcome, Place
-from bot.presenter.views import SessionHeaderView, StepView, View
+from bot.presenter.views import ProgressView, SessionHeaderView, StepView, View
 from bot.service import Service
 
 
@@ -33,6 +34,7 @@ class TestPlatform(ChatAdapter):
         self.headers: list[SessionHeaderView] = []
         self.uploads: list[tuple[Place, str, bytes, str]] = []
         self.fail_posts = 0  # the next N posts fail for good
+        self.progress_seen: list[tuple[float, ProgressView]] = []  # (time.monotonic(), view)
 
     async def open_session(self, place: Place, view: SessionHeaderView) -> Place:
         self.headers.append(view)
@@ -58,6 +60,9 @@ class TestPlatform(ChatAdapter):
 
     async def upload(self, place: Place, filename: str, content: bytes, comment: str) -> None:
         self.uploads.append((place, filename, content, comment))
+
+    async def progress(self, place: Place, view: ProgressView) -> None:
+        self.progress_seen.append((time.monotonic(), view))
 
     # --- what a test looks at
     def of(self, session_id: str, kind: str) -> list[View]:

@@ -280,6 +280,7 @@ class ScriptedLLM(ThreadServer):
         self.dim = dim
         self.models: list[str] = list(models)
         self.delay: float = 0.0
+        self.embed_delay: float | None = None  # embeddings' own delay (None: `delay`)
         self.default: dict[str, DefaultFn] = {}
         self.requests: list[Recorded] = []
         self.last_headers: dict[str, str] = {}  # of the last chat request
@@ -365,6 +366,7 @@ class ScriptedLLM(ThreadServer):
             self.requests.clear()
             self.unscripted.clear()
             self.delay = 0.0
+            self.embed_delay = None
             self._restore_defaults()
 
     def _restore_defaults(self) -> None:
@@ -471,7 +473,7 @@ class ScriptedLLM(ThreadServer):
         except _BadRequest as exc:
             return _error_response(400, str(exc))
         self._record(request.path, body, "embeddings")
-        await self.sleep(self.delay)
+        await self.sleep(self.delay if self.embed_delay is None else self.embed_delay)
         data: list[dict[str, Any]] = []
         for i, text in enumerate(texts):
             vec = embed_text(text, dim)
