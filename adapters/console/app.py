@@ -175,6 +175,7 @@ async def run_console(
         )
         return EXIT_ERROR
     finally:
+        await console.stop()
         await core.close()
 
 

@@ -25,6 +25,7 @@ PLAYERS = (
     ("afplay",),
 )
 PLAY_TIMEOUT_S = 120.0
+SPIN_INTERVAL_S = 0.1
 
 
 def audio_player() -> tuple[str, ...] | None:
@@ -56,6 +57,57 @@ async def play(player: tuple[str, ...], path: str) -> None:
 COLORS = {"yellow": "33", "green": "32", "cyan": "36", "red": "31", "magenta": "35", "bold": "1"}
 
 
+class Spinner:
+    """AutoGPT's "Thinking...": one line, redrawn in place while the engine works, erased
+    before anything else is printed and when the work ends. Only on a terminal."""
+
+    FRAMES: ClassVar[str] = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
+
+    def __init__(self, out: TextIO, interval: float = SPIN_INTERVAL_S) -> None:
+        self.out = out
+        self.interval = interval
+        self.text = ""
+        self._frame = 0
+        self._drawn = False
+        self._task: asyncio.Task[None] | None = None
+
+    def set(self, text: str) -> None:
+        self.text = text
+        if not text:
+            self.hide()
+            if self._task is not None:
+                self._task.cancel()
+                self._task = None
+            return
+        self.show()
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._spin())
+
+    def show(self) -> None:
+        if not self.text:
+            return
+        frame = self.FRAMES[self._frame % len(self.FRAMES)]
+        self.out.write(f"\r\033[K{frame} {self.text}")
+        self.out.flush()
+        self._drawn = True
+
+    def hide(self) -> None:
+        if self._drawn:
+            self.out.write("\r\033[K")
+            self.out.flush()
+            self._drawn = False
+
+    async def _spin(self) -> None:
+        with contextlib.suppress(asyncio.CancelledError):
+            while self.text:
+                await asyncio.sleep(self.interval)
+                self._frame += 1
+                self.show()
+
+    def stop(self) -> None:
+        self.set("")
+
+
 class ConsoleRenderer(Renderer[None]):
     """Prints each view to `out`, coloured when it is a terminal (and NO_COLOR is not set)."""
 
@@ -63,6 +115,7 @@ class ConsoleRenderer(Renderer[None]):
         self.out = out
         self.color = color
         self.workspaces = workspaces  # DATA_DIR/workspaces: files are shown where they lie
+        self.spinner: Spinner | None = None
         self._last_tasks: tuple[list[str], list[str]] | None = None
 
     def where(self, session_id: str | None, name: str) -> str:
@@ -76,8 +129,12 @@ class ConsoleRenderer(Renderer[None]):
         return f"\033[{COLORS[color]}m{text}\033[0m" if self.color else text
 
     def _print(self, text: str) -> None:
+        if self.spinner is not None:
+            self.spinner.hide()
         self.out.write(text + "\n")
         self.out.flush()
+        if self.spinner is not None:
+            self.spinner.show()
 
     def _label(self, label: str, text: str, color: str = "green") -> None:
         if text:
@@ -157,12 +214,15 @@ class ConsoleAdapter(ChatAdapter):
         color: bool | None = None,
         workspaces: Path | None = None,
         play: bool | None = None,
+        spin: bool | None = None,
     ) -> None:
         self.out = out or sys.stdout
         tty = self.out.isatty()
         if color is None:
             color = tty and not os.environ.get("NO_COLOR")
         self.renderer = ConsoleRenderer(self.out, color, workspaces)
+        if tty if spin is None else spin:  # none when output is not a terminal
+            self.renderer.spinner = Spinner(self.out)
         self.player = audio_player() if (tty if play is None else play) else None
         self._playing: set[asyncio.Task[None]] = set()
         self._count = 0
@@ -193,7 +253,13 @@ class ConsoleAdapter(ChatAdapter):
             self._playing.add(task)
             task.add_done_callback(self._playing.discard)
 
+    async def progress(self, place: Place, view: v.ProgressView) -> None:
+        if self.renderer.spinner is not None:
+            self.renderer.spinner.set(view.text)
+
     async def stop(self) -> None:
+        if self.renderer.spinner is not None:
+            self.renderer.spinner.stop()
         for task in list(self._playing):
             task.cancel()
 
