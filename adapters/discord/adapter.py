@@ -10,6 +10,10 @@ Discord refuses for good raises `PlatformError`, so the core pauses the session 
     await adapter.start()      # endpoints, login, adds itself to the core, connects, waits for READY
     ...                        # (the caller resumes sessions once every adapter has started)
     await adapter.stop()       # disconnects, lets running handlers finish
+
+While the engine works on a session (`progress`), its thread shows "... is typing": Discord shows
+that for about ten seconds per call and has no call to stop it, so it is sent again every
+TYPING_EVERY_S while the work lasts, no more once it ends (the next message posted ends it).
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ from adapters.discord.settings import DiscordSettings
 from bot.adapter import AdapterStartError, ChatAdapter, PlatformError
 from bot.core import Core
 from bot.models import MessageRef, Place
-from bot.presenter.views import SessionHeaderView, StepView, View
+from bot.presenter.views import ProgressView, SessionHeaderView, StepView, View
 from bot.text import clip
 
 log = logging.getLogger(__name__)
@@ -78,6 +82,9 @@ PERMISSIONS: Final = discord.Permissions(
 )
 SCOPES: Final = ("bot", "applications.commands")
 READY_TIMEOUT_S: Final = 60.0
+LAYOUTS_KEPT: Final = 1000  # layout messages remembered (to edit them as such) with Components V2 off
+TYPING_AFTER_S: Final = 0.3  # a phase shorter than this shows nothing (no typing flicker)
+TYPING_EVERY_S: Final = 8.0  # Discord shows "typing" for ~10 s: say it again before it fades
 STOP_GRACE_S: Final = 10.0
 INTENT_HINT: Final = (
     "DISCORD_MESSAGE_CONTENT=true needs the Message Content intent: turn it on in the Developer "
@@ -153,9 +160,11 @@ class DiscordAdapter(ChatAdapter):
         self.core = core
         self.settings = settings
         self.client_options = client_options
-        self.renderer = render.DiscordRenderer(result_inline)
+        self.renderer = render.DiscordRenderer(result_inline, components_v2=settings.components_v2)
         self._client: AutoGPTClient | None = None
         self._connection: asyncio.Task[None] | None = None
+        self._typing: dict[str, asyncio.Task[None]] = {}  # session id -> its "typing" loop
+        self._layouts: dict[str, None] = {}  # ids of layout messages found with DISCORD_COMPONENTS_V2 off
 
     @property
     def client(self) -> AutoGPTClient:
@@ -215,6 +224,9 @@ class DiscordAdapter(ChatAdapter):
 
     async def stop(self) -> None:
         """Disconnect, then give handlers already running time to finish."""
+        for task in self._typing.values():
+            task.cancel()
+        self._typing.clear()
         if self._client is not None:
             with contextlib.suppress(Exception):
                 await self._client.close()
@@ -295,21 +307,44 @@ class DiscordAdapter(ChatAdapter):
         )
         channel = self.messageable(place.thread or place.channel, place.team)
         with self.refused("messages.create", f"posting a {view.kind} message"):
-            sent = await channel.send(
-                content=msg.content,
-                embeds=msg.embeds,
-                view=msg.view,  # type: ignore[arg-type]
-                files=msg.files() or None,  # type: ignore[arg-type]
-            )
+            if msg.v2:  # the layout is all of it: Discord refuses content or embeds with it
+                sent = await channel.send(view=msg.view, files=msg.files() or None)  # type: ignore[arg-type]
+            else:
+                sent = await channel.send(
+                    content=msg.content,
+                    embeds=msg.embeds,
+                    view=msg.view,  # type: ignore[arg-type]
+                    files=msg.files() or None,  # type: ignore[arg-type]
+                )
         return MessageRef(platform=NAME, channel=place.channel, id=str(sent.id), thread=place.thread)
 
     async def update(self, ref: MessageRef, view: View) -> None:
         """Edit a message in place; no buttons in the new view removes the old ones. Files
-        attached when it was posted stay."""
+        attached when it was posted stay. With Components V2 the edit keeps (or makes) the
+        message a layout: its content and embeds are emptied, as Discord wants for that. A
+        layout cannot become an embed again, so when Discord refuses an embed edit of one
+        (posted before DISCORD_COMPONENTS_V2 was turned off), it is edited as a layout."""
         msg = self.renderer.render(view)
+        if not msg.v2 and ref.id in self._layouts:
+            msg = self._as_layout(view)
         message = self.messageable(ref.thread or ref.channel).get_partial_message(int(ref.id))
         with self.refused("messages.edit", f"editing a {view.kind} message"):
-            await message.edit(content=msg.content, embeds=msg.embeds, view=msg.view)
+            if msg.v2:
+                await message.edit(content=None, embeds=[], view=msg.view)
+                return
+            try:
+                await message.edit(content=msg.content, embeds=msg.embeds, view=msg.view)
+            except discord.HTTPException as exc:
+                if exc.status != 400 or exc.code != 50035:
+                    raise
+                log.info("Discord: message %s is a layout (Components V2): edited as one", ref.id)
+                self._layouts[ref.id] = None
+                while len(self._layouts) > LAYOUTS_KEPT:
+                    del self._layouts[next(iter(self._layouts))]
+                await message.edit(content=None, embeds=[], view=self._as_layout(view).view)
+
+    def _as_layout(self, view: View) -> render.Rendered:
+        return render.DiscordRenderer(self.renderer.result_inline, components_v2=True).render(view)
 
     async def upload(self, place: Place, filename: str, content: bytes, comment: str) -> None:
         channel = self.messageable(place.thread or place.channel, place.team)
@@ -318,6 +353,31 @@ class DiscordAdapter(ChatAdapter):
                 content=clip(comment, CONTENT) or None,
                 file=render.Attachment(render.attachment_name(filename.rsplit("/", 1)[-1]), content).file(),
             )
+
+    async def progress(self, place: Place, view: ProgressView) -> None:
+        """While `view.doing` lasts, the session's thread shows "typing" (sent again every
+        TYPING_EVERY_S); cleared: no more of it. Returns at once; a failed send is logged."""
+        task = self._typing.get(view.session_id)
+        if not view.doing:
+            if task is not None:
+                task.cancel()
+                del self._typing[view.session_id]
+            return
+        if task is None or task.done():
+            self._typing[view.session_id] = asyncio.create_task(
+                self._keep_typing(place, view.session_id), name=f"discord-typing-{view.session_id}"
+            )
+
+    async def _keep_typing(self, place: Place, session_id: str) -> None:
+        await asyncio.sleep(TYPING_AFTER_S)
+        while True:
+            try:  # one POST /channels/{id}/typing
+                await self.messageable(place.thread or place.channel, place.team).typing()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # a courtesy: never a reason to stop anything else
+                log.info("Discord: session %s: typing not shown: %s", session_id, describe(exc))
+            await asyncio.sleep(TYPING_EVERY_S)
 
     # ------------------------------------------------------------------ helpers
 

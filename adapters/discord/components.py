@@ -68,14 +68,22 @@ class DecisionButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=id
         await client.handlers.on_button(interaction, self.click)
 
 
+def decision_buttons(session_id: str, step_no: int, options: list[DecisionOption]) -> list[DecisionButton]:
+    """The buttons of a step, at most 25 (five rows of five)."""
+    return [
+        DecisionButton(Button(option.action, session_id, step_no, option.count), label=option.label)
+        for option in options[:25]
+    ]
+
+
 def decision_view(session_id: str, step_no: int, options: list[DecisionOption]) -> discord.ui.View | None:
-    """The buttons of a step (None: no buttons, which also removes them on an edit)."""
+    """The buttons of a step in a view under an embed (None: no buttons, which also removes them
+    on an edit); a Components V2 layout puts `decision_buttons` in its container instead."""
     if not options:
         return None
     view = discord.ui.View(timeout=None)
-    for option in options[:25]:
-        click = Button(option.action, session_id, step_no, option.count)
-        view.add_item(DecisionButton(click, label=option.label))
+    for button in decision_buttons(session_id, step_no, options):
+        view.add_item(button)
     return view
 
 

@@ -2,7 +2,8 @@
 
 Content 2,000 characters; an embed's title 256, description 4,096, 25 fields, field name 256,
 field value 1,024, footer 2,048, author 256 and 6,000 characters in all; 10 embeds and 10 files
-of 10 MB a message.
+of 10 MB a message. A Components V2 message: 40 components and 4,000 characters of text in all
+(`layout.py` fits a message to them).
 Text that does not fit is shortened with a marker (and, where it matters, attached in full by
 the caller); replies are split into several messages.
 """
@@ -34,6 +35,12 @@ INPUT_MAX: Final = 4000
 THREAD_NAME: Final = 100
 ATTACHMENTS: Final = 10  # files a message may carry
 ATTACHMENT_BYTES: Final = 10 * 1024 * 1024  # a bot's upload limit on a server without boosts
+# Components V2 (a message with the IS_COMPONENTS_V2 flag: no content, no embeds)
+COMPONENTS_V2: Final = 1 << 15  # the message flag
+V2_COMPONENTS: Final = 40  # components in a message, nested ones and buttons included
+V2_TEXT: Final = 4000  # characters of all its text displays together
+ROW_BUTTONS: Final = 5  # buttons in an action row
+MEDIA_ITEMS: Final = 10  # items in a media gallery
 
 FENCE: Final = "```"
 
@@ -63,8 +70,12 @@ class Code:
 Text = str | Code
 
 
-def _render(value: Text, limit: int) -> str:
+def render_text(value: Text, limit: int) -> str:
+    """`value` in at most `limit` characters (a code block stays closed)."""
     return value.render(limit) if isinstance(value, Code) else clip(value, limit)
+
+
+_render = render_text
 
 
 @dataclass

@@ -1,6 +1,9 @@
-"""The core's views as Discord messages: an embed each, buttons on steps, long output attached.
+"""The core's views as Discord messages: an embed each, buttons on steps, long output attached;
+or, with Components V2 (DISCORD_COMPONENTS_V2), the same parts laid out in a container
+(`layout.py`) with the buttons inside it. The session's root message (the header) is always an
+embed with a line of content, which a mention's reply needs.
 
-Every message fits Discord's limits (see `limits.py`): text is shortened in the embed and, for a
+Every message fits Discord's limits (see `limits.py`): text is shortened in the message and, for a
 command's result or a long proposed command, attached in full as a file.
 """
 
@@ -15,7 +18,8 @@ from typing import Any, Final
 
 import discord
 
-from adapters.discord.components import decision_view
+from adapters.discord.components import decision_buttons, decision_view
+from adapters.discord.layout import build_layout
 from adapters.discord.limits import ATTACHMENT_BYTES, ATTACHMENTS, THREAD_NAME, Code, EmbedSpec
 from bot.presenter import views as v
 from bot.presenter import wording
@@ -74,10 +78,17 @@ class Attachment:
 
 @dataclass
 class Rendered:
+    """A message: content and embeds with a view of buttons, or (`v2`) a layout view alone."""
+
     content: str | None = None
     embeds: list[discord.Embed] = field(default_factory=list)
-    view: discord.ui.View | None = None
+    view: discord.ui.View | discord.ui.LayoutView | None = None
     attachments: list[Attachment] = field(default_factory=list)
+
+    @property
+    def v2(self) -> bool:
+        """A Components V2 message: no content, no embeds, everything in `view`."""
+        return isinstance(self.view, discord.ui.LayoutView)
 
     def files(self) -> list[discord.File]:
         return [a.file() for a in self.attachments]
@@ -110,10 +121,33 @@ def _args_text(args: dict[str, Any]) -> str:
 
 @dataclass
 class DiscordRenderer(Renderer[Rendered]):
-    """The core's views as embeds; `result_inline`: characters of a result shown in its message
-    (longer ones are attached)."""
+    """The core's views as embeds, or as Components V2 layouts (`components_v2`) but for the
+    header; `result_inline`: characters of a result shown in its message (longer ones are
+    attached)."""
 
     result_inline: int = RESULT_INLINE
+    components_v2: bool = False
+
+    def _shape(
+        self,
+        spec: EmbedSpec,
+        buttons: tuple[str, int, list[v.DecisionOption]] | None = None,
+        attachments: list[Attachment] | None = None,
+        shown: list[str] | None = None,
+    ) -> Rendered:
+        """The message of `spec` with the decision `buttons` (session, step, options) and
+        `attachments`: an embed, or a layout. `shown`: the attached files a layout shows (by
+        default those sent with it; an edit names those sent with the message before), the image
+        of `spec.image` apart."""
+        attachments = attachments or []
+        if not self.components_v2:
+            view = decision_view(*buttons) if buttons is not None else None
+            return Rendered(embeds=[spec.build()], view=view, attachments=attachments)
+        names = [a.filename for a in attachments] if shown is None else shown
+        image = (spec.image or "").removeprefix("attachment://")
+        items = decision_buttons(*buttons) if buttons is not None else []
+        layout = build_layout(spec, items, [n for n in names if n != image])
+        return Rendered(view=layout, attachments=attachments)
 
     def header(self, view: v.SessionHeaderView) -> Rendered:
         spec = EmbedSpec(
@@ -137,7 +171,7 @@ class DiscordRenderer(Renderer[Rendered]):
             color=GREY,
             footer=f"Session {view.session_id} · {len(view.tasks)} to do, {len(view.done)} done",
         )
-        return Rendered(embeds=[spec.build()])
+        return self._shape(spec)
 
     def step(self, view: v.StepView, attach_args: bool = False) -> Rendered:
         """A cycle: thoughts as fields, the proposed command, its status, and its buttons."""
@@ -162,14 +196,17 @@ class DiscordRenderer(Renderer[Rendered]):
         if view.note:
             spec.add("Note", view.note)
         attachments: list[Attachment] = []
-        if attach_args and len(args) > ARGS_INLINE:
-            name = f"step-{view.step_no}-{view.command}.json"
+        name = attachment_name(f"step-{view.step_no}-{view.command}.json")
+        long_args = len(args) > ARGS_INLINE
+        if attach_args and long_args:
             attachments.append(Attachment(name, args.encode("utf-8")))
             spec.add("Full command", f"{len(args):,} characters, attached as {name}.")
-        return Rendered(
-            embeds=[spec.build()],
-            view=decision_view(view.session_id, view.step_no, view.options),
-            attachments=attachments,
+        # an edit keeps the file posted with the step: a layout goes on showing it
+        return self._shape(
+            spec,
+            (view.session_id, view.step_no, view.options),
+            attachments,
+            shown=[name] if long_args else [],
         )
 
     def result(self, view: v.ResultView) -> Rendered:
@@ -203,7 +240,7 @@ class DiscordRenderer(Renderer[Rendered]):
             name = f"result-{view.session_id}-step{view.step_no}.txt"
             attachments.append(Attachment(name, output.encode("utf-8")))
             spec.add("Full output", f"{len(output):,} characters, attached as {name}.")
-        return Rendered(embeds=[spec.build()], attachments=attachments)
+        return self._shape(spec, attachments=attachments)
 
     def summary(self, view: v.SummaryView) -> Rendered:
         spec = EmbedSpec(
@@ -217,7 +254,7 @@ class DiscordRenderer(Renderer[Rendered]):
         spec.add("Tokens", f"{view.prompt_tokens:,} in, {view.completion_tokens:,} out", inline=True)
         if hint := wording.resume_hint(view, "@AutoGPT"):
             spec.add("Go on", hint)
-        return Rendered(embeds=[spec.build()])
+        return self._shape(spec)
 
     def notice(self, view: v.NoticeView) -> Rendered:
         mark, color = LEVEL.get(view.level, ("", GREY))
@@ -226,4 +263,4 @@ class DiscordRenderer(Renderer[Rendered]):
             color=color,
             footer=f"Session {view.session_id}" if view.session_id else "",
         )
-        return Rendered(embeds=[spec.build()])
+        return self._shape(spec)

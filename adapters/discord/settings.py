@@ -33,3 +33,8 @@ class DiscordSettings(BaseConfig):
     admin_user_ids: CommaList = setting(
         [], "Discord user ids who may decide on any Discord session, comma list"
     )
+    components_v2: bool = setting(
+        True,
+        "Show steps, results, task lists and summaries with Discord's Components V2 layouts "
+        "(a container per message, buttons inside); false: embeds",
+    )

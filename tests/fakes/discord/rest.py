@@ -1,12 +1,15 @@
 """The REST API the bot calls, under ``/api/v10``: login, the application, command sync, channels,
-messages (JSON or multipart with files), edits, deletes and threads. Replies are
+messages (JSON or multipart with files; Components V2 layouts too), edits, deletes, threads and
+"typing" (recorded in ``typing`` with its time.monotonic()). Replies are
 ``application/json`` exactly, as discord.py wants. Every body is checked against Discord's limits
 (a violation is recorded and refused with 400, code 50035), and ``fail``/``rate_limit`` script
 failures by method and path."""
 
 from __future__ import annotations
 
+import copy
 import json
+import mimetypes
 import re
 import time
 from collections.abc import Awaitable, Callable
@@ -16,7 +19,7 @@ from aiohttp import web
 from aiohttp.web_request import FileField
 
 from tests.fakes.discord.gateway import Gateway, Options
-from tests.fakes.discord.limits import LIMITS, check_message
+from tests.fakes.discord.limits import COMPONENTS_V2, FILE, GALLERY, LIMITS, THUMBNAIL, check_message, walk
 from tests.fakes.discord.state import (
     APP_ID,
     BOT_ID,
@@ -65,6 +68,36 @@ def _failed(failure: Failure) -> web.Response:
     return limited
 
 
+def _content_type(name: str) -> str:
+    guessed = mimetypes.guess_type(name)[0] or "application/octet-stream"
+    return f"{guessed}; charset=utf-8" if guessed.startswith("text/") else guessed
+
+
+def _resolve_media(data: dict[str, Any]) -> None:
+    """As Discord does, a layout's attachment://NAME media get the attachment's id and type (the
+    URL is kept as sent, as the fake keeps an embed's)."""
+    if not int(data.get("flags") or 0) & COMPONENTS_V2:
+        return
+    data["components"] = components = copy.deepcopy(data.get("components") or [])
+    by_name = {a["filename"]: a for a in data.get("attachments") or []}
+    for c in walk(components):
+        media: list[dict[str, Any]] = []
+        if c.get("type") == GALLERY:
+            media = [i.get("media") or {} for i in c.get("items") or []]
+        elif c.get("type") == FILE:
+            media = [c.get("file") or {}]
+        elif c.get("type") == THUMBNAIL:
+            media = [c.get("media") or {}]
+        for m in media:
+            found = by_name.get(str(m.get("url") or "").removeprefix("attachment://"))
+            if found is not None:
+                m.update(
+                    attachment_id=found["id"],
+                    content_type=found["content_type"],
+                    proxy_url=found["proxy_url"],
+                )
+
+
 UNKNOWN_CHANNEL = ("Unknown Channel", 10003, 404)
 UNKNOWN_MESSAGE = ("Unknown Message", 10008, 404)
 
@@ -77,6 +110,7 @@ class Rest(Gateway):
         self.requests: list[Request] = []
         self.failed: list[Request] = []  # requests answered with an injected failure
         self.commands: list[dict[str, Any]] = []
+        self.typing: list[tuple[int, float]] = []  # (channel id, time.monotonic()) of each "typing"
         self._failures = Failures()
 
     def add_routes(self, app: web.Application) -> None:
@@ -160,13 +194,16 @@ class Rest(Gateway):
             ("PATCH", r"/channels/(\d+)/messages/(\d+)", self._r_edit),
             ("DELETE", r"/channels/(\d+)/messages/(\d+)", self._r_delete),
             ("POST", r"/channels/(\d+)/messages/(\d+)/threads", self._r_thread),
+            ("POST", r"/channels/(\d+)/typing", self._r_typing),
         ]
 
     def _refuse(self, problems: list[str]) -> web.Response | None:
         if not problems:
             return None
         self.violations += problems
-        return _json({"message": "Invalid Form Body", "code": 50035, "errors": problems}, 400)
+        # Discord's shape: {"<field>": {"_errors": [{"code", "message"}]}}
+        errors = {"_errors": [{"code": "INVALID_FORM_BODY", "message": p} for p in problems]}
+        return _json({"message": "Invalid Form Body", "code": 50035, "errors": {"body": errors}}, 400)
 
     # ------------------------------------------------------------------ the application
 
@@ -234,10 +271,14 @@ class Rest(Gateway):
                 "size": len(content),
                 "url": self.url(f"/attachments/{name}"),
                 "proxy_url": self.url(f"/attachments/{name}"),
-                "content_type": "text/plain; charset=utf-8",
+                "content_type": _content_type(name),
             }
             for name, content in files.items()
         ]
+
+    def typing_in(self, channel_id: int) -> list[float]:
+        """When the bot sent "typing" to `channel_id` (time.monotonic())."""
+        return [at for cid, at in self.typing if cid == channel_id]
 
     def _channel_message(self, cid: str, mid: str) -> Message | None:
         """A message of the channel that everyone sees."""
@@ -253,7 +294,9 @@ class Rest(Gateway):
         channel = self.channels.get(channel_id)
         if channel is None:
             return _error(*UNKNOWN_CHANNEL)
-        problems = check_message(body, f"POST /channels/{cid}/messages", files=len(files))
+        problems = check_message(
+            body, f"POST /channels/{cid}/messages", files=len(files), attachments=set(files)
+        )
         problems += [f"file {n} is over 10 MiB" for n, c in files.items() if len(c) > LIMITS["file_bytes"]]
         ref = body.get("message_reference")
         if ref is not None:
@@ -264,6 +307,7 @@ class Rest(Gateway):
             return refused
         data = self._message_json(self.snowflake(), channel_id, BOT_ID, body)
         data["attachments"] = self._attachments(files)
+        _resolve_media(data)
         if ref is not None:
             data["type"] = 19
             data["message_reference"] = {"message_id": str(ref["message_id"]), "channel_id": cid}
@@ -284,7 +328,14 @@ class Rest(Gateway):
     def _apply_edit(
         self, message: Message, body: dict[str, Any], files: dict[str, bytes], where: str
     ) -> web.Response | None:
-        if refused := self._refuse(check_message(body, where, files=len(files), editing=True)):
+        kept = message.current.get("attachments") or []
+        if "attachments" in body:
+            keep = {str(a.get("id")) for a in body["attachments"] or []}
+            kept = [a for a in kept if a["id"] in keep]
+        names = {str(a["filename"]) for a in kept} | set(files)
+        if refused := self._refuse(
+            check_message(body, where, files=len(files), editing=True, attachments=names)
+        ):
             return refused
         data = dict(message.current)
         for key in ("content", "embeds", "components"):
@@ -305,6 +356,10 @@ class Rest(Gateway):
         ):
             self.violations.append(f"{where}: the edit leaves an empty message (50006)")
             return _error("Cannot send an empty message", 50006, 400)
+        if data["flags"] & COMPONENTS_V2 and (data.get("content") or data.get("embeds")):
+            # a Components V2 message stays one; one made so must have its content and embeds emptied
+            return self._refuse([f"{where}: a Components V2 message cannot have content or embeds"])
+        _resolve_media(data)
         data["edited_timestamp"] = iso()
         message.versions.append(data)
         return None
@@ -333,6 +388,12 @@ class Rest(Gateway):
         del self.messages[message.id]
         self.deleted.append(message)
         await self.dispatch("MESSAGE_DELETE", {"id": mid, "channel_id": cid, "guild_id": str(GUILD_ID)})
+        return web.Response(status=204)
+
+    async def _r_typing(self, request: web.Request, body: Any, files: Any, cid: str) -> web.Response:
+        if int(cid) not in self.channels:
+            return _error(*UNKNOWN_CHANNEL)
+        self.typing.append((int(cid), time.monotonic()))
         return web.Response(status=204)
 
     async def _r_thread(

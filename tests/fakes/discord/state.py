@@ -4,10 +4,13 @@ the JSON shapes Discord gives them (users, members, messages, the guild)."""
 from __future__ import annotations
 
 import itertools
+import re
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+
+from tests.fakes.discord.limits import COMPONENTS_V2, FILE, GALLERY, TEXT, walk
 
 TOKEN = "fake-discord-token.abc.def"
 BOT_ID = 900000000000000001
@@ -194,9 +197,50 @@ def message_json(
 # --------------------------------------------------------------------------- records
 
 
+def layout_texts(data: dict[str, Any]) -> list[str]:
+    """The text displays of a message's layout, in order."""
+    return [
+        str(c.get("content") or "") for c in walk(list(data.get("components") or [])) if c.get("type") == TEXT
+    ]
+
+
+def layout_as_embed(data: dict[str, Any]) -> dict[str, Any]:
+    """A Components V2 message read as the embed it stands for (layout.py's shape): the first
+    text display is "## title" and the description, "**Name**\nvalue" a field, "**Name:** value"
+    lines inline fields, "-# footer" the footer, the first media gallery item the image."""
+    texts = layout_texts(data)
+    embed: dict[str, Any] = {"fields": []}
+    containers = [c for c in data.get("components") or [] if c.get("type") == 17]
+    if containers and containers[0].get("accent_color") is not None:
+        embed["color"] = containers[0]["accent_color"]
+    if texts and texts[0].startswith("#") and not texts[0].startswith("-#"):
+        head, _, rest = texts.pop(0).partition("\n")
+        embed["title"] = head.lstrip("#").strip()
+        if rest:
+            embed["description"] = rest
+    for text in texts:
+        if text.startswith("-# "):
+            embed["footer"] = {"text": text[3:]}
+        elif match := re.fullmatch(r"\*\*(.+?)\*\*\n(.*)", text, re.S):
+            embed["fields"].append({"name": match.group(1), "value": match.group(2), "inline": False})
+        elif lines := [re.fullmatch(r"\*\*(.+?):\*\* (.*)", line, re.S) for line in text.split("\n")]:
+            if all(lines):
+                embed["fields"] += [
+                    {"name": m.group(1), "value": m.group(2), "inline": True} for m in lines if m
+                ]
+            elif "description" not in embed:
+                embed["description"] = text
+    for c in walk(list(data.get("components") or [])):
+        if c.get("type") == GALLERY and c.get("items") and "image" not in embed:
+            embed["image"] = {"url": c["items"][0]["media"]["url"]}
+    return embed
+
+
 @dataclass
 class Message:
-    """A message as Discord holds it; `versions` are its successive JSON forms."""
+    """A message as Discord holds it; `versions` are its successive JSON forms. The helpers
+    (`title`, `embed`, `field`, `all_text`, `buttons`) read an embed message and a Components V2
+    one alike (`v2`; the layout read as the embed it stands for, see `layout_as_embed`)."""
 
     id: int
     channel_id: int
@@ -215,7 +259,15 @@ class Message:
         return str(self.current.get("content") or "")
 
     @property
+    def v2(self) -> bool:
+        """Sent with the flag IS_COMPONENTS_V2: a layout, no content nor embeds."""
+        return bool(self.flags & COMPONENTS_V2)
+
+    @property
     def embeds(self) -> list[dict[str, Any]]:
+        """Its embeds; for a layout, the embed it stands for."""
+        if self.v2:
+            return [layout_as_embed(self.current)]
         return list(self.current.get("embeds") or [])
 
     @property
@@ -226,6 +278,27 @@ class Message:
     @property
     def title(self) -> str:
         return str(self.embeds[0].get("title") or "") if self.embeds else ""
+
+    @property
+    def description(self) -> str:
+        return str(self.embeds[0].get("description") or "") if self.embeds else ""
+
+    def texts(self, version: int = -1) -> list[str]:
+        """A layout's text displays, as sent."""
+        return layout_texts(self.versions[version])
+
+    def gallery(self, version: int = -1) -> list[str]:
+        """The media of a layout's galleries (their URLs, attachment://NAME for a file of it)."""
+        out: list[str] = []
+        for c in walk(list(self.versions[version].get("components") or [])):
+            if c.get("type") == GALLERY:
+                out += [str(i["media"]["url"]) for i in c.get("items") or []]
+        return out
+
+    def shown_files(self, version: int = -1) -> list[str]:
+        """The files a layout shows as files (attachment://NAME)."""
+        comps = list(self.versions[version].get("components") or [])
+        return [str(c["file"]["url"]) for c in walk(comps) if c.get("type") == FILE]
 
     @property
     def edits(self) -> int:
@@ -244,6 +317,7 @@ class Message:
     def all_text(self, version: int = -1) -> str:
         data = self.versions[version]
         parts = [str(data.get("content") or "")]
+        parts += layout_texts(data)
         for embed in data.get("embeds") or []:
             parts += [str(embed.get("title") or ""), str(embed.get("description") or "")]
             for f in embed.get("fields") or []:
@@ -252,8 +326,8 @@ class Message:
         return "\n".join(p for p in parts if p)
 
     def buttons(self, version: int = -1) -> list[dict[str, Any]]:
-        rows = self.versions[version].get("components") or []
-        return [item for row in rows for item in row.get("components") or [] if item.get("type") == 2]
+        """Its buttons, in rows under an embed or anywhere in a layout."""
+        return [c for c in walk(list(self.versions[version].get("components") or [])) if c.get("type") == 2]
 
     def button(self, label: str, version: int = -1) -> dict[str, Any]:
         found = [b for b in self.buttons(version) if b.get("label") == label]
