@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from hypothesis import HealthCheck, example, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
@@ -334,14 +335,34 @@ def test_the_manifest_matches_what_the_app_listens_to() -> None:
         return found
 
     assert f"- command: {ids.COMMAND}" in lines
-    assert set(items("bot")) >= {"commands", "chat:write", "channels:join", "files:write", "channels:history"}
+    assert set(items("bot")) >= {
+        "commands",
+        "chat:write",
+        "channels:join",
+        "files:write",
+        "channels:history",
+        "assistant:write",  # assistant threads: prompts, title, status
+        "im:history",  # message.im: what users type in an assistant thread
+    }
     assert set(items("bot_events")) == {
         "app_home_opened",
         "app_mention",
         "message.channels",
         "message.groups",
+        "message.im",
+        "assistant_thread_started",
+        "assistant_thread_context_changed",
     }
-    for setting in ("socket_mode_enabled: true", "is_enabled: true", "home_tab_enabled: true"):
+    for setting in (
+        "socket_mode_enabled: true",
+        "is_enabled: true",
+        "home_tab_enabled: true",
+        "messages_tab_enabled: true",
+        "assistant_view:",
+    ):
         assert setting in lines
+    parsed = yaml.safe_load(manifest)
+    assert parsed["features"]["assistant_view"]["assistant_description"]
+    assert len(parsed["features"]["assistant_view"]["assistant_description"]) <= 255
     readme = (REPO / "adapters" / "slack" / "README.md").read_text()
     assert readme.startswith("## Slack\n") and "autogpt-bot run" in readme

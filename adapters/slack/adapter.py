@@ -15,8 +15,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
+import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import Any, ClassVar, Final
 
 import aiohttp
@@ -37,11 +40,12 @@ from adapters.slack.app import build_app
 from adapters.slack.blocks import SlackMessage, SlackRenderer
 from adapters.slack.deps import SlackDeps
 from adapters.slack.inbound import SlackEndpoint
+from adapters.slack.progress import MIN_GAP_S, Pacer
 from adapters.slack.settings import SlackSettings
 from bot.adapter import AdapterStartError, ChatAdapter, Inflight, PlatformError
 from bot.core import Core
 from bot.models import MessageRef, Place
-from bot.presenter.views import ResultView, SessionHeaderView, SummaryView, View
+from bot.presenter.views import ProgressView, ResultView, SessionHeaderView, SummaryView, TaskListView, View
 
 log = logging.getLogger(__name__)
 
@@ -60,10 +64,26 @@ HINTS: Final[dict[str, str]] = {
     "account_inactive": "the app was uninstalled or its token revoked",
     "missing_scope": "reinstall the app with the scopes of deploy/slack-manifest.yaml",
 }
+FORGET_AFTER_S: Final = 30.0  # a session's task list is forgotten this long after its summary
+ASSISTANT_STATUS_MAX: Final = 100  # characters of an assistant thread's status ("Thinking...")
+ASSISTANT_TITLE_MAX: Final = 80  # characters of an assistant thread's title (its first goal)
 
 
 class SlackStartError(AdapterStartError):
     """Slack cannot be started with these settings; the message is one line for the admin."""
+
+
+@dataclass
+class TaskList:
+    """A session's task list message as last posted or edited by this process (process memory:
+    after a restart the next task list update teaches it again), the status line it shows now,
+    and when it was last edited; one edit of it at a time."""
+
+    ref: MessageRef
+    view: TaskListView
+    status: str | None = None
+    edited: float = float("-inf")
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
 def make_client(token: str, base_url: str, rate_limit_retries: int = RATE_LIMIT_RETRIES) -> AsyncWebClient:
@@ -147,6 +167,12 @@ class SlackAdapter(ChatAdapter):
         self.app: AsyncApp = build_app(self.deps)
         self._runner: web.AppRunner | None = None
         self._socket: AsyncSocketModeHandler | None = None
+        # live progress (progress.py): paced per session, shown on the task list message in a
+        # channel thread, or as the thread's status in an assistant thread
+        self.pacer = Pacer(self.inflight)
+        self._lists: dict[str, TaskList] = {}
+        self._assistant: dict[tuple[str, str], bool] = {}  # (channel, thread): an assistant thread?
+        self._closed = False
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -212,6 +238,8 @@ class SlackAdapter(ChatAdapter):
             await asyncio.wait_for(self.inflight.wait(), STOP_GRACE_S)
         except TimeoutError:
             log.warning("Slack: %d listeners still running at shutdown", self.inflight.busy)
+        self._closed = True
+        await self.pacer.close()  # nothing runs here any more: no status line is left up
         await self._close_session()
 
     async def _close_session(self) -> None:
@@ -227,23 +255,36 @@ class SlackAdapter(ChatAdapter):
     # ------------------------------------------------------------------ what the core calls
 
     async def open_session(self, place: Place, view: SessionHeaderView) -> Place:
+        """Post the session's root message in the channel; its thread is the session's place. A
+        place that is a thread already (an assistant thread) keeps it: the header goes in there."""
         msg = self.renderer.render(view)
+        if place.thread:
+            await self._post(place.channel, place.thread, msg)
+            return place.model_copy(update={"origin": None})
         try:
             ts = await self._post(place.channel, None, msg)
         except PlatformError as exc:
             if "not_in_channel" not in str(exc) or not await self._join(place.channel):
                 raise
             ts = await self._post(place.channel, None, msg)
+        self._assistant[(place.channel, ts)] = False  # a thread of our own: never an assistant's
         return place.model_copy(update={"thread": ts, "origin": None})
 
     async def post(self, place: Place, view: View) -> MessageRef:
+        if isinstance(view, TaskListView):
+            return await self._post_tasks(place, view)
         msg = self.renderer.render(view)
-        # the final word also goes to the channel, so the outcome is seen without opening the thread
-        broadcast = isinstance(view, SummaryView) and place.thread is not None
+        # the final word also goes to the channel, so the outcome is seen without opening the
+        # thread (an assistant thread is a conversation of its own: there it stays in the thread)
+        broadcast = (
+            isinstance(view, SummaryView) and place.thread is not None and not self.is_assistant(place)
+        )
         ts = await self._post(place.channel, place.thread, msg, broadcast=broadcast)
         ref = MessageRef(platform=self.name, channel=place.channel, id=ts, thread=place.thread)
         if isinstance(view, ResultView):
             await self._attach(place, ref, view)
+        if isinstance(view, SummaryView):  # forgotten once its last status line is surely down
+            asyncio.get_running_loop().call_later(FORGET_AFTER_S, self._lists.pop, view.session_id, None)
         return ref
 
     async def _attach(self, place: Place, ref: MessageRef, view: ResultView) -> None:
@@ -271,7 +312,148 @@ class SlackAdapter(ChatAdapter):
                 return
 
     async def update(self, ref: MessageRef, view: View) -> None:
+        if isinstance(view, TaskListView):
+            await self._update_tasks(ref, view)
+            return
         await self._update(ref, self.renderer.render(view))
+
+    # ------------------------------------------------------------------ live progress
+
+    async def progress(self, place: Place, view: ProgressView) -> None:
+        """What the engine is doing, paced (progress.py): in an assistant thread as the thread's
+        status (`assistant.threads.setStatus`), elsewhere as a status line at the bottom of the
+        session's task list message. Returns at once; the pacer passes it on."""
+        if self._closed:
+            return
+        key = view.session_id
+        if self.is_assistant(place):
+            text = blocks.plain(view.text, ASSISTANT_STATUS_MAX) if view.doing else None
+            self.pacer.want(key, text, functools.partial(self._show_status, place, key))
+            return
+        if key not in self._lists:  # no task list known yet (planning, or just restarted)
+            return
+        self.pacer.want(key, blocks.status_line(view), functools.partial(self._show_on_list, key))
+
+    def is_assistant(self, place: Place) -> bool:
+        """Whether `place` is an assistant thread (in the app's DM with a user, Slack's Agents &
+        AI Apps surface): known from its events, else taken to be one when it is a thread in a
+        DM until Slack says otherwise."""
+        if not place.thread:
+            return False
+        known = self._assistant.get((place.channel, place.thread))
+        return known if known is not None else place.channel.startswith("D")
+
+    def assistant_thread(self, channel: str, thread: str) -> None:
+        """An assistant thread's event came in: it is one."""
+        self._assistant[(channel, thread)] = True
+
+    async def _show_status(self, place: Place, key: str, text: str | None) -> None:
+        assert place.thread is not None
+        try:
+            await self.set_status(place.channel, place.thread, text or "")
+        except PlatformError as exc:
+            if "ratelimited" in str(exc):
+                raise
+            # not an assistant thread after all (a DM thread of its own): the task list shows it
+            log.info("%s/%s: no thread status (%s); using the task list", place.channel, place.thread, exc)
+            self._assistant[(place.channel, place.thread)] = False
+            self.pacer.forget(key)
+
+    async def _show_on_list(self, key: str, text: str | None) -> None:
+        board = self._lists.get(key)
+        if board is None:
+            return
+        async with board.lock:
+            if board.status == text:
+                return  # a task list update took it along
+            await self._pace(board)
+            board.status = text
+            await self._edit_tasks(board)
+
+    async def _pace(self, board: TaskList) -> None:
+        """Wait until the task list message may be edited again (about once a second)."""
+        wait = board.edited + MIN_GAP_S - time.monotonic()
+        if wait > 0:
+            await asyncio.sleep(wait)
+
+    async def _edit_tasks(self, board: TaskList) -> None:
+        board.edited = time.monotonic()
+        await self._with_plan_fallback(
+            lambda: self._update(board.ref, self.renderer.tasks(board.view, board.status))
+        )
+
+    async def _post_tasks(self, place: Place, view: TaskListView) -> MessageRef:
+        old = self._lists.get(view.session_id)
+        status = old.status if old is not None else None
+        ts = await self._with_plan_fallback(
+            lambda: self._post(place.channel, place.thread, self.renderer.tasks(view, status))
+        )
+        ref = MessageRef(platform=self.name, channel=place.channel, id=ts, thread=place.thread)
+        self._lists[view.session_id] = TaskList(ref, view, status, time.monotonic())
+        return ref
+
+    async def _update_tasks(self, ref: MessageRef, view: TaskListView) -> None:
+        """A new version of the task list: edited in place, paced with the status line edits,
+        and carrying the status line that is up (or due) now."""
+        board = self._lists.get(view.session_id)
+        if board is None or board.ref.id != ref.id or board.ref.channel != ref.channel:
+            board = self._lists[view.session_id] = TaskList(ref, view)
+        async with board.lock:
+            await self._pace(board)
+            board.view = view
+            item = self.pacer.get(view.session_id)
+            if item is not None and not self.is_assistant(ref_place(ref)):
+                # a status line about to be due comes along in this edit rather than in another
+                wait = self.pacer.ripe_at(item) - time.monotonic()
+                if item.wanted is not None and item.wanted != item.shown and 0 < wait <= MIN_GAP_S:
+                    await asyncio.sleep(wait)
+                board.status = self.pacer.for_edit(item)
+            await self._edit_tasks(board)
+
+    async def _with_plan_fallback(self, send: Callable[[], Awaitable[Any]]) -> Any:
+        """A task list send; if Slack refuses the plan block, the text rendering from then on."""
+        try:
+            return await send()
+        except PlatformError as exc:
+            if not self.renderer.plan_blocks or "invalid_blocks" not in str(exc):
+                raise
+            log.warning("Slack refused the task list as a plan block (%s): showing it as text", exc)
+            self.renderer.plan_blocks = False
+            return await send()
+
+    # ------------------------------------------------------------------ assistant threads
+
+    async def set_status(self, channel: str, thread: str, status: str) -> None:
+        await self._call(
+            "assistant.threads.setStatus",
+            self.client.assistant_threads_setStatus,
+            channel_id=channel,
+            thread_ts=thread,
+            status=status,
+        )
+
+    async def set_title(self, channel: str, thread: str, title: str) -> None:
+        await self._call(
+            "assistant.threads.setTitle",
+            self.client.assistant_threads_setTitle,
+            channel_id=channel,
+            thread_ts=thread,
+            title=blocks.plain(title, ASSISTANT_TITLE_MAX) or "AutoGPT",
+        )
+
+    async def suggest(self, channel: str, thread: str, prompts: list[dict[str, str]], title: str) -> None:
+        await self._call(
+            "assistant.threads.setSuggestedPrompts",
+            self.client.assistant_threads_setSuggestedPrompts,
+            channel_id=channel,
+            thread_ts=thread,
+            prompts=prompts,
+            title=title,
+        )
+
+    async def say(self, channel: str, thread: str, msg: SlackMessage) -> None:
+        """A message in a thread everyone in it sees (in an assistant thread: the user)."""
+        await self._post(channel, thread, msg)
 
     async def upload(self, place: Place, filename: str, content: bytes, comment: str) -> None:
         await self._call(
@@ -357,6 +539,10 @@ class SlackAdapter(ChatAdapter):
                 self.metrics.platform_error(self.name, method)
             hint = HINTS.get(code)
             raise PlatformError(f"Slack {method} failed: {code}" + (f" ({hint})" if hint else "")) from exc
+
+
+def ref_place(ref: MessageRef) -> Place:
+    return Place(platform=NAME, channel=ref.channel, thread=ref.thread)
 
 
 async def serve(

@@ -30,7 +30,12 @@ from slack_sdk.models.blocks import (
     MarkdownTextObject,
     PlainTextInputElement,
     PlainTextObject,
+    PlanBlock,
+    RichTextBlock,
+    RichTextElementParts,
+    RichTextSectionElement,
     SectionBlock,
+    TaskCardBlock,
 )
 from slack_sdk.models.views import View as SlackView
 
@@ -55,6 +60,9 @@ FALLBACK_MAX: Final = 3_000  # the notification `text` of a message (Slack's lim
 RESULT_INLINE: Final = 2_500  # characters of a result shown in the message; longer ones are attached
 MAX_HOME_SESSIONS: Final = 20
 FEEDBACK_MAX: Final = 3000
+TASK_TITLE_MAX: Final = 150  # a task card's title; the rest of a longer task goes in its details
+PLAN_TASKS_MAX: Final = 40  # task cards in the plan (MAX_TASKS to do and the last 10 done fit)
+STATUS_MAX: Final = 300  # the live status line under the task list
 
 ELLIPSIS: Final = "…"
 _MENTION = re.compile(r"^<@[UW][A-Z0-9]+>$")
@@ -297,6 +305,7 @@ class SlackRenderer(Renderer[SlackMessage]):
     message (longer ones are attached)."""
 
     result_inline: int = RESULT_INLINE
+    plan_blocks: bool = True  # the task list as a plan block (off: as text, as before Slack had them)
 
     def header(self, view: v.SessionHeaderView) -> SlackMessage:
         first = view.goals[0] if view.goals else ""
@@ -319,27 +328,16 @@ class SlackRenderer(Renderer[SlackMessage]):
         ]
         return message(f"{view.ai_name} session {view.session_id} by {view.owner}: {first}", blocks)
 
-    def tasks(self, view: v.TaskListView) -> SlackMessage:
-        done = [" ".join(t.split()) for t in view.done[-10:]]
-        todo = [" ".join(t.split()) for t in view.tasks]
-        allowances = allot([len(escape(t)) for t in [*done, *todo]], TEXT_BUDGET - 500)
-        lines: list[str] = []
-        if len(view.done) > len(done):
-            lines.append(f"_{len(view.done) - len(done)} earlier tasks done_")
-        lines += [
-            f":heavy_check_mark: ~{clip(t, max(20, a))}~" for t, a in zip(done, allowances, strict=False)
-        ]
-        lines += [
-            f"{i}. {clip(t, a)}"
-            for i, (t, a) in enumerate(zip(todo, allowances[len(done) :], strict=True), 1)
-        ]
-        if not todo:
-            lines.append("_No tasks left._")
-        pieces = split_escaped("\n".join(lines), SECTION_MAX - 20)
-        blocks = [section(("*Task list*\n" if i == 0 else "") + p) for i, p in enumerate(pieces)]
+    def tasks(self, view: v.TaskListView, status: str | None = None) -> SlackMessage:
+        """The task list as a plan (a `plan` block of task cards: done, the current one in
+        progress, the rest pending), or as text with `plan_blocks` off. `status`: the live line
+        of what the agent is doing (`status_line`), shown at the bottom while it lasts."""
+        blocks = plan_blocks(view) if self.plan_blocks else task_text_blocks(view)
         blocks.append(
             context(f"Session `{view.session_id}` · {len(view.tasks)} to do, {len(view.done)} done")
         )
+        if status:
+            blocks.append(context(status))
         return message(f"Task list of session {view.session_id}: {len(view.tasks)} to do", blocks)
 
     def step(self, view: v.StepView) -> SlackMessage:
@@ -467,6 +465,91 @@ class SlackRenderer(Renderer[SlackMessage]):
 
 
 RENDERER: Final = SlackRenderer()
+
+
+def _task_lines(view: v.TaskListView) -> tuple[list[str], list[str], list[int]]:
+    """The done tasks shown (the last 10), the tasks to do, and each one's share of the budget."""
+    done = [" ".join(t.split()) for t in view.done[-10:]]
+    todo = [" ".join(t.split()) for t in view.tasks]
+    return done, todo, allot([len(escape(t)) for t in [*done, *todo]], TEXT_BUDGET - 500)
+
+
+def task_text_blocks(view: v.TaskListView) -> list[dict[str, Any]]:
+    """The task list as mrkdwn sections: done ones struck through, then the numbered ones to do."""
+    done, todo, allowances = _task_lines(view)
+    lines: list[str] = []
+    if len(view.done) > len(done):
+        lines.append(f"_{len(view.done) - len(done)} earlier tasks done_")
+    lines += [f":heavy_check_mark: ~{clip(t, max(20, a))}~" for t, a in zip(done, allowances, strict=False)]
+    lines += [
+        f"{i}. {clip(t, a)}" for i, (t, a) in enumerate(zip(todo, allowances[len(done) :], strict=True), 1)
+    ]
+    if not todo:
+        lines.append("_No tasks left._")
+    pieces = split_escaped("\n".join(lines), SECTION_MAX - 20)
+    return [section(("*Task list*\n" if i == 0 else "") + p) for i, p in enumerate(pieces)]
+
+
+def plan_blocks(view: v.TaskListView) -> list[dict[str, Any]]:
+    """The task list as a `plan` block: a task card each (plain text: no escaping), a long task's
+    title shortened and the whole of it in the card's details."""
+    done, todo, allowances = _task_lines(view)
+    cards: list[TaskCardBlock] = []
+    entries = [(t, "complete") for t in done] + [
+        (t, "in_progress" if i == 0 else "pending") for i, t in enumerate(todo)
+    ]
+    for n, ((task, state), allowance) in enumerate(zip(entries, allowances, strict=True)):
+        title = plain(task, TASK_TITLE_MAX) or ELLIPSIS
+        details = None
+        if title != task:
+            rest = plain(task, max(allowance, TASK_TITLE_MAX + 1))
+            details = RichTextBlock(
+                elements=[RichTextSectionElement(elements=[RichTextElementParts.Text(text=rest)])]
+            )
+        cards.append(TaskCardBlock(task_id=f"task_{n}", title=title, status=state, details=details))
+    cards = cards[-PLAN_TASKS_MAX:]
+    title = "Task list"
+    if len(view.done) > len(done):
+        title += f" ({len(view.done) - len(done)} earlier tasks done)"
+    if not todo:
+        title += ": no tasks left"
+    plan = _dict(PlanBlock(title=title, tasks=cards))
+    return [_fit_plan(plan, BLOCKS_BUDGET - 1500)]
+
+
+def _fit_plan(plan: dict[str, Any], budget: int) -> dict[str, Any]:
+    """Shorten the biggest task cards (their details first, then their titles) until the plan's
+    JSON fits `budget` characters (text that JSON escapes, such as backslashes, counts double)."""
+    tasks: list[dict[str, Any]] = plan.get("tasks") or []
+    while tasks and _size([plan]) > budget:
+        sizes = [(_size([t]), i) for i, t in enumerate(tasks)]
+        _, i = max(sizes)
+        task = tasks[i]
+        if task.get("details"):
+            text = task["details"]["elements"][0]["elements"][0]["text"]
+            if len(text) > 2 * TASK_TITLE_MAX:
+                task["details"]["elements"][0]["elements"][0]["text"] = plain(text, len(text) // 2)
+            else:
+                del task["details"]
+        elif len(task["title"]) > 20:
+            task["title"] = plain(task["title"], len(task["title"]) // 2)
+        else:
+            break
+    return plan
+
+
+def status_line(view: v.ProgressView) -> str | None:
+    """What the agent is doing, as the task list's live status line (mrkdwn); None: nothing."""
+    if not view.doing:
+        return None
+    since = f" (since {when_exactly(view.since)})" if view.since is not None else ""
+    return f":hourglass_flowing_sand: {clip(view.text, STATUS_MAX - 120)}{since}"
+
+
+def when_exactly(moment: datetime) -> str:
+    """A time of day to the second, in every reader's own time zone."""
+    fallback = moment.strftime("%H:%M:%S UTC")
+    return f"<!date^{int(moment.timestamp())}^{{time_secs}}|{fallback}>"
 
 
 def render(view: v.View) -> SlackMessage:

@@ -66,9 +66,30 @@ BUTTON_VALUE_MAX: Final = 2000
 ID_MAX: Final = 255
 MODAL_TITLE_MAX: Final = 24
 PRIVATE_METADATA_MAX: Final = 3000
+PLAN_TASKS_MAX: Final = 50
+TASK_TITLE_MAX: Final = 255
+TASK_STATES: Final = frozenset({"pending", "in_progress", "complete", "error"})
+# assistant.threads.*
+STATUS_MAX: Final = 150
+LOADING_MESSAGES_MAX: Final = 10
+PROMPTS_MAX: Final = 4
+THREAD_TITLE_MAX: Final = 255
 
 KNOWN_BLOCKS: Final = frozenset(
-    {"section", "header", "context", "actions", "divider", "input", "image", "rich_text", "video", "file"}
+    {
+        "section",
+        "header",
+        "context",
+        "actions",
+        "divider",
+        "input",
+        "image",
+        "rich_text",
+        "video",
+        "file",
+        "plan",
+        "task_card",
+    }
 )
 _ENTITY = re.compile(
     r"<(?:@[UW][A-Z0-9]+|#C[A-Z0-9]+(?:\|[^>]*)?|![a-z^][^>]*|(?:https?://|mailto:)[^>\s|]+(?:\|[^>]*)?)>"
@@ -115,6 +136,28 @@ def _element_problems(el: Any, where: str) -> list[str]:
             out += _text_problems(confirm.get("text"), 300, f"{where}.confirm.text")
             out += _text_problems(confirm.get("confirm"), 30, f"{where}.confirm.confirm", plain_only=True)
             out += _text_problems(confirm.get("deny"), 30, f"{where}.confirm.deny", plain_only=True)
+    return out
+
+
+def _task_problems(task: Any, where: str) -> list[str]:
+    """A task card (a `task_card` block, or one of a plan's tasks)."""
+    if not isinstance(task, dict):
+        return [f"{where}: not a task card"]
+    out = []
+    if not isinstance(task.get("task_id"), str) or not task["task_id"]:
+        out.append(f"{where}: a task card needs a task_id")
+    title = task.get("title")
+    if not isinstance(title, str) or not title.strip():
+        out.append(f"{where}: a task card needs a title")
+    elif len(title) > TASK_TITLE_MAX:
+        out.append(f"{where}: title of {len(title)} characters (limit {TASK_TITLE_MAX})")
+    if task.get("status") is not None and task["status"] not in TASK_STATES:
+        out.append(f"{where}: bad status {task['status']!r}")
+    for key in ("details", "output"):
+        if task.get(key) is not None and (
+            not isinstance(task[key], dict) or task[key].get("type") != "rich_text"
+        ):
+            out.append(f"{where}.{key}: must be one rich_text")
     return out
 
 
@@ -175,6 +218,20 @@ def check_blocks(
         elif kind == "input":
             out += _text_problems(b.get("label"), 2000, f"{w}.label", plain_only=True)
             out += _element_problems(b.get("element"), f"{w}.element")
+        elif kind == "plan":
+            if not isinstance(b.get("title"), str) or not b["title"].strip():
+                out.append(f"{w}: a plan needs a title")
+            tasks = b.get("tasks") or []
+            if not isinstance(tasks, list) or len(tasks) > PLAN_TASKS_MAX:
+                out.append(f"{w}: tasks must be a list of at most {PLAN_TASKS_MAX}")
+                tasks = []
+            for j, task in enumerate(tasks):
+                out += _task_problems(task, f"{w}.tasks[{j}]")
+            task_ids = [t.get("task_id") for t in tasks if isinstance(t, dict)]
+            if len(task_ids) != len(set(task_ids)):
+                out.append(f"{w}: task_ids are not unique")
+        elif kind == "task_card":
+            out += _task_problems(b, w)
         try:  # and whatever slack_sdk's models know on top
             parsed = Block.parse(b)
             if parsed is not None:
@@ -292,6 +349,8 @@ class Posted:
 def _texts(node: Any) -> list[str]:
     if isinstance(node, dict):
         found = [node["text"]] if isinstance(node.get("text"), str) else []
+        if node.get("type") in ("plan", "task_card") and isinstance(node.get("title"), str):
+            found.append(node["title"])  # a plan's and a task card's title are plain strings
         for key, value in node.items():
             if key != "text" or not isinstance(value, str):
                 found += _texts(value)
@@ -299,6 +358,18 @@ def _texts(node: Any) -> list[str]:
     if isinstance(node, list):
         return [t for item in node for t in _texts(item)]
     return []
+
+
+@dataclass
+class AssistantThread:
+    """An assistant thread a user opened (Slack made its root message), and what the app set."""
+
+    user: str
+    channel: str
+    thread_ts: str
+    title: str | None = None
+    prompts: list[dict[str, str]] = field(default_factory=list)
+    statuses: list[tuple[float, str]] = field(default_factory=list)  # (time.monotonic(), status)
 
 
 @dataclass
@@ -332,6 +403,7 @@ class FakeSlackAPI(LoopServer):
         ] = {}  # files users shared: id -> (name, bytes, mimetype)
         self.downloads: list[tuple[str, str | None]] = []  # (file id, Authorization) of each download
         self.joined: list[str] = []
+        self.assistant_threads: dict[tuple[str, str], AssistantThread] = {}
         self.violations: list[str] = []
         self.not_member: set[str] = set()
         self._rate_limits = Failures()  # answered before the token is even looked at
@@ -399,6 +471,88 @@ class FakeSlackAPI(LoopServer):
             "\n".join([str(m.get("text") or ""), *_texts(_json_value(m.get("blocks")) or [])]) for m in told
         ]
 
+    # -- assistant threads
+    def open_assistant_thread(self, user: str = "U1", channel: str | None = None) -> AssistantThread:
+        """A user opens a new assistant thread (the app's pane, or its DM): Slack posts the
+        thread's root in the app's DM with the user, where the app may then post and set the
+        thread's status, title and suggested prompts."""
+        channel = channel or f"D{user}"
+        ts = self._ts()
+        root = {"text": "", "blocks": [], "subtype": "assistant_app_thread"}
+        self.messages[(channel, ts)] = Posted(channel, ts, None, [root])
+        thread = self.assistant_threads[(channel, ts)] = AssistantThread(user, channel, ts)
+        return thread
+
+    def statuses(self, channel: str, thread_ts: str) -> list[tuple[float, str]]:
+        """Every status set on an assistant thread, with when (time.monotonic())."""
+        return list(self.assistant_threads[(channel, thread_ts)].statuses)
+
+    def _assistant_thread(self, method: str, p: dict[str, Any]) -> AssistantThread | dict[str, Any]:
+        channel, thread = p.get("channel_id"), p.get("thread_ts")
+        if not channel or not thread:
+            self.violations.append(f"{method} without channel_id or thread_ts: {p}")
+            return {"ok": False, "error": "invalid_arguments"}
+        found = self.assistant_threads.get((str(channel), str(thread)))
+        if found is None:  # not an assistant thread (a channel, a DM thread of the app's own)
+            return {
+                "ok": False,
+                "error": "invalid_thread_ts" if str(channel).startswith("D") else "channel_not_found",
+            }
+        return found
+
+    def _m_assistant_threads_setStatus(self, p: dict[str, Any]) -> dict[str, Any]:
+        status = p.get("status")
+        if not isinstance(status, str):
+            self.violations.append(f"assistant.threads.setStatus without a status: {p}")
+            return {"ok": False, "error": "invalid_arguments"}
+        if len(status) > STATUS_MAX:
+            self.violations.append(f"assistant.threads.setStatus: status of {len(status)} characters")
+            return {"ok": False, "error": "invalid_arguments"}
+        loading = _json_value(p.get("loading_messages"))
+        if loading is not None and (
+            not isinstance(loading, list) or not 1 <= len(loading) <= LOADING_MESSAGES_MAX
+        ):
+            self.violations.append(f"assistant.threads.setStatus: bad loading_messages {loading!r}")
+            return {"ok": False, "error": "invalid_arguments"}
+        thread = self._assistant_thread("assistant.threads.setStatus", p)
+        if isinstance(thread, dict):
+            return thread
+        thread.statuses.append((time.monotonic(), status))
+        return {"ok": True}
+
+    def _m_assistant_threads_setSuggestedPrompts(self, p: dict[str, Any]) -> dict[str, Any]:
+        prompts = _json_value(p.get("prompts"))
+        if (
+            not isinstance(prompts, list)
+            or not 1 <= len(prompts) <= PROMPTS_MAX
+            or not all(
+                isinstance(x, dict)
+                and isinstance(x.get("title"), str)
+                and x["title"].strip()
+                and isinstance(x.get("message"), str)
+                and x["message"].strip()
+                for x in prompts
+            )
+        ):
+            self.violations.append(f"assistant.threads.setSuggestedPrompts: bad prompts {prompts!r}")
+            return {"ok": False, "error": "invalid_arguments"}
+        thread = self._assistant_thread("assistant.threads.setSuggestedPrompts", p)
+        if isinstance(thread, dict):
+            return thread
+        thread.prompts = prompts
+        return {"ok": True}
+
+    def _m_assistant_threads_setTitle(self, p: dict[str, Any]) -> dict[str, Any]:
+        title = p.get("title")
+        if not isinstance(title, str) or not title.strip() or len(title) > THREAD_TITLE_MAX:
+            self.violations.append(f"assistant.threads.setTitle: bad title {title!r}")
+            return {"ok": False, "error": "invalid_arguments"}
+        thread = self._assistant_thread("assistant.threads.setTitle", p)
+        if isinstance(thread, dict):
+            return thread
+        thread.title = title
+        return {"ok": True}
+
     # -- handlers
     async def _payload(self, request: web.Request) -> dict[str, Any]:
         payload: dict[str, Any] = dict(request.query)
@@ -409,7 +563,7 @@ class FakeSlackAPI(LoopServer):
         elif request.can_read_body:
             form = await request.post()
             payload.update({k: v for k, v in form.items() if isinstance(v, str)})
-        for key in ("blocks", "view", "files", "attachments"):
+        for key in ("blocks", "view", "files", "attachments", "prompts", "loading_messages"):
             if key in payload:
                 payload[key] = _json_value(payload[key])
         return payload
@@ -861,6 +1015,39 @@ class SignedSender:
 
     async def event(self, event: dict[str, Any]) -> Sent:
         return await self.post(json.dumps(self.event_body(event)), "application/json")
+
+    async def assistant_thread_started(self, user: str = "U1", channel: str | None = None) -> AssistantThread:
+        """A user opens a new assistant thread: Slack makes it and sends `assistant_thread_started`."""
+        thread = self.api.open_assistant_thread(user, channel)
+        event = {
+            "type": "assistant_thread_started",
+            "assistant_thread": {
+                "user_id": user,
+                "context": {"channel_id": "C1", "team_id": self.team, "enterprise_id": None},
+                "channel_id": thread.channel,
+                "thread_ts": thread.thread_ts,
+            },
+            "event_ts": f"{time.time():.6f}",
+        }
+        sent = await self.event(event)
+        assert sent.status == 200, sent.body
+        return thread
+
+    async def assistant_message(self, thread: AssistantThread, text: str, user: str | None = None) -> Sent:
+        """The user writes in an assistant thread (a `message.im` event in the thread)."""
+        ts = self.api._ts()
+        event = {
+            "type": "message",
+            "channel": thread.channel,
+            "user": user or thread.user,
+            "text": text,
+            "ts": ts,
+            "thread_ts": thread.thread_ts,
+            "channel_type": "im",
+            "team": self.team,
+            "event_ts": ts,
+        }
+        return await self.event(event)
 
     async def reply(self, message: Posted, text: str, user: str = "U1", **extra: Any) -> Sent:
         """A user's message in the thread of `message` (a `message` event)."""

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from slack_bolt.async_app import AsyncApp
 
-from adapters.slack.listeners import actions, commands, events, views
+from adapters.slack.listeners import actions, assistant, commands, events, views
 
 
 def register_listeners(app: AsyncApp) -> None:
+    assistant.register(app)  # a middleware: assistant threads' events stop there
     commands.register(app)
     actions.register(app)
     views.register(app)
