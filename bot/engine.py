@@ -110,6 +110,7 @@ class Engine(UsesParts):
         self._doing: dict[str, list[tuple[str, str, datetime]]] = {}
         self._shown: dict[str, ProgressView] = {}
         self._showing: dict[str, asyncio.Task[None]] = {}
+        self._after: dict[str, asyncio.Task[None]] = {}  # a result's owed work, running beside a drive
 
     # ------------------------------------------------------------------ driving
 
@@ -141,16 +142,38 @@ class Engine(UsesParts):
                         f"internal error ({type(exc).__name__}); the details are in the bot's log",
                     )
         finally:
-            self._driving.discard(session_id)
-            self._fresh.pop(session_id, None)
-            if (sender := self._showing.get(session_id)) is not None:  # the last word: cleared
+            try:
+                await self._settle_after(session_id)
+            finally:
+                self._driving.discard(session_id)
+                self._fresh.pop(session_id, None)
+                if (sender := self._showing.get(session_id)) is not None:  # the last word: cleared
+                    with contextlib.suppress(Exception):
+                        await asyncio.wait_for(asyncio.shield(sender), PROGRESS_WAIT_S)
+                renewer.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await renewer
                 with contextlib.suppress(Exception):
-                    await asyncio.wait_for(asyncio.shield(sender), PROGRESS_WAIT_S)
-            renewer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await renewer
-            with contextlib.suppress(Exception):
-                await self.store.release_lease(session_id, self.holder)
+                    await self.store.release_lease(session_id, self.holder)
+
+    async def _settle_after(self, session_id: str) -> None:
+        """Wait for what a result left owed (the task list's update) before the drive lets the
+        session go; when the drive is being cancelled (shutting down), cancel it: it is owed in
+        the store and redone at the next start. Never raises but the drive's own cancellation."""
+        after = self._after.pop(session_id, None)
+        if after is None:
+            return
+        me = asyncio.current_task()
+        if me is not None and me.cancelling():
+            after.cancel()
+        try:
+            await after
+        except asyncio.CancelledError:
+            if me is not None and me.cancelling():
+                after.cancel()
+                raise
+        except Exception:
+            log.exception("session %s: updating the task list failed", session_id)
 
     async def _post_unposted(self, session: Session) -> None:
         """A step saved by a process that died before posting it (waiting for a human, or
@@ -404,17 +427,13 @@ class Engine(UsesParts):
         """The execution agent's next proposal: the one LLM call between a result (or a decision)
         and the next step. The work a result leaves owed (remembering it, updating the task list)
         runs beside it, lands in the task list message when ready and in the next prompt."""
-        after = (
-            asyncio.create_task(self._after_result(session, session.tasks_owed))
-            if session.tasks_owed is not None
-            else None
-        )
-        try:
-            async with self.doing(session, "thinking"):
-                await self._propose(session)
-        finally:
-            if after is not None:
-                await after
+        owed, running = session.tasks_owed, self._after.get(session.id)
+        if owed is not None and (running is None or running.done()):
+            # not awaited here: in a continuous run the next command may run meanwhile; the
+            # drive waits for it before it lets the session go (bot/engine.py `drive`)
+            self._after[session.id] = asyncio.create_task(self._after_result(session, owed))
+        async with self.doing(session, "thinking"):
+            await self._propose(session)
 
     async def _propose(self, session: Session) -> None:
         settings = self.settings
@@ -755,12 +774,13 @@ class Engine(UsesParts):
                 ordered = rest
 
         def mutate(s: Session) -> bool | None:
-            if s.tasks_owed != step_no or s.state.terminal:
-                return False
+            if s.tasks_owed is None or s.tasks_owed < step_no or s.state.terminal:
+                return False  # taken in already, or the session ended
             if current is not None and s.tasks[:1] == [current]:
                 s.done_tasks.append(current)
             s.tasks = ordered
-            s.tasks_owed = None
+            if s.tasks_owed == step_no:  # a later result still owes its own update
+                s.tasks_owed = None
             return None
 
         saved = await self._commit(session.id, mutate, usage)

@@ -150,3 +150,27 @@ async def test_progress_is_reported_for_each_phase_and_cleared(
     assert seen[-1].doing == [] and seen[-1].since is None  # cleared when the work ended
     # thinking and the task list's update ran at the same time
     assert any({"thinking", "tasks"} <= set(v.phases) for v in seen)
+
+
+async def test_a_continuous_run_does_not_wait_for_the_task_list_either(
+    core: Core, chat: TestPlatform, llm: ScriptedLLM
+) -> None:
+    llm.script(
+        "execution_reply",
+        agent_reply("write_to_file", {"filename": "a.txt", "text": "a"}),
+        agent_reply("write_to_file", {"filename": "b.txt", "text": "b"}),
+        agent_reply("write_to_file", {"filename": "c.txt", "text": "c"}),
+        agent_reply("finish", {"reason": "done"}),
+    )
+    llm.script("task_list", tasks_reply("write a", "write b"), tasks_reply("write a", "write b"))
+    llm.script("task_list", *[Delay(0.8, then=tasks_reply("write b")) for _ in range(4)])
+    sid = await start(core, "write three files", continuous=True, continuous_limit=10)
+    await settle(core)
+    session = await core.store.get(sid)
+    assert session is not None and session.state == SessionState.FINISHED
+    asks = [r for r in llm.requests if r.kind in ("execution_reply", "task_list")]
+    first_update = next(r for r in asks[2:] if r.kind == "task_list")  # after step 1's result
+    later = [r for r in asks if r.kind == "execution_reply" and r.at > first_update.at]
+    # steps 2 and 3 were asked for while that update (0.8 s) was still on its way
+    assert len([r for r in later if r.at < first_update.at + 0.8]) >= 2
+    assert session.tasks_owed is None or session.state.terminal
