@@ -8,8 +8,10 @@ keeps the two in step.
 from __future__ import annotations
 
 import json
+import os
 import re
 import sys
+from collections.abc import Mapping
 from functools import cache
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -620,3 +622,85 @@ if __name__ == "__main__":
         from bot import settings as imported
 
         print(imported.env_template(), end="")
+
+
+# --------------------------------------------------------------------------- .env and old names
+
+ENV_FILE = ".env"
+
+#: AutoGPT's settings that have another name here (or no equivalent), and what to use instead.
+LEGACY_KEYS: dict[str, str] = {
+    "OPENAI_API_BASE_URL": "OPENAI_BASE_URL",
+    "OPENAI_API_BASE": "OPENAI_BASE_URL",
+    "SMART_LLM_MODEL": "SMART_LLM",
+    "FAST_LLM_MODEL": "FAST_LLM",
+    "REDIS_HOST": "REDIS_URL (redis://[:password@]host:port/db)",
+    "REDIS_PORT": "REDIS_URL (redis://[:password@]host:port/db)",
+    "REDIS_PASSWORD": "REDIS_URL (redis://[:password@]host:port/db)",
+    "WIPE_REDIS_ON_START": "WIPE_MEMORY_ON_START",
+    "PINECONE_ENV": "PINECONE_INDEX_HOST (the index's host)",
+    "MILVUS_COLLECTION": "MEMORY_INDEX",
+    "MILVUS_USERNAME": "MILVUS_TOKEN (user:password)",
+    "MILVUS_PASSWORD": "MILVUS_TOKEN (user:password)",
+    "HEADLESS_BROWSER": "USE_WEB_BROWSER (http or chromium; chromium is always headless)",
+    "AI_SETTINGS_FILE": "autogpt-bot console --ai-settings FILE",
+    "RESTRICT_TO_WORKSPACE": "nothing: files are always restricted to the session's workspace",
+    "DENY_COMMANDS": "TOOL_POLICY (command=deny)",
+    "ALLOW_COMMANDS": "TOOL_POLICY (command=allow)",
+    "DISABLED_COMMAND_CATEGORIES": "DISABLED_COMMANDS or TOOL_POLICY",
+    "SHELL_DENYLIST": "SANDBOX (commands run sandboxed) and TOOL_POLICY",
+    "SHELL_ALLOWLIST": "SANDBOX (commands run sandboxed) and TOOL_POLICY",
+    "SHELL_COMMAND_CONTROL": "SANDBOX and TOOL_POLICY",
+    "USE_MAC_OS_TTS": "TEXT_TO_SPEECH_PROVIDER=macos",
+    "USE_BRIAN_TTS": "TEXT_TO_SPEECH_PROVIDER=streamelements",
+    "ELEVENLABS_VOICE_1_ID": "ELEVENLABS_VOICE_ID",
+    "ELEVENLABS_VOICE_2_ID": "ELEVENLABS_VOICE_ID",
+}
+
+
+def env_file_used(cwd: Path | None = None) -> Path | None:
+    """The `.env` file the settings were read from (the one in the working directory), if any."""
+    path = (cwd or Path.cwd()) / ENV_FILE
+    return path.resolve() if path.is_file() else None
+
+
+def _env_file_keys(path: Path) -> list[str]:
+    keys = []
+    try:
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return []
+    for line in lines:
+        line = line.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        key = line.split("=", 1)[0].removeprefix("export ").strip()
+        if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
+            keys.append(key.upper())
+    return keys
+
+
+def unknown_key_warnings(environ: Mapping[str, str] | None = None, env_file: Path | None = None) -> list[str]:
+    """One line per setting-like key nothing reads: in the `.env` file, any key no settings class
+    knows; in the environment, AutoGPT's old names. Each names what to use instead when it is an
+    old name."""
+    environ = os.environ if environ is None else environ
+    known = {cls.env_name(name) for cls in settings_classes() for name in cls.model_fields}
+    found: dict[str, str] = {}
+    if env_file is not None:
+        for key in _env_file_keys(env_file):
+            if key not in known:
+                found.setdefault(key, f"{env_file.name}")
+    for key in environ:
+        if key.upper() in LEGACY_KEYS and key.upper() not in known:
+            found.setdefault(key.upper(), "the environment")
+    lines = []
+    for key, where in sorted(found.items()):
+        instead = LEGACY_KEYS.get(key)
+        if instead:
+            lines.append(f"{key} (in {where}) is AutoGPT's name and is not read here: use {instead}.")
+        else:
+            lines.append(
+                f"{key} (in {where}) is not a setting of autogpt-bot and is ignored (see .env.template)."
+            )
+    return lines
