@@ -156,6 +156,17 @@ class Service(UsesParts):
             return Outcome(ok=False, message="You are not on the list of users allowed to start sessions.")
         if not s.llm_configured():
             return Outcome(ok=False, message="No LLM is configured: set OPENAI_API_KEY (or OPENAI_BASE_URL).")
+        if (size := sum(len(g) for g in command.goals)) > s.max_goal_chars:  # whatever way it came
+            return Outcome(
+                ok=False,
+                message=f"Your goals are {size:,} characters long; the limit is {s.max_goal_chars:,}.",
+            )
+        if command.ai_role and len(command.ai_role) > s.max_goal_chars:
+            return Outcome(
+                ok=False,
+                message=f"The role is {len(command.ai_role):,} characters long; "
+                f"the limit is {s.max_goal_chars:,}.",
+            )
         user_key = f"{actor.platform}:{actor.user_id}"
         open_now = [x for x in await self.store.sessions_of(user_key) if x.state in ACTIVE]
         if len(open_now) >= s.max_sessions_per_user:

@@ -109,10 +109,10 @@ async def test_slack_goal_attachment_and_thread_files_reach_the_agent(
     notices = [m.all_text() for m in bot.thread(sid) if "Saved uploads/memo.wav" in m.all_text()]
     assert notices and "heard memo.wav" in notices[0]  # the transcript, said in the thread
     session = await bot.c.store.get(sid)
-    assert session is not None and [i.name for i in session.inbox] == ["uploads/memo.wav", "uploads/late.txt"]
-    assert session.inbox[0].transcript is not None and session.inbox[0].transcript.startswith(
-        "heard memo.wav"
-    )
+    assert session is not None  # the two posts are handled side by side: in either order
+    assert sorted(i.name for i in session.inbox) == ["uploads/late.txt", "uploads/memo.wav"]
+    memo_item = next(i for i in session.inbox if i.name == "uploads/memo.wav")
+    assert memo_item.transcript is not None and memo_item.transcript.startswith("heard memo.wav")
     transcription = llm.requests_of("transcription")
     assert len(transcription) == 1
     assert session.usage.cost_usd >= 0.1 * 0.006 - 1e-9  # a tenth of a minute of whisper-1

@@ -27,10 +27,15 @@ MAX_SUMMARY_LINES = 30
 
 
 def system_prompt(session: Session, tools: list[Tool], token_limit: int) -> str:
-    goals = "\n".join(f"{i}. {g}" for i, g in enumerate(session.goals, 1))
+    """AutoGPT's prompt. The parts a user writes (name, role, goals) each get a share of the
+    token limit and are cut with a note beyond it, so the rules and the reply format always fit."""
+    share = max(50, token_limit // 4 // max(1, len(session.goals)))
+    goals = "\n".join(f"{i}. {_fit(g, share, 'goal')}" for i, g in enumerate(session.goals, 1))
     commands = "\n".join(f"{i}. {t.prompt_line()}" for i, t in enumerate(tools, 1))
+    name = _fit(session.ai_name, 50, "name")
+    role = _fit(session.ai_role, max(50, token_limit // 16), "role")
     return (
-        f"You are {session.ai_name}, {session.ai_role}\n"
+        f"You are {name}, {role}\n"
         "Your decisions must always be made independently without seeking user assistance. "
         "Play to your strengths as an LLM and pursue simple strategies with no legal complications.\n\n"
         f"GOALS:\n\n{goals}\n\n"
@@ -56,17 +61,18 @@ def system_prompt(session: Session, tools: list[Tool], token_limit: int) -> str:
     )
 
 
-def task_block(session: Session) -> str:
+def task_block(session: Session, token_limit: int = 8000) -> str:
+    share = max(30, token_limit // 8 // MAX_TASKS_SHOWN)  # a task list takes at most a quarter
     lines = ["Your task list, most important first:"]
     if session.tasks:
-        lines += [f"{i}. {t}" for i, t in enumerate(session.tasks[:MAX_TASKS_SHOWN], 1)]
+        lines += [f"{i}. {_fit(t, share, 'task')}" for i, t in enumerate(session.tasks[:MAX_TASKS_SHOWN], 1)]
         if len(session.tasks) > MAX_TASKS_SHOWN:
             lines.append(f"(and {len(session.tasks) - MAX_TASKS_SHOWN} more)")
-        lines.append(f"Your current task: {session.tasks[0]}")
+        lines.append(f"Your current task: {_fit(session.tasks[0], share, 'task')}")
     else:
         lines.append("(empty: if every goal is met, use the finish command)")
     if session.done_tasks:
-        shown = session.done_tasks[-MAX_TASKS_SHOWN:]
+        shown = [_fit(t, share // 2, "task") for t in session.done_tasks[-MAX_TASKS_SHOWN:]]
         lines.append("Completed tasks: " + "; ".join(shown))
     return "\n".join(lines)
 
@@ -80,12 +86,13 @@ def budget_block(session: Session, budget_left: float, budget: float, cycles_lef
 
 def step_messages(step: Step, result_tokens: int) -> list[dict[str, Any]]:
     reply = {"thoughts": step.thoughts.model_dump(), "command": step.command.model_dump()}
-    msgs: list[dict[str, Any]] = [{"role": "assistant", "content": json.dumps(reply, ensure_ascii=False)}]
+    said = _fit(json.dumps(reply, ensure_ascii=False), result_tokens, "reply")
+    msgs: list[dict[str, Any]] = [{"role": "assistant", "content": said}]
     if step.shared:  # files the user shared just before this step
         msgs.insert(0, {"role": "user", "content": tokens.truncate(step.shared, result_tokens, note="")})
-    follow: list[str] = list(step.notes)
+    follow: list[str] = [_fit(n, result_tokens // 4, "note") for n in step.notes]
     if step.feedback is not None:
-        follow.append(f"Human feedback: {step.feedback}")
+        follow.append(f"Human feedback: {_fit(step.feedback, result_tokens, 'feedback')}")
     elif step.result is not None:
         result = tokens.truncate(step.result, result_tokens, note=" of this result")
         follow.append(f"Command {step.command.name} returned: {result}")
@@ -120,11 +127,12 @@ def execution_messages(
     the message about files the user shared since the last cycle (bot/inbox.py), if any."""
     head = [
         {"role": "system", "content": system_prompt(session, tools, token_limit)},
-        {"role": "system", "content": task_block(session)},
+        {"role": "system", "content": task_block(session, token_limit)},
     ]
     tail: list[dict[str, Any]] = []
     if memories:
-        mem = "\n".join(f"- {m}" for m in memories)
+        share = max(50, token_limit // 6 // len(memories))  # memories take at most a sixth
+        mem = "\n".join(f"- {_fit(m, share, 'memory')}" for m in memories)
         tail.append({"role": "system", "content": f"This reminds you of these events from your past:\n{mem}"})
     keep = [shared] if shared is not None else []
     keep.append({"role": "system", "content": budget_line})
@@ -159,11 +167,34 @@ def execution_messages(
         summary = "Summary of your earlier steps:\n" + "\n".join(lines)
         summary = tokens.truncate(summary, max(50, room - 10), note=" of the summary")
         history.insert(0, {"role": "system", "content": summary})
-    return head + history + tail
+    return fit_messages(head + history + tail, token_limit - reply_tokens)
 
 
-def _fit(text: str, limit: int) -> str:
-    return tokens.truncate(text, max(50, limit), note="")
+def _fit(text: str, limit: int, what: str = "") -> str:
+    """`text` cut to `limit` tokens, with a note saying what was cut."""
+    return tokens.truncate(text, max(10, limit), note=f" of this {what}" if what else "")
+
+
+def fit_messages(messages: list[dict[str, Any]], budget: int) -> list[dict[str, Any]]:
+    """The last guard: while the prompt is over `budget` tokens, the largest message is cut
+    (with a note) by what is too much, so a prompt fits the model whatever its parts."""
+    out = list(messages)
+    for _ in range(len(out) * 2 + 2):
+        excess = tokens.count_messages(out) - budget
+        if excess <= 0:
+            return out
+        sizes = [tokens.count(m["content"]) if isinstance(m.get("content"), str) else 0 for m in out]
+        biggest = max(range(len(out)), key=lambda i: sizes[i])
+        if sizes[biggest] <= 20:
+            break
+        keep = max(10, sizes[biggest] - excess - 20)
+        out[biggest] = {
+            **out[biggest],
+            "content": tokens.truncate(
+                out[biggest]["content"], keep, note=" (cut to fit the model's context)"
+            ),
+        }
+    return out
 
 
 def creation_messages(session: Session, token_limit: int, reply_tokens: int) -> list[dict[str, Any]]:
@@ -186,14 +217,14 @@ def creation_messages(session: Session, token_limit: int, reply_tokens: int) -> 
         prompt = (
             "You are a task creation AI that uses the result of an execution agent to create new "
             f"tasks with the following objective: {_fit(objective, budget // 4)}\n"
-            f"The last completed task has the result: {_fit(str(result), budget // 2)}\n"
-            f"This result was based on this task description: {current}\n"
+            f"The last completed task has the result: {_fit(str(result), budget // 2, 'result')}\n"
+            f"This result was based on this task description: {_fit(current, budget // 8, 'task')}\n"
             f"These are incomplete tasks: {_fit(incomplete, budget // 4)}\n"
             "Based on the result, create new tasks to be completed by the AI system that do not "
             "overlap with incomplete tasks. Reply with an empty list if none are needed.\n"
             'Reply with JSON: {"tasks": ["new task"]}'
         )
-    return [{"role": "system", "content": prompt}]
+    return fit_messages([{"role": "system", "content": prompt}], token_limit - reply_tokens)
 
 
 def prioritisation_messages(
@@ -208,4 +239,4 @@ def prioritisation_messages(
         "Do not remove any tasks. Reply with JSON, the tasks ordered by priority: "
         '{"tasks": ["most important task", "next task"]}'
     )
-    return [{"role": "system", "content": prompt}]
+    return fit_messages([{"role": "system", "content": prompt}], token_limit - reply_tokens)

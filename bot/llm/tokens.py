@@ -46,6 +46,9 @@ def count_messages(messages: list[dict[str, Any]]) -> int:
     return sum(4 + content_tokens(m.get("content")) for m in messages) + 3
 
 
+CHARS_PER_TOKEN_MAX = 16
+
+
 def truncate(text: str, max_tokens: int, note: str = "") -> str:
     """Cut `text` to at most `max_tokens` tokens, saying so at the end."""
     if max_tokens <= 0:
@@ -53,9 +56,17 @@ def truncate(text: str, max_tokens: int, note: str = "") -> str:
     # A cheap bound first: a token is at least one character, so short texts need no encoding.
     if len(text) <= max_tokens:
         return text
-    tokens = encoding().encode(text, disallowed_special=())
-    if len(tokens) <= max_tokens:
+    # A huge text is only encoded as far as it can matter (a token is rarely more than a few
+    # characters): a megabyte costs what its first few thousand tokens cost.
+    window = max_tokens * CHARS_PER_TOKEN_MAX
+    head = text if len(text) <= window else text[:window]
+    tokens = encoding().encode(head, disallowed_special=())
+    if len(tokens) <= max_tokens and head is text:
         return text
-    marker = f"\n[... cut: {len(tokens) - max_tokens} more tokens{note}]"
+    if head is text:
+        more = f"{len(tokens) - max_tokens}"
+    else:  # the rest is estimated from the part that was encoded
+        more = f"about {round(len(text) * len(tokens) / len(head)) - max_tokens}"
+    marker = f"\n[... cut: {more} more tokens{note}]"
     keep = max(0, max_tokens - count(marker))
     return encoding().decode(tokens[:keep]) + marker
