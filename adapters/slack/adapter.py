@@ -44,8 +44,10 @@ from adapters.slack.progress import MIN_GAP_S, Pacer
 from adapters.slack.settings import SlackSettings
 from bot.adapter import AdapterStartError, ChatAdapter, Inflight, PlatformError
 from bot.core import Core
+from bot.llm.client import connect_reason
 from bot.models import MessageRef, Place
 from bot.presenter.views import ProgressView, ResultView, SessionHeaderView, SummaryView, TaskListView, View
+from bot.redact import mask_url
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +100,30 @@ def make_client(token: str, base_url: str, rate_limit_retries: int = RATE_LIMIT_
             AsyncRateLimitErrorRetryHandler(max_retry_count=rate_limit_retries),
         ],
     )
+
+
+def unreachable(exc: BaseException, timeout: float) -> str | None:
+    """Why Slack could not be reached, in a few words ("connection refused", "the name X does not
+    resolve", "no answer within 30 s"); None when Slack answered (a refusal is Slack's answer)."""
+    if isinstance(exc, SlackApiError):
+        return None
+    if reason := connect_reason(exc):
+        return reason
+    if isinstance(exc, TimeoutError):
+        return f"no answer within {timeout:g} s"
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return "the server closed the connection without answering"
+    if isinstance(exc, aiohttp.ClientError | OSError):
+        return (getattr(exc, "strerror", None) or str(exc) or type(exc).__name__)[:200]
+    return None
+
+
+def start_failure(exc: BaseException, token_name: str, api_url: str, timeout: float) -> str:
+    """Why Slack did not start, in one line for the admin: it could not be reached (the network,
+    or SLACK_API_URL), or it refused `token_name`."""
+    if reason := unreachable(exc, timeout):
+        return f"Cannot reach Slack at {mask_url(api_url)} ({reason}): check the network or SLACK_API_URL"
+    return f"Slack refused {token_name}: {error_code(exc)}"
 
 
 def error_code(exc: BaseException) -> str:
@@ -187,7 +213,7 @@ class SlackAdapter(ChatAdapter):
             auth = await self.client.auth_test()
         except Exception as exc:
             await self._close_session()
-            raise SlackStartError(f"Slack refused SLACK_BOT_TOKEN: {error_code(exc)}") from exc
+            raise SlackStartError(self._start_failure(exc, "SLACK_BOT_TOKEN")) from exc
         self.core.add_platform(self)
         if self.mode == "http":
             endpoint = SlackEndpoint(self.app, _secret(self.settings.signing_secret))
@@ -209,7 +235,7 @@ class SlackAdapter(ChatAdapter):
                 await self.client.apps_connections_open(app_token=app_token)
             except Exception as exc:
                 await self._close_session()
-                raise SlackStartError(f"Slack refused SLACK_APP_TOKEN: {error_code(exc)}") from exc
+                raise SlackStartError(self._start_failure(exc, "SLACK_APP_TOKEN")) from exc
             self._socket = AsyncSocketModeHandler(self.app, app_token)
             try:
                 await asyncio.wait_for(self._socket.connect_async(), CONNECT_TIMEOUT_S)
@@ -218,6 +244,9 @@ class SlackAdapter(ChatAdapter):
                 raise SlackStartError("Could not connect to Slack in Socket Mode within 30 s") from exc
             where = "Socket Mode"
         log.info("Slack: connected as %s to %s, %s", auth.get("user"), auth.get("team"), where)
+
+    def _start_failure(self, exc: BaseException, token_name: str) -> str:
+        return start_failure(exc, token_name, self.settings.api_url, float(self.client.timeout))
 
     async def connected(self) -> bool:
         """Whether Slack can reach us: the Socket Mode connection is up, or the HTTP server listens."""

@@ -14,11 +14,16 @@ request passes through the redaction filter first (bot/redact.py).
 
 from __future__ import annotations
 
+import errno
 import logging
+import re
+import socket
+import ssl
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
+from urllib.parse import urlsplit
 
 import aiohttp
 import httpx2
@@ -33,7 +38,7 @@ from bot.llm import tokens
 from bot.llm.schemas import response_format
 from bot.metrics import Metrics
 from bot.models import Usage
-from bot.redact import Redactor
+from bot.redact import Redactor, mask_url
 from bot.settings import Settings
 from bot.text import scrub
 
@@ -185,55 +190,144 @@ def add_usage(a: Usage, b: Usage) -> Usage:
     )
 
 
+def _causes(exc: BaseException, depth: int = 8) -> Iterator[BaseException]:
+    """`exc` and the exceptions behind it (its cause, or else its context), nearest first."""
+    seen: BaseException | None = exc
+    for _ in range(depth):
+        if seen is None:
+            return
+        yield seen
+        seen = seen.__cause__ or seen.__context__
+
+
 def unreachable(exc: BaseException) -> BaseException | None:
     """The connection error behind an openai timeout error, if that is what it really is: the
     aiohttp transport reports a refused connection (or an unknown host, or a connection the
     server closed) as a connect timeout."""
-    seen: BaseException | None = exc
-    for _ in range(8):
-        if seen is None:
-            return None
+    for seen in _causes(exc):
         if isinstance(seen, aiohttp.ClientConnectorError | aiohttp.ServerDisconnectedError) or (
             isinstance(seen, OSError) and not isinstance(seen, TimeoutError)
         ):
             return seen
-        seen = seen.__cause__ or seen.__context__
     return None
 
 
-def connection_problem(exc: BaseException, service: str = "LLM service") -> str:
+_CONNECT_ERRNOS: Final[dict[int, str]] = {
+    errno.ECONNREFUSED: "connection refused",
+    errno.ENETUNREACH: "the network is unreachable",
+    errno.EHOSTUNREACH: "no route to the host",
+    errno.ETIMEDOUT: "the connection timed out",
+    errno.EADDRNOTAVAIL: "the address is not available",
+}
+
+
+def connect_reason(exc: BaseException, host: str = "") -> str | None:
+    """Why no connection could be made, in a few words ("connection refused", "the name X does
+    not resolve", "the connection timed out", "its TLS certificate was not accepted: ..."), from
+    the transport errors behind `exc`; None when nothing in them says a connection failed.
+    Never aiohttp's own wording (`Cannot connect to host h:p ssl:default [...]`), which names
+    TLS settings even for a plain-http URL. `host`: the name to show when the error has none."""
+    for seen in _causes(exc):
+        if isinstance(seen, aiohttp.ClientConnectorDNSError | socket.gaierror):
+            name = getattr(seen, "host", None) or host
+            return f"the name {name} does not resolve" if name else "the host name does not resolve"
+        if isinstance(seen, aiohttp.ClientConnectorCertificateError):
+            cert = seen.certificate_error
+            why = getattr(cert, "verify_message", None) or getattr(cert, "reason", None) or "not trusted"
+            return f"its TLS certificate was not accepted: {why}"
+        if isinstance(seen, aiohttp.ClientConnectorSSLError | ssl.SSLError):
+            inner = seen.os_error if isinstance(seen, aiohttp.ClientConnectorError) else seen
+            why = getattr(inner, "reason", None) or type(inner).__name__
+            return f"the TLS handshake failed ({why})"
+        if isinstance(seen, aiohttp.ConnectionTimeoutError):
+            return "the connection timed out"
+        if isinstance(seen, aiohttp.ClientConnectorError):
+            return _os_reason(seen.os_error)
+        if isinstance(seen, ConnectionRefusedError):
+            return "connection refused"
+    return None
+
+
+def _os_reason(exc: OSError) -> str:
+    """A failed connect's OSError in words. asyncio joins the errors of every address it tried
+    ("Multiple exceptions: [Errno 111] Connect call failed (...), ..."), without an errno."""
+    if exc.errno in _CONNECT_ERRNOS:
+        return _CONNECT_ERRNOS[exc.errno]
+    text = str(exc)
+    for number, words in _CONNECT_ERRNOS.items():
+        if f"[Errno {number}]" in text:
+            return words
+    return (exc.strerror or text or type(exc).__name__)[:200]
+
+
+def connection_problem(exc: BaseException, service: str = "LLM service", url: str = "") -> str:
     """What went wrong with a connection the client gave up on after its retries, in words:
-    openai's own message ("Connection error.") says less than the transport error behind it."""
-    seen: BaseException | None = exc
-    for _ in range(8):
-        if seen is None:
-            break
+    openai's own message ("Connection error.") says less than the transport error behind it.
+    `url`: where the service was called (credentials masked already), named in the message."""
+    at = f" at {url}" if url else ""
+    if reason := connect_reason(exc, _host(url)):
+        return f"cannot reach the {service}{at}: {reason}"
+    causes = list(_causes(exc))
+    for seen in causes:
         if isinstance(seen, httpx2.RemoteProtocolError):
             return f"the {service}'s answer was not valid HTTP, after retries"
         if isinstance(seen, httpx2.ReadError | aiohttp.ClientPayloadError):
             return f"the {service} broke off its answer, after retries"
+    # the transport reports these as a connect timeout: look behind it first
+    for seen in causes:
+        if isinstance(seen, aiohttp.ServerDisconnectedError):
+            return f"the {service}{at} disconnected without answering, after retries"
+        if isinstance(seen, ConnectionResetError) or getattr(seen, "errno", None) == errno.ECONNRESET:
+            return f"the {service}{at} reset the connection without answering, after retries"
+    for seen in causes:
         if isinstance(seen, OSError | aiohttp.ClientError | httpx2.HTTPError) and str(seen):
-            return f"cannot reach the {service}: {str(seen)[:200]}"
-        seen = seen.__cause__ or seen.__context__
-    return f"cannot reach the {service}: {str(exc)[:200]}"
+            return f"cannot reach the {service}{at}: {_plain(str(seen))}"
+    return f"cannot reach the {service}{at}: {_plain(str(exc)) or type(exc).__name__}"
 
 
-def call_failure(exc: openai.OpenAIError, service: str, timeout: float) -> tuple[str, bool]:
+def call_failure(
+    exc: openai.OpenAIError, service: str, timeout: float, url: str | None = None
+) -> tuple[str, bool]:
     """What went wrong with a call to `service` once the client gave up (after its retries), in
-    words for a user, and whether trying again later may help (False: the request was refused)."""
+    words for a user, and whether trying again later may help (False: the request was refused).
+    `url`: the service's address as configured (e.g. OPENAI_BASE_URL), shown with credentials
+    masked; by default the origin of the request that failed."""
+    where = mask_url(url.rstrip("/")) if url else _origin(exc)
     if isinstance(exc, openai.RateLimitError):
         return f"the {service} is rate limiting us (429) after retries: {_short(exc)}", True
     if isinstance(exc, openai.APITimeoutError):
-        if cause := unreachable(exc):
-            return f"cannot reach the {service}: {_short(cause)}", True
-        return f"the {service} did not answer within {timeout:g} s, after retries", True
-    if isinstance(exc, openai.APIConnectionError):
-        return connection_problem(exc, service), True
+        at = f" at {where}" if where else ""
+        if any(isinstance(seen, aiohttp.ConnectionTimeoutError) for seen in _causes(exc)):
+            return f"cannot reach the {service}{at}: no connection within {timeout:g} s, after retries", True
+        if not (unreachable(exc) or connect_reason(exc)):
+            return f"the {service}{at} did not answer within {timeout:g} s, after retries", True
+    if isinstance(exc, openai.APIConnectionError):  # a timeout that was a failed connection too
+        return connection_problem(exc, service, where), True
     if isinstance(exc, openai.APIStatusError):
         if exc.status_code >= 500 or exc.status_code in (408, 409):
             return f"the {service} failed ({exc.status_code}) after retries: {_short(exc)}", True
         return f"the {service} refused the request ({exc.status_code}): {_short(exc)}", False
     return f"the {service} call failed: {_short(exc)}", True
+
+
+def _origin(exc: BaseException) -> str:
+    """scheme://host[:port] of the request behind an openai error, credentials masked; "" if none."""
+    url = getattr(getattr(exc, "request", None), "url", None)
+    if not isinstance(url, httpx2.URL):
+        return ""
+    return mask_url(f"{url.scheme}://{url.netloc.decode('ascii', 'replace')}")
+
+
+def _host(url: str) -> str:
+    try:
+        return urlsplit(url).hostname or ""
+    except ValueError:
+        return ""
+
+
+def _plain(text: str) -> str:
+    """A transport error's text without aiohttp's TLS-settings note (`ssl:default`), short."""
+    return re.sub(r" ssl:(?:default|True|False|None|<[^>]*>)", "", text)[:200]
 
 
 def make_openai(settings: Settings, *, media: bool = False) -> AsyncOpenAI:
@@ -285,6 +379,14 @@ class LLMClient:
         if self._media is not None:
             await self._media.close()
 
+    @property
+    def endpoint(self) -> str:
+        """Where the LLM service is, as configured (AZURE_OPENAI_ENDPOINT or OPENAI_BASE_URL, else
+        the client's own default), for messages: call_failure masks its credentials."""
+        if self.settings.use_azure and self.settings.azure_openai_endpoint:
+            return self.settings.azure_openai_endpoint
+        return self.settings.openai_base_url or str(self.client.base_url)
+
     def model_for(self, role: str, mode: str) -> str:
         """role: 'smart' (execution) or 'fast' (tasks).
         mode: default, fast (--gpt3only) or smart (--gpt4only)."""
@@ -328,7 +430,7 @@ class LLMClient:
                 self._unread_usage(model, messages),
             ) from exc
         except openai.OpenAIError as exc:
-            message, transient = call_failure(exc, "LLM service", self.settings.llm_timeout)
+            message, transient = call_failure(exc, "LLM service", self.settings.llm_timeout, self.endpoint)
             raise (LLMUnavailable if transient else LLMRefused)(message) from exc
         finally:
             elapsed = time.perf_counter() - started
