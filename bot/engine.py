@@ -52,6 +52,7 @@ log = logging.getLogger(__name__)
 MAX_TASKS = 20
 RESULT_VIEW_LIMIT = 1_000_000
 TOOL_TIMEOUT_S = 300.0
+RECORD_GRACE_S = 2.0  # on shutdown, how long a command that is ending may take to be recorded
 PROGRESS_WAIT_S = 5.0  # a drive ends once its last progress (the clearing) was passed on, or after this
 MAX_VISION_IMAGES = 4  # images shown to the model in one cycle (SMART_LLM_VISION)
 INTERRUPTED = (
@@ -633,19 +634,33 @@ class Engine(UsesParts):
                     await self._ended(saved)
             return
 
-        ran = await self._run_tool_telling(running, step)
-        output, spent = ran.text, ran.usage
-        if ran.failed:
-            self.metrics.tool_error(step.command.name)
-        stored = await self._keep_long_result(running, step, output)
-        saved = await self._commit(
-            session.id, lambda s: _record(s, step.no, stored, StepStatus.DONE), spent, current=running
-        )
+        work = asyncio.ensure_future(self._run_and_record(running, step))
+        try:
+            saved, ran = await asyncio.shield(work)
+        except asyncio.CancelledError:
+            # shutting down (Ctrl-C, SIGTERM): a command that is ending gets a moment to have its
+            # result recorded, so it is not reported as interrupted when it did finish
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await asyncio.wait_for(asyncio.shield(work), RECORD_GRACE_S)
+            if not work.done():
+                work.cancel()
+            raise
         if saved is None:
             return
         await self._refresh_step(saved, step.no)
         files = [f.model_copy(update={"content": self.redactor.bytes(f.content)}) for f in ran.files]
-        await self.post(saved, result_view(saved, step, output, ran.ok, files))
+        await self.post(saved, result_view(saved, step, ran.text, ran.ok, files))
+
+    async def _run_and_record(self, running: Session, step: Step) -> tuple[Session | None, Ran]:
+        """Run the approved command and record its result at once, before anything else."""
+        ran = await self._run_tool_telling(running, step)
+        if ran.failed:
+            self.metrics.tool_error(step.command.name)
+        stored = await self._keep_long_result(running, step, ran.text)
+        saved = await self._commit(
+            running.id, lambda s: _record(s, step.no, stored, StepStatus.DONE), ran.usage, current=running
+        )
+        return saved, ran
 
     async def _run_tool_telling(self, session: Session, step: Step) -> Ran:
         """Run the step's command; once it has run for RUNNING_NOTICE_S, its message says it is

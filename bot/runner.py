@@ -17,12 +17,15 @@ from bot.engine import Engine
 
 log = logging.getLogger(__name__)
 
+STOP_WAIT_S = 5.0  # how long stopping waits for the sessions being driven to wind down
+
 
 class Runner:
     def __init__(self, engine: Engine, scheduler: AsyncIOScheduler) -> None:
         self.engine = engine
         self.scheduler = scheduler
         self._jobs: dict[str, asyncio.Future[None]] = {}
+        self._tasks: dict[str, asyncio.Task[object]] = {}  # the task driving each session here
         self._again: set[str] = set()
 
     def kick(self, session_id: str) -> None:
@@ -41,6 +44,8 @@ class Runner:
         )
 
     async def _run(self, session_id: str) -> None:
+        if (me := asyncio.current_task()) is not None:
+            self._tasks[session_id] = me
         try:
             while True:
                 self._again.discard(session_id)
@@ -51,6 +56,7 @@ class Runner:
                 if session_id not in self._again:
                     return
         finally:
+            self._tasks.pop(session_id, None)
             done = self._jobs.pop(session_id, None)
             self._again.discard(session_id)
             if done is not None and not done.done():
@@ -76,10 +82,17 @@ class Runner:
         await asyncio.wait_for(wait(), within)
 
     async def stop(self) -> None:
-        """Cancel what runs (a command cut short is reported as interrupted when resumed)."""
+        """Cancel what runs and wait for it to wind down (at most STOP_WAIT_S): a command that is
+        ending has its result recorded; one cut short is reported as interrupted when resumed.
+        The store is still open meanwhile (Core.close stops this first)."""
         if self.scheduler.running:
             self.scheduler.shutdown(wait=False)
         await asyncio.sleep(0)
+        running = [t for t in self._tasks.values() if not t.done()]
+        for task in running:
+            task.cancel()
+        if running:
+            await asyncio.wait(running, timeout=STOP_WAIT_S)
         for done in self._jobs.values():
             if not done.done():
                 done.cancel()

@@ -9,9 +9,13 @@ from __future__ import annotations
 import asyncio
 import time
 
+from pydantic import BaseModel
+
 from bot.core import Core
-from bot.models import Phase, SessionState
+from bot.models import Phase, Session, SessionState, StepStatus
 from bot.presenter.views import TaskListView
+from bot.settings import Settings
+from bot.tools import Tool, ToolContext
 from tests.fakes.chat import TestPlatform
 from tests.fakes.llm_server import Delay, ScriptedLLM, agent_reply, tasks_reply
 from tests.test_engine import OWNER, settle, start
@@ -174,3 +178,73 @@ async def test_a_continuous_run_does_not_wait_for_the_task_list_either(
     # steps 2 and 3 were asked for while that update (0.8 s) was still on its way
     assert len([r for r in later if r.at < first_update.at + 0.8]) >= 2
     assert session.tasks_owed is None or session.state.terminal
+
+
+class SlowArgs(BaseModel):
+    seconds: float
+
+
+async def test_a_command_ending_at_shutdown_is_recorded_not_interrupted(
+    settings: Settings, llm: ScriptedLLM
+) -> None:
+    """Ctrl-C or SIGTERM while a command runs: one that ends within a moment has its result
+    recorded (it did take effect); one that does not is reported as interrupted on resume."""
+
+    async def slow(ctx: ToolContext, args: SlowArgs) -> str:
+        await asyncio.sleep(args.seconds)
+        (ctx.workspace / f"done-{args.seconds}.txt").write_text("yes")
+        return f"slept {args.seconds} s"
+
+    def with_slow_tool(core: Core) -> None:
+        core.tools.add(Tool("slow", "Sleep a while, then write a file", SlowArgs, slow))
+
+    llm.script(
+        "execution_reply",
+        agent_reply("slow", {"seconds": 0.6}),
+        agent_reply("slow", {"seconds": 30}),
+        agent_reply("finish", {}),
+    )
+    first = await Core.start(settings)
+    with_slow_tool(first)
+    chat = TestPlatform()
+    first.add_platform(chat)
+    sid = await start(first, "sleep")
+    assert (await chat.press(first.service, sid, 1, "approve", OWNER)).ok
+    await asyncio.sleep(0.2)  # the command runs
+    await first.close()  # Ctrl-C: the core shuts down
+    session = await first_store_view(settings, sid)
+    assert session.steps[0].status == StepStatus.DONE and session.steps[0].result == "slept 0.6 s"
+
+    second = await Core.start(settings)
+    with_slow_tool(second)
+    second.add_platform(chat)
+    try:
+        await second.resume_all()
+        await settle(second)
+        session = await second.store.get(sid)
+        assert session is not None and session.steps[0].status == StepStatus.DONE
+        assert not any("Interrupted" in (s.result or "") for s in session.steps)
+        # the next, long one is cut short at shutdown and said to be interrupted
+        assert (await chat.press(second.service, sid, 2, "approve", OWNER)).ok
+        await asyncio.sleep(0.2)
+    finally:
+        await second.close()
+    third = await Core.start(settings)
+    third.add_platform(chat)
+    try:
+        await third.resume_all()
+        await settle(third)
+        session = await third.store.get(sid)
+        assert session is not None and session.steps[1].status == StepStatus.INTERRUPTED
+    finally:
+        await third.close()
+
+
+async def first_store_view(settings: Settings, sid: str) -> Session:
+    core = await Core.start(settings)
+    try:
+        session = await core.store.get(sid)
+        assert session is not None
+        return session
+    finally:
+        await core.close()

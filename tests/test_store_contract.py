@@ -373,6 +373,16 @@ async def test_spend_adds_up_under_concurrency(store: SessionStore) -> None:
     assert await store.get_spend("test:U1", "2000-01-01") == 0.0
 
 
+async def test_lease_expiry_says_when_a_lease_lapses(store: SessionStore) -> None:
+    assert await store.lease_expiry("s9") is None
+    before = time.time()
+    assert await store.acquire_lease("s9", "A", 30)
+    until = await store.lease_expiry("s9")
+    assert until is not None and before + 29 <= until <= time.time() + 30.5
+    await store.release_lease("s9", "A")
+    assert await store.lease_expiry("s9") is None
+
+
 async def test_leases(store: SessionStore) -> None:
     assert await store.acquire_lease("s1", "A", 0.3)
     assert not await store.acquire_lease("s1", "B", 0.3)

@@ -107,6 +107,10 @@ class SessionStore(ABC):
         """Give the lease back, only if `holder` has it."""
 
     @abstractmethod
+    async def lease_expiry(self, session_id: str) -> float | None:
+        """When the lease on a session lapses (epoch seconds); None when nobody holds it."""
+
+    @abstractmethod
     async def bind_place(self, place_key: str, session_id: str, ttl_s: float) -> None:
         """Remember which session lives in a place (a thread), e.g. to take a reply there as feedback."""
 

@@ -11,6 +11,7 @@ Keys, all under the prefix:
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from urllib.parse import urlsplit
@@ -323,6 +324,11 @@ class RedisStore(SessionStore):
     async def release_lease(self, session_id: str, holder: str) -> None:
         with self._guard("release_lease"):
             await self._script(self._release)(keys=[self._lease_key(session_id)], args=[holder])
+
+    async def lease_expiry(self, session_id: str) -> float | None:
+        with self._guard("lease_expiry"):
+            ms = await self.client.pttl(self._lease_key(session_id))
+        return time.time() + ms / 1000 if ms is not None and ms >= 0 else None
 
     # ------------------------------------------------------------------ places
     async def bind_place(self, place_key: str, session_id: str, ttl_s: float) -> None:

@@ -234,6 +234,12 @@ class SQLiteStore(SQLiteFile, SessionStore):
         with self._guard("release_lease"):
             await self._run("DELETE FROM leases WHERE id = ? AND holder = ?", (session_id, holder))
 
+    async def lease_expiry(self, session_id: str) -> float | None:
+        with self._guard("lease_expiry"):
+            rows = await self._rows("SELECT expires_at FROM leases WHERE id = ?", (session_id,))
+        until = float(rows[0][0]) if rows else None
+        return until if until is not None and until > time.time() else None
+
     # ------------------------------------------------------------------ places
     async def bind_place(self, place_key: str, session_id: str, ttl_s: float) -> None:
         with self._guard("bind_place"):
