@@ -3,6 +3,7 @@
 
 autogpt-bot run            start every adapter that has credentials (the console when none has)
 autogpt-bot console ...    one session in the terminal, like AutoGPT's CLI
+autogpt-bot list           your console sessions; autogpt-bot stop ID ends one
 autogpt-bot check-config   print the effective settings, secrets masked
 """
 
@@ -12,42 +13,123 @@ import argparse
 import asyncio
 import gc
 import logging
+import os
 import signal
 import sys
+from importlib import metadata
+from pathlib import Path
 
-from adapters.console.app import EXIT_CONFIG, ConsoleArgs, open_core, run_console
+from adapters.console.app import (
+    EXIT_CODES,
+    EXIT_CONFIG,
+    EXIT_INTERRUPTED,
+    AISettingsError,
+    ConsoleArgs,
+    apply_ai_settings,
+    env_file_note,
+    list_sessions,
+    load_ai_settings,
+    open_core,
+    run_console,
+    stop_session,
+)
 from bot import logs
 from bot.adapter import AdapterStartError, ChatAdapter, adapter_classes
 from bot.ops import OpsServer
-from bot.settings import BaseConfig, ConfigError, Settings, adapter_settings, load_settings, masked
+from bot.settings import (
+    BaseConfig,
+    ConfigError,
+    Settings,
+    adapter_settings,
+    env_file_used,
+    load_settings,
+    masked,
+    unknown_key_warnings,
+)
 
 log = logging.getLogger(__name__)
 
+RUN_HELP = (
+    "Start every chat adapter that has credentials (Slack: SLACK_BOT_TOKEN and SLACK_APP_TOKEN; "
+    "Discord: DISCORD_BOT_TOKEN; in .env or the environment) on one core, with /healthz and "
+    "/metrics on OPS_PORT, until stopped (Ctrl-C or SIGTERM; sessions are saved). With no chat "
+    "set up, `run` is the console in a terminal (it asks for a name, a role and goals, as AutoGPT "
+    "did); without a terminal it says what to configure and serves /healthz as 503 until stopped."
+)
+
+
+def exit_codes_text() -> str:
+    return "exit codes:\n" + "\n".join(f"  {code:<4} {meaning}" for code, meaning in EXIT_CODES)
+
+
+def version() -> str:
+    try:
+        return metadata.version("autogpt-bot")
+    except metadata.PackageNotFoundError:
+        return "unknown (not installed: pip install -e .)"
+
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="autogpt-bot", description="The autonomous AutoGPT agent in team chat.")
+    raw = argparse.RawDescriptionHelpFormatter
+    p = argparse.ArgumentParser(
+        prog="autogpt-bot",
+        description="The autonomous AutoGPT agent in team chat, and in this terminal.",
+        epilog=exit_codes_text(),
+        formatter_class=raw,
+    )
+    p.add_argument("--version", action="version", version=f"autogpt-bot {version()}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
-    sub.add_parser("run", help="start every adapter that has credentials (the console when none has)")
+    sub.add_parser(
+        "run",
+        help="start every adapter that has credentials (the console when none has)",
+        description=RUN_HELP,
+        epilog=exit_codes_text(),
+        formatter_class=raw,
+    )
     sub.add_parser("check-config", help="print the effective settings, secrets masked")
-    c = sub.add_parser("console", help="run one session in this terminal")
+    c = sub.add_parser(
+        "console",
+        help="run one session in this terminal",
+        description="One session in this terminal, decided step by step as in AutoGPT.",
+        epilog=exit_codes_text(),
+        formatter_class=raw,
+    )
     c.add_argument("goals", nargs="*", metavar="GOAL", help="one to five goals")
     c.add_argument("--name", help="the AI's name (ai_name)")
     c.add_argument("--role", help="the AI's role (ai_role)")
+    c.add_argument(
+        "--ai-settings",
+        metavar="FILE",
+        type=Path,
+        help="AutoGPT's ai_settings.yaml: ai_name, ai_role, ai_goals (a list), api_budget (USD)",
+    )
     c.add_argument("--continuous", action="store_true", help="run without asking for approval")
-    c.add_argument("--continuous-limit", type=int, metavar="N", help="with --continuous: at most N cycles")
+    c.add_argument(
+        "--continuous-limit",
+        type=int,
+        metavar="N",
+        help="with --continuous: at most N cycles (with --resume: N more cycles)",
+    )
     only = c.add_mutually_exclusive_group()
     only.add_argument("--gpt3only", action="store_true", help="use FAST_LLM for everything")
     only.add_argument("--gpt4only", action="store_true", help="use SMART_LLM for everything")
-    c.add_argument("--resume", metavar="ID", help="continue a saved session")
+    c.add_argument(
+        "--resume",
+        metavar="ID",
+        help="continue a saved session (one paused by a limit gets one more allotment)",
+    )
     c.add_argument(
         "--speak", action="store_true", help="say what the agent says (TEXT_TO_SPEECH_PROVIDER), like AutoGPT"
     )
+    sub.add_parser("list", help="your console sessions: id, state, goals, cycles, spend, age")
+    s = sub.add_parser("stop", help="stop one of your sessions (its slot is free at once)")
+    s.add_argument("session_id", metavar="ID")
     return p
 
 
 def console_args(ns: argparse.Namespace) -> ConsoleArgs:
     return ConsoleArgs(
-        goals=[g for g in ns.goals if g.strip()],
+        goals=[g.strip() for g in ns.goals],
         name=ns.name,
         role=ns.role,
         continuous=ns.continuous,
@@ -68,6 +150,14 @@ def wanted_adapters(configs: list[BaseConfig]) -> list[tuple[type[ChatAdapter], 
     return found
 
 
+def stop_signals(stop: asyncio.Event) -> tuple[signal.Signals, ...]:
+    loop = asyncio.get_running_loop()
+    signals = (signal.SIGINT, signal.SIGTERM)
+    for sig in signals:
+        loop.add_signal_handler(sig, stop.set)
+    return signals
+
+
 async def run_chat(settings: Settings, wanted: list[tuple[type[ChatAdapter], BaseConfig]]) -> int:
     """`run` with chat credentials: every adapter the admin set up, on one core, until
     SIGINT/SIGTERM."""
@@ -80,9 +170,7 @@ async def run_chat(settings: Settings, wanted: list[tuple[type[ChatAdapter], Bas
         return core
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    signals = (signal.SIGINT, signal.SIGTERM)
-    for sig in signals:
-        loop.add_signal_handler(sig, stop.set)
+    signals = stop_signals(stop)
     started: list[ChatAdapter] = []
     ops = OpsServer(core, settings)
     try:
@@ -114,6 +202,49 @@ async def run_chat(settings: Settings, wanted: list[tuple[type[ChatAdapter], Bas
         await core.close()
 
 
+def not_configured_reason(settings: Settings) -> str:
+    missing = "no chat adapter has credentials and there is no terminal for the console"
+    if not settings.llm_configured():
+        missing += "; no LLM is configured either"
+    return missing
+
+
+def not_configured_text(settings: Settings) -> str:
+    """The one paragraph `run` says when it has nothing to run."""
+    llm = (
+        ""
+        if settings.llm_configured()
+        else " No LLM is configured either: set OPENAI_API_KEY (or OPENAI_BASE_URL for an "
+        "OpenAI-compatible server)."
+    )
+    return (
+        "autogpt-bot run: nothing to run. No chat adapter has credentials (Slack needs "
+        "SLACK_BOT_TOKEN and SLACK_APP_TOKEN, Discord needs DISCORD_BOT_TOKEN) and standard input "
+        f"is not a terminal, so the console cannot ask for goals.{llm} Put the settings in .env "
+        f"({env_file_note()}) or the environment and restart; or run one session in a terminal, "
+        'e.g. `docker compose run --rm autogpt-bot console "your goal"`. Until then /healthz '
+        "answers 503 (not configured)."
+    )
+
+
+async def run_not_configured(settings: Settings) -> int:
+    """`run` with nothing to run and nobody to ask: say what to configure, and keep /healthz
+    answering "not configured" (a container that restarts in a loop helps nobody) until stopped."""
+    print(not_configured_text(settings), file=sys.stderr)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    signals = stop_signals(stop)
+    ops = OpsServer.not_configured(settings, not_configured_reason(settings))
+    try:
+        await start_ops(ops)
+        await stop.wait()
+        return 0
+    finally:
+        for sig in signals:
+            loop.remove_signal_handler(sig)
+        await ops.stop()
+
+
 async def start_ops(ops: OpsServer) -> None:
     """/healthz and /metrics; a port that is taken is said loudly, but does not stop the bot."""
     try:
@@ -122,46 +253,78 @@ async def start_ops(ops: OpsServer) -> None:
         log.error("ops: cannot listen on %s:%s (%s): /healthz and /metrics are off", ops.host, ops.port, exc)
 
 
-def main(argv: list[str] | None = None) -> int:
-    ns = parser().parse_args(argv)
-    if ns.command == "console" and ns.continuous_limit is not None:
+def check_arguments(p: argparse.ArgumentParser, ns: argparse.Namespace) -> int | None:
+    """The console's own argument rules: an exit code and a line on stderr when one is broken."""
+    if ns.command != "console":
+        return None
+    if ns.continuous_limit is not None:
         if not ns.continuous:
             print("--continuous-limit can only be used with --continuous", file=sys.stderr)
             return EXIT_CONFIG
         if ns.continuous_limit < 1:
             print("--continuous-limit must be at least 1", file=sys.stderr)
             return EXIT_CONFIG
-    if ns.command == "console" and len(ns.goals) > 5:
+    if len(ns.goals) > 5:
         print("At most 5 goals.", file=sys.stderr)
         return EXIT_CONFIG
-    try:
-        settings = load_settings()
-        configs = adapter_settings()  # every adapter's, so their secrets are redacted in any mode
-    except ConfigError as exc:
-        print(exc, file=sys.stderr)
+    if any(not g.strip() for g in ns.goals):
+        print(f"{p.prog} console: error: a goal cannot be empty", file=sys.stderr)
         return EXIT_CONFIG
-    if ns.command == "check-config":
-        for key, value in masked(settings, *configs).items():
-            print(f"{key}={value}")
-        for line in effective(settings).splitlines():  # what the settings add up to, as comments
-            print(f"# {line}".rstrip())
-        return 0
-    wanted = wanted_adapters(configs) if ns.command in (None, "run") else []
-    chat = bool(wanted)
-    logs.setup(settings, quiet=not chat, extra=configs)
+    if ns.resume and (ns.goals or ns.ai_settings):
+        print("--resume continues a saved session: give no goals (or --ai-settings) with it", file=sys.stderr)
+        return EXIT_CONFIG
+    return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    args: ConsoleArgs | None = None
     try:
+        p = parser()
+        ns = p.parse_args(argv)
+        if (code := check_arguments(p, ns)) is not None:
+            return code
         if ns.command == "console":
-            return asyncio.run(run_console(settings, console_args(ns), redact=configs))
+            args = console_args(ns)
+            if ns.ai_settings is not None:
+                try:
+                    apply_ai_settings(args, load_ai_settings(ns.ai_settings))
+                except AISettingsError as exc:
+                    print(exc, file=sys.stderr)
+                    return EXIT_CONFIG
+        try:
+            settings = load_settings()
+            configs = adapter_settings()  # every adapter's, so their secrets are redacted in any mode
+        except ConfigError as exc:
+            print(exc, file=sys.stderr)
+            return EXIT_CONFIG
+        for warning in unknown_key_warnings(os.environ, env_file_used()):
+            print(f"Warning: {warning}", file=sys.stderr)
+        if ns.command == "check-config":
+            for key, value in masked(settings, *configs).items():
+                print(f"{key}={value}")
+            print(f"# Settings file: {env_file_note()}")
+            for line in effective(settings).splitlines():  # what the settings add up to, as comments
+                print(f"# {line}".rstrip())
+            return 0
+        wanted = wanted_adapters(configs) if ns.command in (None, "run") else []
+        chat = bool(wanted)
+        logs.setup(settings, quiet=not chat, extra=configs)
+        if ns.command == "list":
+            return asyncio.run(list_sessions(settings))
+        if ns.command == "stop":
+            return asyncio.run(stop_session(settings, ns.session_id))
+        if ns.command == "console":
+            assert args is not None
+            return asyncio.run(run_console(settings, args, redact=configs))
         # `run` (and no command): the chat adapters that have credentials; the console otherwise.
         if chat:
             return asyncio.run(run_chat(settings, wanted))
+        if not sys.stdin.isatty():
+            return asyncio.run(run_not_configured(settings))
         return asyncio.run(run_console(settings, ConsoleArgs(), redact=configs))
-    except KeyboardInterrupt:
-        print(
-            "\nInterrupted. Sessions are saved; resume one with: autogpt-bot console --resume ID",
-            file=sys.stderr,
-        )
-        return 130
+    except KeyboardInterrupt:  # before or after a session's own handling (which says more)
+        print("\nInterrupted.", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 def effective(settings: Settings) -> str:

@@ -90,6 +90,9 @@ class GoalCommand(_Frozen):
     ai_name: str | None = None
     ai_role: str | None = None
     speak: bool = False  # post each cycle's speak line as audio (AutoGPT's --speak)
+    budget_usd: float | None = Field(
+        default=None, gt=0
+    )  # this session's own budget (ai_settings' api_budget)
 
 
 class StatusCommand(_Frozen):

@@ -7,6 +7,10 @@ GET /healthz   200 {"status": "ok", "store": "ok", "adapters": {"<platform>": "c
 GET /metrics   Prometheus text format (or OpenMetrics, by the Accept header) of `core.metrics`;
                the sessions-by-state gauge is read from the store at each scrape.
 
+A process with nothing to run (`autogpt-bot run` with no chat credentials and no terminal) serves
+/healthz as 503 {"status": "not configured", "reason": "not configured: <what to set>"} (and an
+empty /metrics) until it is stopped: `OpsServer.not_configured(settings, reason)`.
+
 Each adapter in `core.platforms` says whether it is connected (`ChatAdapter.connected()`); the
 core's metrics count its API errors (`Metrics.platform_error(its name, method)`).
 """
@@ -18,6 +22,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
+from prometheus_client import CollectorRegistry
 from prometheus_client.aiohttp import make_aiohttp_handler
 
 from bot.adapter import ChatAdapter
@@ -96,18 +101,31 @@ class OpsServer:
 
     def __init__(
         self,
-        core: Core,
+        core: Core | None,
         settings: Settings | None = None,
         *,
         host: str | None = None,
         port: int | None = None,
+        reason: str | None = None,
     ) -> None:
-        settings = settings or core.settings
+        if settings is None:
+            if core is None:
+                raise ValueError("OpsServer needs a core or settings")
+            settings = core.settings
         self.core = core
+        self.reason = reason  # set: not configured, and why (then there is no core)
         self.host = settings.ops_host if host is None else host
         self.port = settings.ops_port if port is None else port
         self._runner: web.AppRunner | None = None
-        self._metrics = make_aiohttp_handler(core.metrics.registry, disable_compression=True)
+        registry = core.metrics.registry if core is not None else CollectorRegistry()
+        self._metrics = make_aiohttp_handler(registry, disable_compression=True)
+
+    @classmethod
+    def not_configured(
+        cls, settings: Settings, reason: str, *, host: str | None = None, port: int | None = None
+    ) -> OpsServer:
+        """/healthz answers 503 "not configured: <reason>" until the process is stopped."""
+        return cls(None, settings, host=host, port=port, reason=reason)
 
     def app(self) -> web.Application:
         app = web.Application()
@@ -139,11 +157,19 @@ class OpsServer:
         return f"http://{host}:{self.port}"
 
     async def _healthz(self, request: web.Request) -> web.Response:
+        if self.core is None:
+            body = {
+                "status": "not configured",
+                "reason": f"not configured: {self.reason or 'nothing to run'}",
+                "failing": ["configuration"],
+            }
+            return web.json_response(body, status=503)
         status, body = await health(self.core)
         if status != 200:
             log.warning("health: failing: %s", ", ".join(body.get("failing", [])))
         return web.json_response(body, status=status)
 
     async def _scrape(self, request: web.Request) -> web.StreamResponse:
-        await refresh_sessions(self.core)
+        if self.core is not None:
+            await refresh_sessions(self.core)
         return await self._metrics(request)

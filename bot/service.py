@@ -193,6 +193,7 @@ class Service(UsesParts):
             "continuous": command.continuous,
             "continuous_limit": limit,
             "speak": command.speak,
+            "budget_usd": command.budget_usd,
         }
         if command.ai_name:
             fields["ai_name"] = scrub(command.ai_name)

@@ -54,6 +54,14 @@ async def play(player: tuple[str, ...], path: str) -> None:
             await proc.wait()
 
 
+DOCKERENV = Path("/.dockerenv")  # present in every Docker container
+COMPOSE_SERVICE = "autogpt-bot"  # docker-compose.yml's service
+
+
+def in_docker() -> bool:
+    return DOCKERENV.exists()
+
+
 COLORS = {"yellow": "33", "green": "32", "cyan": "36", "red": "31", "magenta": "35", "bold": "1"}
 
 
@@ -111,10 +119,13 @@ class Spinner:
 class ConsoleRenderer(Renderer[None]):
     """Prints each view to `out`, coloured when it is a terminal (and NO_COLOR is not set)."""
 
-    def __init__(self, out: TextIO, color: bool, workspaces: Path | None = None) -> None:
+    def __init__(
+        self, out: TextIO, color: bool, workspaces: Path | None = None, docker: bool | None = None
+    ) -> None:
         self.out = out
         self.color = color
         self.workspaces = workspaces  # DATA_DIR/workspaces: files are shown where they lie
+        self.docker = in_docker() if docker is None else docker
         self.spinner: Spinner | None = None
         self._last_tasks: tuple[list[str], list[str]] | None = None
 
@@ -197,6 +208,24 @@ class ConsoleRenderer(Renderer[None]):
             + f" {view.reason}\nCycles: {view.cycles}, spent ${view.cost_usd:.4f} "
             f"({view.prompt_tokens} prompt + {view.completion_tokens} completion tokens)"
         )
+        if view.outcome != "paused":
+            for line in self.files_lines(view.session_id):
+                self._print(line)
+
+    def files_lines(self, session_id: str) -> list[str]:
+        """At the end of a session: where its files are (and, in a container, how to copy them out)."""
+        if self.workspaces is None or not session_id:
+            return []
+        workspace = (self.workspaces / session_id).absolute()
+        if not workspace.is_dir() or not any(workspace.iterdir()):
+            return ["It left no files."]
+        lines = [f"Its files are in {workspace}"]
+        if self.docker:
+            lines.append(
+                f"Copy them out of the container with: docker compose cp "
+                f"{COMPOSE_SERVICE}:{workspace} ./{session_id}"
+            )
+        return lines
 
     def notice(self, view: v.NoticeView) -> None:
         color = {"info": "cyan", "warning": "yellow", "error": "red"}[view.level]
@@ -215,12 +244,13 @@ class ConsoleAdapter(ChatAdapter):
         workspaces: Path | None = None,
         play: bool | None = None,
         spin: bool | None = None,
+        docker: bool | None = None,
     ) -> None:
         self.out = out or sys.stdout
         tty = self.out.isatty()
         if color is None:
             color = tty and not os.environ.get("NO_COLOR")
-        self.renderer = ConsoleRenderer(self.out, color, workspaces)
+        self.renderer = ConsoleRenderer(self.out, color, workspaces, docker)
         if tty if spin is None else spin:  # none when output is not a terminal
             self.renderer.spinner = Spinner(self.out)
         self.player = audio_player() if (tty if play is None else play) else None
