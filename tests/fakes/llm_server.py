@@ -53,6 +53,7 @@ import uuid
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar, TypeAlias
 
 from aiohttp import web
@@ -281,6 +282,7 @@ class ScriptedLLM(ThreadServer):
         self.models: list[str] = list(models)
         self.delay: float = 0.0
         self.embed_delay: float | None = None  # embeddings' own delay (None: `delay`)
+        self.first_request_file: Path | None = None  # the first request's time is written there
         self.default: dict[str, DefaultFn] = {}
         self.requests: list[Recorded] = []
         self.last_headers: dict[str, str] = {}  # of the last chat request
@@ -379,6 +381,8 @@ class ScriptedLLM(ThreadServer):
     def _record(self, path: str, body: dict[str, Any], kind: str) -> None:
         with self._lock:
             self.requests.append(Recorded(path, body, kind))
+            if self.first_request_file is not None and not self.first_request_file.exists():
+                self.first_request_file.write_text(f"{time.time()}\n")  # bench/cycle.py: start-up
 
     def _next_reply(self, kind: str, body: dict[str, Any], *, fail_first: bool) -> ReplyLike:
         failure = self._failures.take(kind, body) if fail_first else None
@@ -827,8 +831,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--bench", action="store_true", help="answer every request at once with varied defaults (benchmarks)"
     )
+    parser.add_argument("--first-request-file", type=Path, help="write the first request's time here")
     args = parser.parse_args(argv)
     with ScriptedLLM(args.host, args.port) as llm:
+        llm.first_request_file = args.first_request_file
         if args.bench:
             _bench_defaults(llm)
         print(f"scripted LLM serving at {llm.base_url} (Ctrl-C to stop)", flush=True)
