@@ -352,15 +352,17 @@ class Engine(UsesParts):
             and session.cycles >= session.continuous_limit
         ):
             return f"continuous limit reached: {session.cycles} of {session.continuous_limit} cycles used"
-        estimate = cost(s, model, tokens.count_messages(messages), s.max_reply_tokens)
         spent = session.usage.cost_usd
         budget = session.budget(s.session_budget_usd)
+        daily = await self.store.get_spend(session.user_key, today())
+        estimate = cost(s, model, tokens.upper_bound(messages), s.max_reply_tokens)
+        if spent + estimate > budget or daily + estimate > s.user_daily_budget_usd:
+            estimate = cost(s, model, tokens.count_messages(messages), s.max_reply_tokens)  # exactly
         if spent + estimate > budget:
             return (
                 f"session budget reached: ${spent:.4f} spent of ${budget:.4f}; "
                 f"the next call could cost ${estimate:.4f}"
             )
-        daily = await self.store.get_spend(session.user_key, today())
         if daily + estimate > s.user_daily_budget_usd:
             return f"daily budget reached: ${daily:.4f} spent today of ${s.user_daily_budget_usd:.4f}"
         return None

