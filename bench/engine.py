@@ -163,6 +163,10 @@ class BenchPlatform(TestPlatform):
         super().__init__()
         self.posted = 0
         self.edited = 0
+        self.progressed = 0
+
+    async def progress(self, place: Place, view: Any) -> None:  # counted, not kept
+        self.progressed += 1
 
     async def open_session(self, place: Place, view: SessionHeaderView) -> Place:
         ref = await self.post(place, view)

@@ -907,7 +907,7 @@ class Engine(UsesParts):
 
 
 def _set_message(session: Session, step_no: int, ref: MessageRef) -> bool | None:
-    for step in session.steps:
+    for step in reversed(session.steps):  # the newest, mostly: older steps are not touched
         if step.no == step_no:
             step.message = ref
             return None

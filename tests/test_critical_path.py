@@ -50,8 +50,6 @@ async def test_the_next_step_does_not_wait_for_the_task_list(
     posted = time.monotonic()
     session = await core.store.get(sid)
     assert session is not None and session.tasks_owed == 1, "the step waited for the task list"
-    after = [r for r in llm.requests[before:] if r.kind in ("execution_reply", "task_list")]
-    assert [r.kind for r in after][:2] in (["execution_reply", "task_list"], ["task_list", "execution_reply"])
     assert posted - asked < 1.4  # one (immediate) call, not the 1.5 s task creation before it
 
     await settle(core)

@@ -532,13 +532,21 @@ async def test_redis_key_layout() -> None:
         await store.acquire_lease("s1", "A", 5)
         await store.add_spend(session.user_key, "2025-01-01", 0.5)
         key = f"{prefix}session:s1"
-        assert await raw.hgetall(key) | {"d": ""} == {"v": "1", "d": "", "u": "test:U1", "s": "planning"}
+        # the head (`h`, the session's JSON without its steps) and the number of steps (`n`);
+        # the steps are a list of their own (see tests/test_store_layout.py)
+        assert await raw.hgetall(key) | {"h": ""} == {
+            "v": "1",
+            "h": "",
+            "n": "0",
+            "u": "test:U1",
+            "s": "planning",
+        }
         assert await raw.ttl(key) == -1
         session.state = SessionState.FINISHED
         assert await store.cas(session, 1)
         fields = await raw.hgetall(key)
         assert fields["v"] == "2" and fields["s"] == "finished"
-        assert Session.model_validate_json(fields["d"]).version == 2  # JSON and `v` agree
+        assert Session.model_validate_json(fields["h"]).version == 2  # JSON and `v` agree
         assert 0 < await raw.pttl(key) <= 60_000
         assert 0 < await raw.ttl(f"{prefix}spend:2025-01-01:test:U1") <= 3 * 86400
         assert await raw.zrange(f"{prefix}user:test:U1", 0, -1) == ["s1"]

@@ -1,12 +1,21 @@
 """The session store on Redis: shared by every bot process, atomic through Lua scripts.
 
 Keys, all under the prefix:
-  session:{id}       HASH  v (version), d (session JSON), u (user key), s (state)
+  session:{id}       HASH  v (version), h (head: the session's JSON without its steps), n (number
+                           of steps), u (user key), s (state); d (the whole session's JSON) in a
+                           session stored by an older version, until its next commit
+  steps:{id}         LIST  the JSON of each step, in order
   user:{user_key}    ZSET  session ids scored by created_at (pruned lazily when a session expires)
   active             SET   ids of sessions not in a terminal state
   spend:{day}:{user} STRING USD spent, INCRBYFLOAT, expires after 3 days
   lease:{id}         STRING the holder, with a PX expiry
   claim:{key}        STRING "1", with a PX expiry (see `claim`)
+
+A commit (one Lua script) checks the version, writes the head and only the steps that changed
+(LSET, RPUSH, LTRIM), so its cost does not grow with the session's length. A session in the
+older single-JSON layout (`d`) is read as it is and rewritten whole in this layout by its next
+commit. A process of the older version finds no `d` in a rewritten session and takes it as
+missing: it never writes one back without its steps.
 """
 
 from __future__ import annotations
@@ -14,6 +23,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 from urllib.parse import urlsplit
 
 import redis.asyncio as aioredis
@@ -23,39 +33,86 @@ from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from bot.models import Session, SessionState
-from bot.store.base import SessionExists, SessionStore, StoreError, opened
+from bot.store.base import SessionExists, SessionStore, StoreError, decode_session, opened
 
 SPEND_TTL_S = 3 * 86400
 POOL_WAIT_S = 20.0  # how long a command waits for a free connection of a full pool
 
-# KEYS: session, user index, active set.  ARGV: json, user key, state, created_at score, id,
-# terminal ("1"/"0"), finished ttl in ms.
+# KEYS: session, steps, user index, active set.  ARGV: head, user key, state, created_at score, id,
+# terminal ("1"/"0"), finished ttl in ms, number of steps, then the JSON of each step.
 _CREATE = """
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-redis.call('HSET', KEYS[1], 'v', '1', 'd', ARGV[1], 'u', ARGV[2], 's', ARGV[3])
-redis.call('ZADD', KEYS[2], ARGV[4], ARGV[5])
+redis.call('DEL', KEYS[2])
+redis.call('HSET', KEYS[1], 'v', '1', 'h', ARGV[1], 'n', ARGV[8], 'u', ARGV[2], 's', ARGV[3])
+for i = 9, #ARGV, 512 do
+  redis.call('RPUSH', KEYS[2], unpack(ARGV, i, math.min(i + 511, #ARGV)))
+end
+redis.call('ZADD', KEYS[3], ARGV[4], ARGV[5])
 if ARGV[6] == '1' then
   redis.call('PEXPIRE', KEYS[1], ARGV[7])
+  redis.call('PEXPIRE', KEYS[2], ARGV[7])
 else
-  redis.call('SADD', KEYS[3], ARGV[5])
+  redis.call('SADD', KEYS[4], ARGV[5])
 end
 return 1
 """
 
-# KEYS: session, active set.  ARGV: expected version, json, state, terminal ("1"/"0"),
-# finished ttl in ms, id.
-_CAS = """
+# KEYS: session, steps, active set.  ARGV: expected version, head, state, terminal ("1"/"0"),
+# finished ttl in ms, id, steps stored before (-1: replace them all), number of steps, then
+# (position, JSON) of each step to write, ascending.
+# Returns 1 when written, 0 when the version is not the expected one, -1 when the version is
+# right but the steps stored are not the ones the changes apply to (an older layout): write all.
+_SAVE = """
 local v = redis.call('HGET', KEYS[1], 'v')
 if (not v) or v ~= ARGV[1] then return 0 end
-redis.call('HSET', KEYS[1], 'v', tostring(tonumber(ARGV[1]) + 1), 'd', ARGV[2], 's', ARGV[3])
-if ARGV[4] == '1' then
-  redis.call('SREM', KEYS[2], ARGV[6])
-  redis.call('PEXPIRE', KEYS[1], ARGV[5])
+local base = tonumber(ARGV[7])
+local n = tonumber(ARGV[8])
+if base >= 0 then
+  if redis.call('HEXISTS', KEYS[1], 'h') == 0 or redis.call('LLEN', KEYS[2]) ~= base then return -1 end
+  if n < base then
+    if n == 0 then redis.call('DEL', KEYS[2]) else redis.call('LTRIM', KEYS[2], 0, n - 1) end
+  end
+  for i = 9, #ARGV, 2 do
+    local at = tonumber(ARGV[i])
+    if at < base then
+      redis.call('LSET', KEYS[2], at, ARGV[i + 1])
+    else
+      redis.call('RPUSH', KEYS[2], ARGV[i + 1])
+    end
+  end
 else
-  redis.call('SADD', KEYS[2], ARGV[6])
+  redis.call('DEL', KEYS[2])
+  local batch = {}
+  for i = 10, #ARGV, 2 do
+    batch[#batch + 1] = ARGV[i]
+    if #batch == 512 then
+      redis.call('RPUSH', KEYS[2], unpack(batch))
+      batch = {}
+    end
+  end
+  if #batch > 0 then redis.call('RPUSH', KEYS[2], unpack(batch)) end
+end
+redis.call('HSET', KEYS[1], 'v', tostring(tonumber(ARGV[1]) + 1), 'h', ARGV[2], 'n', ARGV[8], 's', ARGV[3])
+redis.call('HDEL', KEYS[1], 'd')
+if ARGV[4] == '1' then
+  redis.call('SREM', KEYS[3], ARGV[6])
+  redis.call('PEXPIRE', KEYS[1], ARGV[5])
+  redis.call('PEXPIRE', KEYS[2], ARGV[5])
+else
+  redis.call('SADD', KEYS[3], ARGV[6])
   redis.call('PERSIST', KEYS[1])
+  redis.call('PERSIST', KEYS[2])
 end
 return 1
+"""
+
+# KEYS: session, steps.  Returns {head or false, whole JSON (older layout) or false, n, steps}.
+_LOAD = """
+local f = redis.call('HMGET', KEYS[1], 'h', 'd', 'n')
+if not f[1] and not f[2] then return {false, false, false, {}} end
+local steps = {}
+if not f[2] then steps = redis.call('LRANGE', KEYS[2], 0, -1) end
+return {f[1], f[2], f[3], steps}
 """
 
 # KEYS: lease.  ARGV: holder, ttl in ms.
@@ -158,14 +215,14 @@ class RedisStore(SessionStore):
         self.finished_ttl_s = finished_ttl_s
         self.where = _where(url)
         self._client: aioredis.Redis | None = None
-        self._create: AsyncScript | None = None
-        self._cas: AsyncScript | None = None
-        self._acquire: AsyncScript | None = None
-        self._release: AsyncScript | None = None
+        self._scripts: dict[str, AsyncScript] = {}
 
     # ------------------------------------------------------------------ keys and plumbing
     def _session_key(self, session_id: str) -> str:
         return f"{self.prefix}session:{session_id}"
+
+    def _steps_key(self, session_id: str) -> str:
+        return f"{self.prefix}steps:{session_id}"
 
     def _user_key(self, user_key: str) -> str:
         return f"{self.prefix}user:{user_key}"
@@ -193,21 +250,19 @@ class RedisStore(SessionStore):
         except RedisError as exc:
             raise StoreError(f"Redis at {self.where} failed ({action}): {exc}") from exc
 
-    @staticmethod
-    def _script(script: AsyncScript | None) -> AsyncScript:
-        if script is None:
-            raise StoreError("Redis store is not open")
+    def _script(self, source: str) -> AsyncScript:
+        """A Lua script registered on the open client (EVALSHA, loaded again if Redis forgot it)."""
+        client = self.client
+        script = self._scripts.get(source)
+        if script is None or script.registered_client is not client:
+            script = self._scripts[source] = client.register_script(source)
         return script
 
     # ------------------------------------------------------------------ lifecycle
     async def open(self) -> None:
         if self._client is not None:
             return
-        self._client = client = await open_client(self._url, self.max_connections, decode_responses=True)
-        self._create = client.register_script(_CREATE)
-        self._cas = client.register_script(_CAS)
-        self._acquire = client.register_script(_ACQUIRE)
-        self._release = client.register_script(_RELEASE)
+        self._client = await open_client(self._url, self.max_connections, decode_responses=True)
 
     async def close(self) -> None:
         client, self._client = self._client, None
@@ -221,61 +276,102 @@ class RedisStore(SessionStore):
     # ------------------------------------------------------------------ sessions
     async def create(self, session: Session) -> None:
         terminal = session.state.terminal
+        write = self.write_of(session, 1, whole=True)
         with self._guard("create"):
-            created = await self._script(self._create)(
-                keys=[self._session_key(session.id), self._user_key(session.user_key), self._active_key],
+            created = await self._script(_CREATE)(
+                keys=[
+                    self._session_key(session.id),
+                    self._steps_key(session.id),
+                    self._user_key(session.user_key),
+                    self._active_key,
+                ],
                 args=[
-                    self.encode(session, 1),
+                    write.head,
                     session.user_key,
                     session.state.value,
                     session.created_at.timestamp(),
                     session.id,
                     "1" if terminal else "0",
                     _ms(self.finished_ttl_s),
+                    write.count,
+                    *(text for _, text in write.steps),
                 ],
             )
         if not created:
             raise SessionExists(f"session {session.id} already exists")
         session.version = 1
 
+    @staticmethod
+    def _decode(session_id: str, found: list[Any]) -> Session | None:
+        """A session from what `_LOAD` returned: its head and steps, or its older whole JSON."""
+        head, whole, count, steps = found
+        if whole:
+            return Session.model_validate_json(whole)
+        if not head:
+            return None
+        if count is not None and int(count) != len(steps):  # its keys expiring, or worse
+            raise StoreError(f"session {session_id}: {len(steps)} steps stored of {count}")
+        return decode_session(head, steps)
+
+    def _load_keys(self, session_id: str) -> list[str]:
+        return [self._session_key(session_id), self._steps_key(session_id)]
+
     async def get(self, session_id: str) -> Session | None:
         with self._guard("get"):
-            data = await self.client.hget(self._session_key(session_id), "d")
-        return None if data is None else Session.model_validate_json(data)
+            found = await self._script(_LOAD)(keys=self._load_keys(session_id))
+        return self._decode(session_id, found)
 
     async def cas(self, session: Session, expected_version: int) -> bool:
+        return await self._save_session(session, expected_version, whole=True)
+
+    async def commit(self, session: Session, expected_version: int) -> bool:
+        return await self._save_session(session, expected_version, whole=False)
+
+    async def _save_session(self, session: Session, expected_version: int, *, whole: bool) -> bool:
         new_version = expected_version + 1
         state = SessionState(session.state)
-        with self._guard("cas"):
-            done = await self._script(self._cas)(
-                keys=[self._session_key(session.id), self._active_key],
-                args=[
-                    str(expected_version),
-                    self.encode(session, new_version),
-                    state.value,
-                    "1" if state.terminal else "0",
-                    _ms(self.finished_ttl_s),
-                    session.id,
-                ],
-            )
-        if done:
+        write = self.write_of(session, new_version, whole=whole)
+        while True:
+            with self._guard("cas"):
+                done = await self._script(_SAVE)(
+                    keys=[self._session_key(session.id), self._steps_key(session.id), self._active_key],
+                    args=[
+                        str(expected_version),
+                        write.head,
+                        state.value,
+                        "1" if state.terminal else "0",
+                        _ms(self.finished_ttl_s),
+                        session.id,
+                        -1 if write.base is None else write.base,
+                        write.count,
+                        *(part for j, text in write.steps for part in (j, text)),
+                    ],
+                )
+            if done == -1 and write.base is not None:  # stored in the older layout: rewrite it whole
+                write = self.write_of(session, new_version, whole=True)
+                continue
+            break
+        if done == 1:
             session.version = new_version
-        return bool(done)
+            return True
+        return False
 
     async def sessions_of(self, user_key: str) -> list[Session]:
         index = self._user_key(user_key)
+        load = self._script(_LOAD)
         with self._guard("sessions_of"):
             ids: list[str] = await self.client.zrevrange(index, 0, -1)
             if not ids:
                 return []
             pipe = self.client.pipeline(transaction=False)
             for session_id in ids:
-                pipe.hget(self._session_key(session_id), "d")
-            found: list[str | None] = await pipe.execute()
-            gone = [sid for sid, data in zip(ids, found, strict=True) if data is None]
+                await load(keys=self._load_keys(session_id), client=pipe)
+            found: list[list[Any]] = await pipe.execute()
+            gone = [sid for sid, data in zip(ids, found, strict=True) if not data[0] and not data[1]]
             if gone:
                 await self.client.zrem(index, *gone)
-        return [Session.model_validate_json(data) for data in found if data is not None]
+        sessions = (self._decode(sid, data) for sid, data in zip(ids, found, strict=True))
+        return [s for s in sessions if s is not None]
 
     async def active_ids(self) -> list[str]:
         with self._guard("active_ids"):
@@ -287,7 +383,7 @@ class RedisStore(SessionStore):
         with self._guard("delete"):
             user_key = await self.client.hget(key, "u")
             pipe = self.client.pipeline(transaction=True)
-            pipe.delete(key)
+            pipe.delete(key, self._steps_key(session_id))
             pipe.srem(self._active_key, session_id)
             if user_key is not None:
                 pipe.zrem(self._user_key(user_key), session_id)
@@ -316,14 +412,12 @@ class RedisStore(SessionStore):
     # ------------------------------------------------------------------ leases
     async def acquire_lease(self, session_id: str, holder: str, ttl_s: float) -> bool:
         with self._guard("acquire_lease"):
-            got = await self._script(self._acquire)(
-                keys=[self._lease_key(session_id)], args=[holder, _ms(ttl_s)]
-            )
+            got = await self._script(_ACQUIRE)(keys=[self._lease_key(session_id)], args=[holder, _ms(ttl_s)])
         return bool(got)
 
     async def release_lease(self, session_id: str, holder: str) -> None:
         with self._guard("release_lease"):
-            await self._script(self._release)(keys=[self._lease_key(session_id)], args=[holder])
+            await self._script(_RELEASE)(keys=[self._lease_key(session_id)], args=[holder])
 
     async def lease_expiry(self, session_id: str) -> float | None:
         with self._guard("lease_expiry"):
@@ -380,10 +474,14 @@ class RedisStore(SessionStore):
 
     # ------------------------------------------------------------------ benchmarks
     async def stored_bytes(self, session_id: str) -> int:
-        key = self._session_key(session_id)
+        key, steps = self._load_keys(session_id)
         with self._guard("stored_bytes"):
             try:
-                size = await self.client.memory_usage(key)
+                size = int(await self.client.memory_usage(key) or 0)
+                if size:
+                    size += int(await self.client.memory_usage(steps) or 0)
             except ResponseError:  # MEMORY disabled or renamed (some managed Redis)
-                size = await self.client.hstrlen(key, "d")
-        return int(size or 0)
+                size = await self.client.hstrlen(key, "h") + await self.client.hstrlen(key, "d")
+                if size:
+                    size += sum(len(text) for text in await self.client.lrange(steps, 0, -1))
+        return size

@@ -7,14 +7,16 @@ from __future__ import annotations
 import asyncio
 import itertools
 import sqlite3
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiosqlite
 
 from bot.store.base import StoreError, opened
+
+T = TypeVar("T")
 
 BUSY_TIMEOUT_MS = 10_000
 OPEN_ATTEMPTS = 40  # switching a new file to WAL while another process does can fail at once
@@ -45,6 +47,31 @@ class SQLiteFile:
 
     async def _rows(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
         return list(await self.db.execute_fetchall(sql, tuple(params)))
+
+    async def _call(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `work` on the connection, on aiosqlite's thread, as one item of its queue: no
+        other statement of this process runs in between (so `work` may hold a transaction), and
+        several statements cost one hop to that thread."""
+        db = self.db
+        return await db._execute(lambda: work(db._conn))  # aiosqlite's own way to run a call there
+
+    async def _transaction(self, work: Callable[[sqlite3.Connection], T], *, write: bool) -> T:
+        """`work` in one transaction (see `transaction`) on the connection's thread."""
+        return await self._call(lambda conn: self.transaction(conn, work, write=write))
+
+    @staticmethod
+    def transaction(conn: sqlite3.Connection, work: Callable[[sqlite3.Connection], T], *, write: bool) -> T:
+        """`work` in one transaction: IMMEDIATE (the write lock taken at once, waiting up to the
+        busy timeout) to write, a deferred one (a consistent snapshot) to read."""
+        conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+        try:
+            result = work(conn)
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        return result
 
     async def _connect(self, schema: str) -> bool:
         """Open the file (creating its folder and `schema`); False if it was open already."""
