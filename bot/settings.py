@@ -128,6 +128,14 @@ class Settings(BaseConfig):
     azure_openai_deployment: str | None = _f(
         None, "LLM provider", "Azure deployment name used for chat calls"
     )
+    azure_model_map: Annotated[dict[str, str], NoDecode] = _f(
+        {},
+        "LLM provider",
+        "Azure deployment of each model (AutoGPT's azure.yaml), JSON "
+        '{"gpt-4o": "my-gpt4o", "text-embedding-3-small": "my-embed"} or gpt-4o=my-gpt4o,...: SMART_LLM, '
+        "FAST_LLM and EMBEDDING_MODEL each go to their own deployment; a chat model missing from it "
+        "goes to AZURE_OPENAI_DEPLOYMENT, an embedding model to a deployment named after it",
+    )
     azure_openai_api_version: str = _f("2024-10-21", "LLM provider", "Azure OpenAI API version")
     llm_timeout: float = _f(60.0, "LLM provider", "Seconds before one LLM request times out", gt=0)
     llm_max_retries: int = _f(
@@ -485,6 +493,33 @@ class Settings(BaseConfig):
                 raise ValueError(f"{item!r} is not tool=allow|ask|deny")
             policy[name.strip()] = word.strip().lower()
         return policy
+
+    @field_validator("azure_model_map", mode="before")
+    @classmethod
+    def _model_map(cls, v: Any) -> Any:
+        """model=deployment pairs (a comma list, or a JSON object), each name a non-empty string
+        that fits in a URL path."""
+        if isinstance(v, str):
+            text = v.strip()
+            if text.startswith("{"):
+                v = json.loads(text)
+            else:
+                v = {}
+                for item in filter(None, (p.strip() for p in re.split(r"[,\n]", text))):
+                    model, eq, deployment = item.partition("=")
+                    if not eq:
+                        raise ValueError(f"{item!r} is not model=deployment")
+                    v[model.strip()] = deployment.strip()
+        if not isinstance(v, dict):
+            raise ValueError("expected a JSON object or model=deployment pairs")
+        for model, deployment in v.items():
+            if not isinstance(deployment, str) or not deployment.strip():
+                raise ValueError(f"the deployment of {model!r} must be a name, not {deployment!r}")
+            if not str(model).strip():
+                raise ValueError(f"a model name is empty (deployment {deployment!r})")
+            if re.search(r"[/?#\s]", deployment.strip()):
+                raise ValueError(f"{deployment!r} is not a deployment name")
+        return {str(model).strip(): deployment.strip() for model, deployment in v.items()}
 
     @field_validator("openai_base_url")
     @classmethod

@@ -66,7 +66,8 @@ async def test_azure_goes_to_the_deployment_with_the_api_version_and_key(
         )
     finally:
         await client.close()
-    assert model == "my-gpt" and reply.command.name == "finish" and usage.calls == 1
+    # the model's name (it prices the call); the request goes to AZURE_OPENAI_DEPLOYMENT's path
+    assert model == "gpt-4o" and reply.command.name == "finish" and usage.calls == 1
     assert llm.requests[-1].path == "/openai/deployments/my-gpt/chat/completions?api-version=2024-10-21"
     assert llm.last_headers.get("api-key") == "sk-test-secret"
     assert llm.requests[-1].body["response_format"]["type"] == "json_schema"

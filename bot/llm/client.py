@@ -10,12 +10,20 @@ MAX_LLM_REPLY_BYTES, and an answer that is not HTTP at all becomes a protocol er
 retries. A body that is too large, not JSON, not UTF-8 or not a chat completion is a malformed
 reply (`LLMBadReply`): asked again once, like a reply that does not fit the schema. Every
 request passes through the redaction filter first (bot/redact.py).
+
+Lean: a request's JSON body is serialised once, here (a schema's response_format once per
+process), and sent as bytes through the openai client's own request path (its retries, error
+types and timeouts); a reply is read from its raw JSON (content, refusal, finish_reason, usage)
+into a `ChatReply`, without the openai package's ChatCompletion models. On Azure each model has
+its deployment (AZURE_MODEL_MAP, else AZURE_OPENAI_DEPLOYMENT), named in the request's path.
 """
 
 from __future__ import annotations
 
 import errno
+import json
 import logging
+import math
 import re
 import socket
 import ssl
@@ -23,7 +31,7 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import aiohttp
 import httpx2
@@ -33,6 +41,7 @@ from openai import AsyncAzureOpenAI, AsyncOpenAI, DefaultAioHttpClient
 from openai._base_client import DEFAULT_CONNECTION_LIMITS
 from openai._vendor.httpx_aiohttp import AiohttpTransport
 from pydantic import BaseModel, ValidationError
+from pydantic_core import from_json
 
 from bot.llm import tokens
 from bot.llm.schemas import response_format
@@ -131,28 +140,126 @@ class GuardedTransport(httpx2.AsyncBaseTransport):
         await self.inner.aclose()
 
 
-class _ReplyMessage(BaseModel):
-    content: str | None = None
+@dataclass(slots=True)
+class ChatReply:
+    """The part of a chat completion we use, read straight from its JSON (no openai or pydantic
+    model of the whole completion is built): the first choice's content, refusal and
+    finish_reason, and the usage. `usage` is priced by the client once the reply is read."""
 
-
-class _ReplyChoice(BaseModel):
-    message: _ReplyMessage
-
-
-class _ReplyUsage(BaseModel):
+    content: str = ""
+    refusal: str | None = None
+    finish_reason: str | None = None
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    usage: Usage | None = None
 
 
-class ChatReply(BaseModel):
-    """The part of a chat completion we use, validated: a reply of any other shape is malformed."""
+class _NotACompletion(ValueError):
+    """A reply body that is not a usable chat completion; the text says why, in a few words."""
 
-    choices: list[_ReplyChoice]
-    usage: _ReplyUsage | None = None
 
-    @property
-    def content(self) -> str:
-        return (self.choices[0].message.content or "") if self.choices else ""
+def read_reply(raw: bytes) -> ChatReply:
+    """A chat completion's body, read with pydantic-core's JSON parser (jiter: faster than
+    json.loads, and it refuses invalid UTF-8, lone surrogate escapes, NaN and nesting past its
+    limit). Only the first choice and the usage are looked at. Raises `_NotACompletion`."""
+    try:
+        data = from_json(raw, allow_inf_nan=False)
+    except ValueError as exc:  # not JSON, not UTF-8, a lone surrogate, too deep
+        raise _NotACompletion(f"not JSON ({str(exc)[:120]})" if raw.strip() else "an empty body") from None
+    if not isinstance(data, dict):
+        raise _NotACompletion(f"expected a JSON object, got {type(data).__name__}")
+    choices = data.get("choices")
+    if not isinstance(choices, list):
+        raise _NotACompletion("no choices" if choices is None else "choices is not a list")
+    reply = ChatReply()
+    if choices:
+        choice = choices[0]
+        message = choice.get("message") if isinstance(choice, dict) else None
+        if not isinstance(message, dict):
+            raise _NotACompletion("choices.0.message is missing or not an object")
+        content, refusal = message.get("content"), message.get("refusal")
+        if not isinstance(content, str | None):
+            raise _NotACompletion(f"choices.0.message.content is not a string ({type(content).__name__})")
+        reply.content = content or ""
+        reply.refusal = refusal if isinstance(refusal, str) and refusal else None
+        finish = choice.get("finish_reason")
+        reply.finish_reason = finish if isinstance(finish, str) else None
+    usage = data.get("usage")
+    if isinstance(usage, dict):
+        reply.prompt_tokens = _token_count(usage.get("prompt_tokens"))
+        reply.completion_tokens = _token_count(usage.get("completion_tokens"))
+    return reply
+
+
+def _token_count(value: object) -> int:
+    """A usage count as sent (an int, or a whole float); anything else counts as 0."""
+    if isinstance(value, bool):
+        return 0
+    if isinstance(value, int):
+        return max(0, value)
+    if isinstance(value, float) and math.isfinite(value):
+        return max(0, int(value))
+    return 0
+
+
+def _json_default(value: object) -> Any:
+    """What json cannot encode by itself in a request (a pydantic model, a date...): as the
+    openai package's own encoder would send it."""
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json", exclude_unset=True, by_alias=True)
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+# The openai package's request encoding (httpx's defaults): compact, UTF-8, no NaN.
+_ENCODER: Final = json.JSONEncoder(
+    ensure_ascii=False, separators=(",", ":"), allow_nan=False, default=_json_default
+)
+
+
+def dumps(value: Any) -> bytes:
+    """`value` as the JSON bytes of a request body; lone surrogates (which UTF-8 cannot hold)
+    become U+FFFD."""
+    text = _ENCODER.encode(value)
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        return _ENCODER.encode(scrub(value)).encode("utf-8")
+
+
+class _FormatCache:
+    """The JSON of each response_format, serialised once: `response_format()` returns the same
+    dict for a schema every time, so the dict itself (kept alive here) is the key."""
+
+    def __init__(self) -> None:
+        self._by_id: dict[int, tuple[dict[str, Any], bytes]] = {}
+
+    def json(self, fmt: dict[str, Any]) -> bytes:
+        hit = self._by_id.get(id(fmt))
+        if hit is not None and hit[0] is fmt:
+            return hit[1]
+        data = dumps(fmt)
+        if len(self._by_id) >= 64:  # response_format() caches 32: a caller building its own each time
+            self._by_id.clear()
+        self._by_id[id(fmt)] = (fmt, data)
+        return data
+
+
+_FORMATS: Final = _FormatCache()
+
+
+def azure_deployment(settings: Settings, model: str, *, chat: bool = True) -> str:
+    """The Azure deployment that serves `model`: its entry in AZURE_MODEL_MAP, else (a chat model)
+    AZURE_OPENAI_DEPLOYMENT, else the model's own name. Off Azure: the model."""
+    if not settings.use_azure:
+        return model
+    mapped = settings.azure_model_map.get(model)
+    if mapped:
+        return mapped
+    if chat and settings.azure_openai_deployment:
+        return settings.azure_openai_deployment
+    return model
 
 
 @dataclass
@@ -165,6 +272,16 @@ class CallStats:
 
 def usage_of(response: Any, model: str, settings: Settings) -> Usage:
     """The usage of a reply (an openai response object or a `ChatReply`), priced."""
+    if isinstance(response, ChatReply):
+        if response.usage is not None:
+            return response.usage
+        prompt, completion = response.prompt_tokens, response.completion_tokens
+        return Usage(
+            calls=1,
+            prompt_tokens=prompt,
+            completion_tokens=completion,
+            cost_usd=cost(settings, model, prompt, completion),
+        )
     u = getattr(response, "usage", None)
     prompt = int(getattr(u, "prompt_tokens", 0) or 0)
     completion = int(getattr(u, "completion_tokens", 0) or 0)
@@ -332,8 +449,11 @@ def _plain(text: str) -> str:
 
 def make_openai(settings: Settings, *, media: bool = False) -> AsyncOpenAI:
     """The OpenAI (or Azure, or compatible) client of the settings. `media`: for images and audio,
-    whose answers may be up to MAX_MEDIA_BYTES, and which on Azure name their own deployment as
-    the model (IMAGE_MODEL, ...), not AZURE_OPENAI_DEPLOYMENT."""
+    whose answers may be up to MAX_MEDIA_BYTES.
+
+    On Azure the client has no fixed deployment: each request names its own (`azure_deployment`:
+    SMART_LLM, FAST_LLM and EMBEDDING_MODEL through AZURE_MODEL_MAP, images and audio their model
+    setting), and the openai package puts it in the path (/openai/deployments/{name}/...)."""
     key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else "not-needed"
     limit = settings.max_media_bytes if media else settings.max_llm_reply_bytes
     # The openai package's own aiohttp transport: with hundreds of sessions in flight it spends
@@ -347,7 +467,7 @@ def make_openai(settings: Settings, *, media: bool = False) -> AsyncOpenAI:
         return AsyncAzureOpenAI(
             api_key=key,
             azure_endpoint=settings.azure_openai_endpoint or "",
-            azure_deployment=None if media else settings.azure_openai_deployment,
+            azure_deployment=None,
             api_version=settings.azure_openai_api_version,
             **common,
         )
@@ -366,6 +486,8 @@ class LLMClient:
         self.stats = CallStats()
         self.metrics = metrics or Metrics()
         self.redactor = Redactor.of(settings)
+        # per model: the request path (its Azure deployment's) and the body's fixed fields
+        self._routes: dict[str, tuple[str, bytes]] = {}
 
     @property
     def media(self) -> AsyncOpenAI:
@@ -389,44 +511,64 @@ class LLMClient:
 
     def model_for(self, role: str, mode: str) -> str:
         """role: 'smart' (execution) or 'fast' (tasks).
-        mode: default, fast (--gpt3only) or smart (--gpt4only)."""
-        if self.settings.use_azure and self.settings.azure_openai_deployment:
-            return self.settings.azure_openai_deployment
+        mode: default, fast (--gpt3only) or smart (--gpt4only).
+        The model's name (SMART_LLM or FAST_LLM), on Azure too: it prices the call and sets the
+        prompt's limit; the request goes to its deployment (`azure_deployment`)."""
         if mode == "fast" or (mode == "default" and role == "fast"):
             return self.settings.fast_llm
         return self.settings.smart_llm
+
+    def _route(self, model: str) -> tuple[str, bytes]:
+        """The path a chat request for `model` goes to, and the start of its body (model,
+        temperature, max_tokens), made once per model. On Azure the path names the model's
+        deployment; the client has none of its own."""
+        route = self._routes.get(model)
+        if route is None:
+            s = self.settings
+            name, path = model, "/chat/completions"
+            if s.use_azure:
+                name = azure_deployment(s, model)
+                path = f"/deployments/{quote(name, safe='')}/chat/completions"
+            head = b'{"model":%s,"temperature":%s,"max_tokens":%s,"messages":' % (
+                dumps(name),
+                dumps(s.temperature),
+                dumps(s.max_reply_tokens),
+            )
+            route = self._routes[model] = (path, head)
+        return route
+
+    def _body(
+        self, model: str, messages: list[dict[str, Any]], fmt: dict[str, Any] | None
+    ) -> tuple[str, bytes]:
+        """The request's path and its JSON body, serialised once (and sent as is on every retry):
+        the fixed fields and the response_format's schema come ready-made."""
+        path, head = self._route(model)
+        if fmt is None:
+            return path, b"".join((head, dumps(messages), b"}"))
+        return path, b"".join((head, dumps(messages), b',"response_format":', _FORMATS.json(fmt), b"}"))
 
     async def _complete(
         self, model: str, messages: list[dict[str, Any]], fmt: dict[str, Any] | None
     ) -> ChatReply:
         started = time.perf_counter()
         messages = self.redactor.messages(messages)  # no secret goes to the LLM, whatever the prompt holds
-        extra: dict[str, Any] = {"response_format": fmt} if fmt is not None else {}
-        log.debug("LLM request to %s: %s", model, messages)  # the full prompt: only at DEBUG
+        path, body = self._body(model, messages, fmt)
+        if log.isEnabledFor(logging.DEBUG):  # the full prompt: only at DEBUG
+            log.debug("LLM request to %s: %s", model, body.decode("utf-8", "replace"))
         reply: ChatReply | None = None
         try:
-            # The client's generic `post` (its retries, errors, auth and Azure routing all apply)
-            # with the same body `chat.completions.create` sends: our messages are plain JSON
-            # already, and create's client-side transform of them cost ~0.1 ms per message, a
-            # tenth of a bot process's CPU under load (bench/load.py profile). The body comes
-            # back as bytes (read through GuardedTransport) and is validated here.
-            response = await self.client.post(
-                "/chat/completions",
-                body={
-                    "model": model,
-                    "messages": messages,
-                    "temperature": self.settings.temperature,
-                    "max_tokens": self.settings.max_reply_tokens,
-                    **extra,
-                },
-                cast_to=httpx2.Response,
-            )
-            reply = ChatReply.model_validate_json(response.content)
+            # The client's own `post` (its retries, errors, auth, headers and timeouts all apply),
+            # with the body as bytes: `chat.completions.create` would transform and serialise our
+            # messages again on every try, and build a ChatCompletion model of the answer. The
+            # answer comes back as bytes (read through GuardedTransport) and only the fields used
+            # are read from it.
+            response = await self.client.post(path, content=body, cast_to=httpx2.Response)
+            reply = read_reply(response.content)
         except ReplyTooLarge as exc:
             raise LLMBadReply(str(exc), self._unread_usage(model, messages)) from exc
-        except ValidationError as exc:
+        except _NotACompletion as exc:
             raise LLMBadReply(
-                f"the LLM service's reply is not a chat completion: {_validation_text(exc)}",
+                f"the LLM service's reply is not a chat completion: {exc}",
                 self._unread_usage(model, messages),
             ) from exc
         except openai.OpenAIError as exc:
@@ -438,7 +580,8 @@ class LLMClient:
             self.stats.seconds += elapsed
             if reply is None:
                 self.metrics.llm_failed(model)
-        self.metrics.llm_reply(model, usage_of(reply, model, self.settings))
+        reply.usage = usage_of(reply, model, self.settings)
+        self.metrics.llm_reply(model, reply.usage)
         return reply
 
     def _unread_usage(self, model: str, messages: list[dict[str, Any]]) -> Usage:
@@ -453,9 +596,10 @@ class LLMClient:
         )
 
     async def text(self, model: str, messages: list[dict[str, Any]]) -> tuple[str, Usage]:
-        """A plain reply (no schema), e.g. answering a question from a page."""
+        """A plain reply (no schema), e.g. answering a question from a page. A refusal (with no
+        content) is the reply's text."""
         reply = await self._complete(model, messages, None)
-        return reply.content, usage_of(reply, model, self.settings)
+        return reply.content or reply.refusal or "", usage_of(reply, model, self.settings)
 
     async def structured(
         self, model: str, messages: list[dict[str, Any]], schema: type[T], name: str, strict: bool = False
@@ -478,10 +622,18 @@ class LLMClient:
             else:
                 usage = add_usage(usage, usage_of(reply, model, self.settings))
                 content = reply.content
-                try:
-                    return parse_reply(content, schema), usage
-                except ValueError as exc:
-                    error = str(exc)
+                if not content.strip() and reply.refusal:
+                    error = f"the model refused: {reply.refusal[:500]}"
+                else:
+                    try:
+                        return parse_reply(content, schema), usage
+                    except ValueError as exc:
+                        error = str(exc)
+                    if reply.finish_reason == "length":  # the reason first: the error is cut short
+                        error = (
+                            "the reply was cut off at the reply token limit "
+                            f"({self.settings.max_reply_tokens} tokens), keep it shorter: {error}"
+                        )
             log.warning("invalid %s reply (attempt %d): %s", name, attempt + 1, error[:300])
             shown = [{"role": "assistant", "content": content[:4000]}] if content else []
             convo = [

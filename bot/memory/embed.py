@@ -14,7 +14,7 @@ import openai
 from openai import AsyncOpenAI
 
 from bot.llm import tokens
-from bot.llm.client import ReplyTooLarge, call_failure, make_openai, usage_of
+from bot.llm.client import ReplyTooLarge, azure_deployment, call_failure, make_openai, usage_of
 from bot.memory.errors import MemoryUnavailable
 from bot.models import Usage
 from bot.settings import Settings
@@ -26,7 +26,9 @@ CACHE_SIZE = 512
 class Embedder:
     def __init__(self, settings: Settings, client: AsyncOpenAI | None = None) -> None:
         self.settings = settings
-        self.model = settings.embedding_model
+        self.model = settings.embedding_model  # what a call is priced as
+        # what the request names: on Azure the model's deployment (AZURE_MODEL_MAP, else its name)
+        self.deployment = azure_deployment(settings, self.model, chat=False)
         self._client = client
         self._owns_client = client is None
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
@@ -51,7 +53,7 @@ class Embedder:
             self._cache.move_to_end(text)
             return cached, Usage()
         try:
-            response = await self.client.embeddings.create(model=self.model, input=[text])
+            response = await self.client.embeddings.create(model=self.deployment, input=[text])
         except openai.OpenAIError as exc:
             message, _ = call_failure(exc, "embedding service", self.settings.llm_timeout)
             raise MemoryUnavailable(message) from exc

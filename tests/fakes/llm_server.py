@@ -22,6 +22,11 @@ is closed). None of them makes the server log a traceback.
 A kind with an empty queue falls back to ``llm.default[kind](request_body)``; without a
 default it gets HTTP 500 and the kind is appended to ``llm.unscripted``.
 
+Chat completions and embeddings are served at ``/v1/...`` and at Azure OpenAI's deployment
+routes (``/openai/deployments/{deployment}/chat/completions``, ``.../embeddings``); a request
+is recorded with its path and query (``?api-version=...``), so a test sees which deployment it
+went to.
+
 Images and audio (``/v1/images/generations``, ``/v1/audio/transcriptions``, ``/v1/audio/speech``, and
 their Azure deployment routes) are kinds too: ``"images"``, ``"transcription"``, ``"speech"``, with
 defaults (a PNG of the asked size as ``b64_json``, ``{"text": "heard <file> (<n> bytes)"}``, an
@@ -304,6 +309,7 @@ class ScriptedLLM(ThreadServer):
         # Azure OpenAI: the deployment in the path, the API version in the query, key in `api-key`
         app.router.add_post("/openai/deployments/{deployment}/chat/completions", self._handle_chat)
         app.router.add_post("/v1/embeddings", self._handle_embeddings)
+        app.router.add_post("/openai/deployments/{deployment}/embeddings", self._handle_embeddings)
         app.router.add_get("/v1/models", self._handle_models)
         app.router.add_get("/v1/models/{model}", self._handle_model)
         for prefix in ("/v1", "/openai/deployments/{deployment}"):
@@ -476,7 +482,7 @@ class ScriptedLLM(ThreadServer):
             texts, dim, encoding = _embedding_params(body, self.dim)
         except _BadRequest as exc:
             return _error_response(400, str(exc))
-        self._record(request.path, body, "embeddings")
+        self._record(request.path_qs if request.query else request.path, body, "embeddings")
         await self.sleep(self.delay if self.embed_delay is None else self.embed_delay)
         data: list[dict[str, Any]] = []
         for i, text in enumerate(texts):
