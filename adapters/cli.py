@@ -5,6 +5,7 @@ autogpt-bot run            start every adapter that has credentials (the console
 autogpt-bot console ...    one session in the terminal, like AutoGPT's CLI
 autogpt-bot list           your console sessions; autogpt-bot stop ID ends one
 autogpt-bot check-config   print the effective settings, secrets masked
+autogpt-bot eval           measure the configured LLM on the evaluation challenges
 """
 
 from __future__ import annotations
@@ -55,6 +56,18 @@ RUN_HELP = (
     "/metrics on OPS_PORT, until stopped (Ctrl-C or SIGTERM; sessions are saved). With no chat "
     "set up, `run` is the console in a terminal (it asks for a name, a role and goals, as AutoGPT "
     "did); without a terminal it says what to configure and serves /healthz as 503 until stopped."
+)
+
+
+EVAL_HELP = (
+    "Run the evaluation challenges against the LLM the settings configure (OpenAI, Azure or any "
+    "OpenAI-compatible server), each as a fresh continuous session with its own cycle and budget "
+    "caps, on a temporary DATA_DIR, and check each outcome from the workspace files and the "
+    "session record. Prints a table (and writes JSON with --json)."
+)
+EVAL_EXIT_CODES = (
+    "exit codes:\n  0    every challenge that ran passed (skipped ones do not count)\n"
+    "  1    some challenge failed\n  2    a usage or configuration error (nothing was run)"
 )
 
 
@@ -124,6 +137,29 @@ def parser() -> argparse.ArgumentParser:
     sub.add_parser("list", help="your console sessions: id, state, goals, cycles, spend, age")
     s = sub.add_parser("stop", help="stop one of your sessions (its slot is free at once)")
     s.add_argument("session_id", metavar="ID")
+    e = sub.add_parser(
+        "eval",
+        help="measure the configured LLM on the evaluation challenges",
+        description=EVAL_HELP,
+        epilog=EVAL_EXIT_CODES,
+        formatter_class=raw,
+    )
+    e.add_argument("--suite", choices=("basic", "tools", "all"), default="basic", help="which challenges")
+    e.add_argument(
+        "--only",
+        metavar="NAME",
+        action="append",
+        help="run only this challenge (repeatable; any suite)",
+    )
+    e.add_argument("--repeat", type=int, default=1, metavar="N", help="run each challenge N times")
+    e.add_argument("--json", type=Path, metavar="FILE", help="also write the report as JSON to FILE")
+    e.add_argument(
+        "--timeout",
+        type=float,
+        default=900.0,
+        metavar="S",
+        help="seconds one run of a challenge may take (default 900)",
+    )
     return p
 
 
@@ -313,6 +349,19 @@ def main(argv: list[str] | None = None) -> int:
             return asyncio.run(list_sessions(settings))
         if ns.command == "stop":
             return asyncio.run(stop_session(settings, ns.session_id))
+        if ns.command == "eval":
+            from bot.evals.runner import command as eval_command
+
+            return asyncio.run(
+                eval_command(
+                    settings,
+                    suite=ns.suite,
+                    only=ns.only,
+                    repeat=ns.repeat,
+                    json_path=ns.json,
+                    timeout_s=ns.timeout,
+                )
+            )
         if ns.command == "console":
             assert args is not None
             return asyncio.run(run_console(settings, args, redact=configs))

@@ -264,10 +264,13 @@ def azure_deployment(settings: Settings, model: str, *, chat: bool = True) -> st
 
 @dataclass
 class CallStats:
-    """Time spent waiting for the LLM, so benchmarks can tell engine time from LLM time."""
+    """Time spent waiting for the LLM, so benchmarks can tell engine time from LLM time; and the
+    structured replies that had to be repaired (json-repair) or asked again (`autogpt-bot eval`)."""
 
     calls: int = 0
     seconds: float = 0.0
+    repairs: int = 0
+    re_asks: int = 0
 
 
 def usage_of(response: Any, model: str, settings: Settings) -> Usage:
@@ -611,6 +614,8 @@ class LLMClient:
         error = ""
         for attempt in range(2):
             content = ""
+            if attempt:
+                self.stats.re_asks += 1
             try:
                 reply = await self._complete(model, convo, fmt)
             except LLMBadReply as exc:  # malformed: asked again, like a reply that does not fit
@@ -626,9 +631,12 @@ class LLMClient:
                     error = f"the model refused: {reply.refusal[:500]}"
                 else:
                     try:
-                        return parse_reply(content, schema), usage
+                        parsed, repaired = parse_reply_repaired(content, schema)
                     except ValueError as exc:
                         error = str(exc)
+                    else:
+                        self.stats.repairs += repaired
+                        return parsed, usage
                     if reply.finish_reason == "length":  # the reason first: the error is cut short
                         error = (
                             "the reply was cut off at the reply token limit "
@@ -653,11 +661,16 @@ class LLMClient:
 
 def parse_reply(content: str, schema: type[T]) -> T:
     """Validate a reply; repair broken JSON first. Raises ValueError with a readable reason."""
+    return parse_reply_repaired(content, schema)[0]
+
+
+def parse_reply_repaired(content: str, schema: type[T]) -> tuple[T, bool]:
+    """`parse_reply`, and whether the reply needed json-repair to be read."""
     text = content.strip()
     if not text:
         raise ValueError("the reply was empty")
     try:
-        return schema.model_validate_json(text)
+        return schema.model_validate_json(text), False
     except ValidationError as first:
         if len(text) > MAX_REPAIR_CHARS:  # json-repair's time grows with the square of its input
             raise ValueError(
@@ -671,7 +684,7 @@ def parse_reply(content: str, schema: type[T]) -> T:
         if not isinstance(data, dict):
             raise ValueError(f"expected a JSON object, got {type(data).__name__}: {text[:200]}") from None
         try:
-            return schema.model_validate(data)
+            return schema.model_validate(data), True
         except ValidationError as exc:
             raise ValueError(_validation_text(exc)) from None
         finally:
