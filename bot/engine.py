@@ -275,6 +275,10 @@ class Engine(UsesParts):
             s.updated_at = utcnow()
             return None
 
+        if session_id in self._driving:  # the newest this drive saw: a stale one only costs a retry
+            known = self._fresh.get(session_id)
+            if known is not None and (current is None or known.version > current.version):
+                current = known
         saved = await self.store.update(session_id, apply, current=current)
         if saved is not None and session_id in self._driving:
             known = self._fresh.get(session_id)  # two commits of one drive may run at once

@@ -145,8 +145,16 @@ def execution_messages(
     tail += keep
     budget = token_limit - reply_tokens
     # everything, each result cut to a third of the budget: when that surely fits, no counting
-    whole = [m for step in session.steps for m in step_messages(step, max(100, budget // 3))]
-    if tokens.upper_bound(head + whole + tail) <= budget:
+    # (built newest first, and given up as soon as it cannot fit: a long session costs no more)
+    left = budget - tokens.upper_bound(head + tail)
+    whole: list[dict[str, Any]] = []
+    for step in reversed(session.steps):
+        if left < 0:
+            break
+        msgs = step_messages(step, max(100, budget // 3))
+        left -= tokens.upper_bound(msgs) - 3
+        whole[:0] = msgs
+    if left >= 0:
         return head + whole + tail
     room = token_limit - reply_tokens - tokens.count_messages(head + tail)
     if room < 200:  # huge memories or task list: shrink the memory block first

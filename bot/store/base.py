@@ -416,7 +416,8 @@ class SessionStore(ABC):
         computed from the one it got); returning False aborts (nothing is written and None is
         returned). Returns the stored session, or None if it is missing or aborted.
         `current`, a copy the caller just read or wrote (and has not changed since), saves the
-        first load: if it is stale the compare-and-set fails and the loop loads the stored one.
+        first load: if it is stale the compare-and-set fails and the loop loads the stored one,
+        and a mutation that refuses the copy is asked again about the stored session.
         The mutation gets a private copy: `current` is never changed. Only the steps it reached
         are copied and compared, and the session returned shares the others with `current`.
         """
@@ -436,6 +437,8 @@ class SessionStore(ABC):
             if isinstance(outcome, Awaitable):
                 outcome = await outcome
             if outcome is False:
+                if attempt == 0 and current is not None:
+                    continue  # `current` may be stale: the stored session decides
                 return None
             if isinstance(outcome, Session):
                 session = outcome
