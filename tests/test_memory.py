@@ -583,3 +583,25 @@ def refused_url() -> str:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     return f"http://127.0.0.1:{port}/v1"
+
+
+async def test_a_search_decodes_only_what_is_new_and_follows_another_process(
+    settings_of: MakeSettings, opened: list[Memory], backend: str
+) -> None:
+    """local and redis keep a scope's decoded memories and fetch only what was added since; what
+    another process adds is found, and what it wiped is not returned."""
+    if backend not in ("local", "redis"):
+        pytest.skip("a backend without a process-side cache")
+    settings = settings_of()
+    one = await open_one(opened, settings)
+    two = await open_one(opened, settings)
+    s = sess("s1", "U1")
+    await one.add(s, "the launch code is 1234")
+    assert (await two.search(s, "launch code", 1))[0] == ["the launch code is 1234"]
+    await one.add(s, "the café opens at nine")
+    found, _ = await two.search(s, "when does the café open", 2)
+    assert "the café opens at nine" in found
+    await one.wipe()
+    await one.add(s, "only this one is left")
+    found, _ = await two.search(s, "launch code", 5)
+    assert found == ["only this one is left"]

@@ -621,3 +621,26 @@ def test_make_store_picks_the_backend(tmp_path: Path) -> None:
 
     archive = make_archive(with_redis)
     assert archive.path == tmp_path / "archive.sqlite3" and archive.retention_days == 7
+
+
+async def test_stored_version_and_a_refusal_of_a_stale_copy(store: SessionStore) -> None:
+    """A mutation that refuses a stale copy is asked again about the stored session; one that
+    refuses the current one is believed without a second read."""
+    session = Session(id="vv1", owner="U1", place=Place(platform="t", channel="C"), goals=["g"])
+    await store.create(session)
+    assert await store.stored_version("vv1") == 1 and await store.stored_version("nope") is None
+    stale = await store.get("vv1")
+    assert stale is not None
+    await store.update("vv1", lambda s: setattr(s, "tasks", ["moved on"]))
+    seen: list[list[str]] = []
+
+    def only_when_moved_on(s: Session) -> bool | None:
+        seen.append(list(s.tasks))
+        return None if s.tasks == ["moved on"] else False
+
+    saved = await store.update("vv1", only_when_moved_on, current=stale)
+    assert saved is not None and seen == [[], ["moved on"]]
+    fresh = await store.get("vv1")
+    seen.clear()
+    assert await store.update("vv1", lambda s: seen.append(1) or False, current=fresh) is None
+    assert seen == [1]

@@ -95,6 +95,62 @@ def top_k(matrix: np.ndarray, query: np.ndarray, k: int) -> list[int]:
     return [int(i) for i in order[:k]]
 
 
+class ScopeRows:
+    """The decoded memories of one scope and dimension, oldest first, kept by this process so a
+    search decodes only what was added since the last one (the store stays the truth: a backend
+    checks it is still in step, and starts over when not)."""
+
+    def __init__(self) -> None:
+        self.ids: list[int] = []
+        self.texts: list[str] = []
+        self._blocks: list[np.ndarray] = []
+        self._matrix: np.ndarray | None = None
+
+    def add(self, rows: list[tuple[int, bytes, str]], dim: int) -> None:
+        if not rows:
+            return
+        rows.sort(key=lambda row: row[0])
+        self.ids += [row[0] for row in rows]
+        self.texts += [row[2] for row in rows]
+        self._blocks.append(
+            np.frombuffer(b"".join(row[1] for row in rows), dtype="<f4").reshape(len(rows), dim)
+        )
+        self._matrix = None
+
+    def search(self, vector: np.ndarray, k: int) -> list[str]:
+        """The `k` most similar, newest first among equals."""
+        if not self.ids:
+            return []
+        if self._matrix is None:
+            self._matrix = np.concatenate(self._blocks)[::-1]  # newest first: it wins a tie
+            self._blocks = [self._matrix[::-1]]
+        newest_first = self.texts[::-1]
+        return [newest_first[i] for i in top_k(self._matrix, vector, k)]
+
+
+class ScopeCache:
+    """`ScopeRows` per (scope, dimension), the most recently used `limit` of them."""
+
+    def __init__(self, limit: int = 256) -> None:
+        self.limit = limit
+        self._rows: dict[tuple[str, int], ScopeRows] = {}
+
+    def get(self, scope: str, dim: int) -> ScopeRows:
+        key = (scope, dim)
+        rows = self._rows.pop(key, None) or ScopeRows()
+        self._rows[key] = rows
+        while len(self._rows) > self.limit:
+            del self._rows[next(iter(self._rows))]
+        return rows
+
+    def drop(self, scope: str, dim: int) -> ScopeRows:
+        self._rows.pop((scope, dim), None)
+        return self.get(scope, dim)
+
+    def clear(self) -> None:
+        self._rows.clear()
+
+
 def _distinct(texts: list[str], k: int) -> list[str]:
     seen: set[str] = set()
     out: list[str] = []

@@ -15,7 +15,7 @@ from pathlib import Path
 import aiosqlite
 import numpy as np
 
-from bot.memory.base import VectorMemory, top_k
+from bot.memory.base import ScopeCache, VectorMemory
 from bot.memory.embed import Embedder
 from bot.memory.errors import MemoryUnavailable
 from bot.settings import Settings
@@ -45,6 +45,7 @@ class LocalMemory(VectorMemory):
         self.path = self.file.path
         self.index = settings.memory_index
         self.name = f"local memory {self.path.name}"
+        self._cache = ScopeCache()
 
     @property
     def db(self) -> aiosqlite.Connection:
@@ -63,6 +64,7 @@ class LocalMemory(VectorMemory):
 
     async def _wipe(self) -> None:
         await self.db.execute("DELETE FROM memories WHERE idx = ?", (self.index,))
+        self._cache.clear()
 
     async def _put(self, scope: str, text: str, vector: np.ndarray) -> None:
         await self.db.execute(
@@ -77,14 +79,19 @@ class LocalMemory(VectorMemory):
         return bool(list(rows))
 
     async def _query(self, scope: str, vector: np.ndarray, k: int) -> list[str]:
-        rows = list(
-            await self.db.execute_fetchall(
-                # newest first, so among equally similar memories the newer one wins
-                "SELECT vector, text FROM memories WHERE idx = ? AND scope = ? AND dim = ? ORDER BY id DESC",
-                (self.index, scope, int(vector.size)),
+        dim = int(vector.size)
+        known = self._cache.get(scope, dim)
+        last = known.ids[-1] if known.ids else 0
+        if last:  # still in step with the file (another process may have wiped it)?
+            count = await self.db.execute_fetchall(
+                "SELECT COUNT(*) FROM memories WHERE idx = ? AND scope = ? AND dim = ? AND id <= ?",
+                (self.index, scope, dim, last),
             )
+            if next(iter(count))[0] != len(known.ids):
+                known, last = self._cache.drop(scope, dim), 0
+        rows = await self.db.execute_fetchall(  # only what was added since this process last looked
+            "SELECT id, vector, text FROM memories WHERE idx = ? AND scope = ? AND dim = ? AND id > ?",
+            (self.index, scope, dim, last),
         )
-        if not rows:
-            return []
-        matrix = np.frombuffer(b"".join(row[0] for row in rows), dtype="<f4").reshape(len(rows), -1)
-        return [str(rows[i][1]) for i in top_k(matrix, vector, k)]
+        known.add([(int(r[0]), bytes(r[1]), str(r[2])) for r in rows], dim)
+        return known.search(vector, k)

@@ -13,7 +13,7 @@ import struct
 
 import numpy as np
 
-from bot.memory.base import VectorMemory, top_k
+from bot.memory.base import ScopeCache, VectorMemory
 from bot.memory.embed import Embedder
 from bot.memory.errors import MemoryUnavailable
 from bot.settings import Settings
@@ -46,6 +46,8 @@ class RedisMemory(VectorMemory):
         self.where = _where(self._url)
         self.name = f"Redis memory at {self.where}"
         self.base = f"{settings.redis_prefix}memory:{settings.memory_index}:"
+        self._cache = ScopeCache()
+        self._other_dims: dict[str, set[int]] = {}  # ids of a scope's memories of another dimension
 
     def _scope_key(self, scope: str) -> str:
         return f"{self.base}scope:{scope}"
@@ -72,6 +74,8 @@ class RedisMemory(VectorMemory):
                 break
             await self.client.delete(*(self._scope_key(s.decode("utf-8")) for s in batch))
         await self.client.delete(f"{self.base}seq", scopes_key)
+        self._cache.clear()
+        self._other_dims.clear()
 
     async def _put(self, scope: str, text: str, vector: np.ndarray) -> None:
         memory_id = await self.client.incr(f"{self.base}seq")
@@ -84,17 +88,24 @@ class RedisMemory(VectorMemory):
         return bool(await self.client.exists(self._scope_key(scope)))
 
     async def _query(self, scope: str, vector: np.ndarray, k: int) -> list[str]:
-        stored = await self.client.hgetall(self._scope_key(scope))
-        if not stored:
-            return []
         dim = int(vector.size)
+        key = self._scope_key(scope)
+        known = self._cache.get(scope, dim)
+        fields = {int(f) for f in await self.client.hkeys(key)}  # ids only: small
+        seen = set(known.ids) | self._other_dims.get(scope, set())
+        if not seen <= fields:  # something this process knew is gone (a wipe): start over
+            known, seen = self._cache.drop(scope, dim), set()
+            self._other_dims.pop(scope, None)
+        new = sorted(fields - seen)
         rows: list[tuple[int, bytes, str]] = []
-        for field, value in stored.items():
-            got_dim, raw, text = unpack(value)
-            if got_dim == dim:  # memories of another embedding model are not comparable
-                rows.append((int(field), raw, text))
-        if not rows:
-            return []
-        rows.sort(key=lambda row: row[0], reverse=True)  # newest first: it wins a tie
-        matrix = np.frombuffer(b"".join(row[1] for row in rows), dtype="<f4").reshape(len(rows), dim)
-        return [rows[i][2] for i in top_k(matrix, vector, k)]
+        if new:  # only what was added since this process last looked is fetched and decoded
+            for field, value in zip(new, await self.client.hmget(key, [str(f) for f in new]), strict=True):
+                if value is None:
+                    continue
+                got_dim, raw, text = unpack(value)
+                if got_dim == dim:  # memories of another embedding model are not comparable
+                    rows.append((field, raw, text))
+                else:
+                    self._other_dims.setdefault(scope, set()).add(field)
+        known.add(rows, dim)
+        return known.search(vector, k)

@@ -367,6 +367,10 @@ class SessionStore(ABC):
         """Give the lease back, only if `holder` has it."""
 
     @abstractmethod
+    async def stored_version(self, session_id: str) -> int | None:
+        """The stored version of a session (None: there is none), read cheaply."""
+
+    @abstractmethod
     async def lease_expiry(self, session_id: str) -> float | None:
         """When the lease on a session lapses (epoch seconds); None when nobody holds it."""
 
@@ -437,8 +441,8 @@ class SessionStore(ABC):
             if isinstance(outcome, Awaitable):
                 outcome = await outcome
             if outcome is False:
-                if attempt == 0 and current is not None:
-                    continue  # `current` may be stale: the stored session decides
+                if attempt == 0 and current is not None and await self.stored_version(session_id) != expected:
+                    continue  # `current` was stale: the stored session decides
                 return None
             if isinstance(outcome, Session):
                 session = outcome

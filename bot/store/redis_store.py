@@ -419,6 +419,11 @@ class RedisStore(SessionStore):
         with self._guard("release_lease"):
             await self._script(_RELEASE)(keys=[self._lease_key(session_id)], args=[holder])
 
+    async def stored_version(self, session_id: str) -> int | None:
+        with self._guard("stored_version"):
+            v = await self.client.hget(self._session_key(session_id), "v")
+        return int(v) if v is not None else None
+
     async def lease_expiry(self, session_id: str) -> float | None:
         with self._guard("lease_expiry"):
             ms = await self.client.pttl(self._lease_key(session_id))

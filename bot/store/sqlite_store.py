@@ -360,6 +360,13 @@ class SQLiteStore(SQLiteFile, SessionStore):
         with self._guard("release_lease"):
             await self._run("DELETE FROM leases WHERE id = ? AND holder = ?", (session_id, holder))
 
+    async def stored_version(self, session_id: str) -> int | None:
+        with self._guard("stored_version"):
+            rows = await self._rows(
+                f"SELECT version FROM sessions WHERE id = ? AND {_LIVE}", (session_id, time.time())
+            )
+        return int(rows[0][0]) if rows else None
+
     async def lease_expiry(self, session_id: str) -> float | None:
         with self._guard("lease_expiry"):
             rows = await self._rows("SELECT expires_at FROM leases WHERE id = ?", (session_id,))
