@@ -1,5 +1,5 @@
 """The eval's chat platform: a minimal in-process `ChatAdapter` that records every view the core
-shows (no Slack, no Discord, nobody to click): what a challenge's session said stays inspectable."""
+shows (no chat service, nobody to click): what a challenge's session said stays inspectable."""
 
 from __future__ import annotations
 
