@@ -112,6 +112,7 @@ class Engine(UsesParts):
         self._shown: dict[str, ProgressView] = {}
         self._showing: dict[str, asyncio.Task[None]] = {}
         self._after: dict[str, asyncio.Task[None]] = {}  # a result's owed work, running beside a drive
+        self._commits: dict[str, asyncio.Lock] = {}  # one commit at a time per session being driven
 
     # ------------------------------------------------------------------ driving
 
@@ -124,6 +125,7 @@ class Engine(UsesParts):
             return None
         renewer = asyncio.create_task(self._renew(session_id, ttl))
         self._driving.add(session_id)
+        self._commits[session_id] = asyncio.Lock()
         try:
             while True:
                 session = self._fresh.pop(session_id, None) or await self.store.get(session_id)
@@ -148,6 +150,7 @@ class Engine(UsesParts):
             finally:
                 self._driving.discard(session_id)
                 self._fresh.pop(session_id, None)
+                self._commits.pop(session_id, None)
                 if (sender := self._showing.get(session_id)) is not None:  # the last word: cleared
                     with contextlib.suppress(Exception):
                         await asyncio.wait_for(asyncio.shield(sender), PROGRESS_WAIT_S)
@@ -275,15 +278,20 @@ class Engine(UsesParts):
             s.updated_at = utcnow()
             return None
 
-        if session_id in self._driving:  # the newest this drive saw: a stale one only costs a retry
-            known = self._fresh.get(session_id)
-            if known is not None and (current is None or known.version > current.version):
-                current = known
-        saved = await self.store.update(session_id, apply, current=current)
-        if saved is not None and session_id in self._driving:
-            known = self._fresh.get(session_id)  # two commits of one drive may run at once
-            if known is None or known.version <= saved.version:
-                self._fresh[session_id] = saved
+        lock = self._commits.get(session_id) if session_id in self._driving else None
+        async with lock or contextlib.nullcontext():
+            # a drive's commits (its own and the task list's update beside it) go one at a time,
+            # each from the newest copy: they never lose a race to each other and re-read the
+            # session; a stale copy (another process, a click) only costs a retry
+            if session_id in self._driving:
+                known = self._fresh.get(session_id)
+                if known is not None and (current is None or known.version > current.version):
+                    current = known
+            saved = await self.store.update(session_id, apply, current=current)
+            if saved is not None and session_id in self._driving:
+                known = self._fresh.get(session_id)
+                if known is None or known.version <= saved.version:
+                    self._fresh[session_id] = saved
         if usage is not None and usage.calls:
             if saved is None:
                 await self.store.update(session_id, lambda s: setattr(s, "usage", add_usage(s.usage, usage)))
