@@ -75,6 +75,25 @@ def clean_environ() -> dict[str, str]:
     return env
 
 
+def scripted_environ(
+    tmp_path: Path, llm: ScriptedLLM, llm_timeout: float = 10, **extra: str
+) -> dict[str, str]:
+    """`clean_environ` with the scripted LLM and a data folder under `tmp_path`: what a console
+    subprocess of the tests runs with (`extra`: more settings)."""
+    env = clean_environ()
+    env.update(
+        OPENAI_API_KEY="sk-test-secret",
+        OPENAI_BASE_URL=llm.base_url,
+        DATA_DIR=str(tmp_path / "data"),
+        LLM_MAX_RETRIES="1",
+        LLM_TIMEOUT=f"{llm_timeout:g}",
+        SMART_LLM="gpt-4o",
+        FAST_LLM="gpt-4o-mini",
+    )
+    env.update(extra)
+    return env
+
+
 @pytest.fixture(params=["sqlite", "redis"])
 def store(request: pytest.FixtureRequest) -> str:
     return str(request.param)
@@ -87,16 +106,7 @@ def console(tmp_path: Path, llm: ScriptedLLM, store: str, redis_prefix: str):
     def run(
         *args: str, stdin: str = "", extra_env: dict[str, str] | None = None, cmd: list[str] | None = None
     ) -> Run:
-        env = clean_environ()
-        env.update(
-            OPENAI_API_KEY="sk-test-secret",
-            OPENAI_BASE_URL=llm.base_url,
-            DATA_DIR=str(tmp_path / "data"),
-            LLM_MAX_RETRIES="1",
-            LLM_TIMEOUT="10",
-            SMART_LLM="gpt-4o",
-            FAST_LLM="gpt-4o-mini",
-        )
+        env = scripted_environ(tmp_path, llm)
         if store == "redis":
             env.update(REDIS_URL=REDIS_URL, REDIS_PREFIX=redis_prefix)
         env.update(extra_env or {})

@@ -33,7 +33,7 @@ from bot.presenter.views import SummaryView
 from bot.store import make_store
 from tests.conftest import make_settings
 from tests.fakes.llm_server import Delay, ScriptedLLM, agent_reply
-from tests.test_console_e2e import clean_environ
+from tests.test_console_e2e import scripted_environ
 
 EXIT_FINISHED, EXIT_ERROR, EXIT_CONFIG, EXIT_STOPPED, EXIT_LIMIT, EXIT_WAITING = 0, 1, 2, 3, 4, 5
 EXIT_INTERRUPTED = 130
@@ -43,18 +43,7 @@ CLOSED_PORT_URL = "http://127.0.0.1:9/v1"  # the discard port: nothing listens t
 
 
 def environ(tmp_path: Path, llm: ScriptedLLM, **extra: str) -> dict[str, str]:
-    env = clean_environ()
-    env.update(
-        OPENAI_API_KEY="sk-test-secret",
-        OPENAI_BASE_URL=llm.base_url,
-        DATA_DIR=str(tmp_path / "data"),
-        LLM_MAX_RETRIES="1",
-        LLM_TIMEOUT="5",
-        SMART_LLM="gpt-4o",
-        FAST_LLM="gpt-4o-mini",
-    )
-    env.update(extra)
-    return env
+    return scripted_environ(tmp_path, llm, llm_timeout=5, **extra)
 
 
 @dataclass

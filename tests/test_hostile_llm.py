@@ -80,7 +80,7 @@ from tests.fakes.llm_server import (
     agent_reply,
     tasks_reply,
 )
-from tests.test_console_e2e import CONSOLE_SCRIPT, SESSION_LINE, clean_environ
+from tests.test_console_e2e import CONSOLE_SCRIPT, SESSION_LINE, scripted_environ
 
 OWNER = "U1"
 PLACE = Place(platform="test", channel="C1")
@@ -408,16 +408,7 @@ def test_console_survives_a_hostile_run_in_bounded_memory(
         Garbage(),  # not HTTP: the client retries
         agent_reply("append_to_file", {"filename": "log.txt", "text": "three\n"}),
     )
-    env = clean_environ()
-    env.update(
-        OPENAI_API_KEY="sk-test-secret",
-        OPENAI_BASE_URL=llm.base_url,
-        DATA_DIR=str(tmp_path / "data"),
-        LLM_MAX_RETRIES="1",
-        LLM_TIMEOUT="30",
-        SMART_LLM="gpt-4o",
-        FAST_LLM="gpt-4o-mini",
-    )
+    env = scripted_environ(tmp_path, llm, llm_timeout=30)
     assert CONSOLE_SCRIPT.is_file(), f"{CONSOLE_SCRIPT} is missing: pip install -e '.[test]'"
     out_path, err_path = tmp_path / "out.txt", tmp_path / "err.txt"
     started = time.monotonic()
