@@ -130,6 +130,28 @@ def openai_failure(settings: Settings, provider: str, exc: openai.OpenAIError) -
     return MediaError(safe(settings, message, 500))
 
 
+@contextlib.asynccontextmanager
+async def openai_media(
+    settings: Settings, provider: str, client: object | None
+) -> AsyncIterator[openai.AsyncOpenAI]:
+    """The OpenAI client to call `provider` with (`client`, or one made for the call and closed
+    after it), its failures turned into a clear MediaError: an answer over MAX_MEDIA_BYTES, or
+    the client's error after its retries."""
+    from bot.llm.client import ReplyTooLarge, make_openai
+
+    own = client is None
+    api: openai.AsyncOpenAI = make_openai(settings, media=True) if client is None else client  # type: ignore[assignment]
+    try:
+        yield api
+    except ReplyTooLarge:
+        raise too_large(provider, settings) from None
+    except openai.OpenAIError as exc:
+        raise openai_failure(settings, provider, exc) from None
+    finally:
+        if own:
+            await api.close()
+
+
 def connection_error(settings: Settings, provider: str, exc: BaseException) -> MediaError:
     """A failure to talk to a provider (timeout, refused connection, broken answer) in words."""
     if isinstance(exc, httpx.TimeoutException | TimeoutError):
@@ -278,15 +300,11 @@ async def generate(settings: Settings, prompt: str, size: int, client: object | 
 
 
 async def _dalle(settings: Settings, prompt: str, side: int, client: object | None) -> Image:
-    from bot.llm.client import ReplyTooLarge, make_openai
-
     provider = f"OpenAI images API ({settings.image_model})"
-    own = client is None
-    api: openai.AsyncOpenAI = make_openai(settings, media=True) if client is None else client  # type: ignore[assignment]
     extra: dict[str, Any] = {}
     if not settings.image_model.lower().startswith("gpt-image"):
         extra["response_format"] = "b64_json"  # gpt-image models always answer base64, and refuse it
-    try:
+    async with openai_media(settings, provider, client) as api:
         result = await api.images.generate(
             model=settings.image_model,
             prompt=prompt,
@@ -295,13 +313,6 @@ async def _dalle(settings: Settings, prompt: str, side: int, client: object | No
             timeout=settings.media_timeout_s,  # the client's own is LLM_TIMEOUT
             **extra,
         )
-    except ReplyTooLarge:
-        raise too_large(provider, settings) from None
-    except openai.OpenAIError as exc:
-        raise openai_failure(settings, provider, exc) from None
-    finally:
-        if own:
-            await api.close()
     data = result.data or []
     if not data:
         raise MediaError(f"{provider} sent back no image")

@@ -28,7 +28,6 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import openai
 from pydantic import BaseModel
 
 from bot.media.images import (
@@ -38,7 +37,7 @@ from bot.media.images import (
     hf_inference,
     hf_model_url,
     http_fetch,
-    openai_failure,
+    openai_media,
     safe,
     status_error,
     too_large,
@@ -328,12 +327,8 @@ async def _elevenlabs(settings: Settings, text: str) -> Audio:
 
 
 async def _openai_speech(settings: Settings, text: str, client: object | None) -> Audio:
-    from bot.llm.client import ReplyTooLarge, make_openai
-
     provider = f"OpenAI speech API ({settings.openai_tts_model})"
-    own = client is None
-    api: openai.AsyncOpenAI = make_openai(settings, media=True) if client is None else client  # type: ignore[assignment]
-    try:
+    async with openai_media(settings, provider, client) as api:
         response = await api.audio.speech.create(
             model=settings.openai_tts_model,
             voice=settings.openai_tts_voice,
@@ -342,13 +337,6 @@ async def _openai_speech(settings: Settings, text: str, client: object | None) -
             timeout=settings.media_timeout_s,  # the client's own is LLM_TIMEOUT
         )
         data = await response.aread()
-    except ReplyTooLarge:
-        raise too_large(provider, settings) from None
-    except openai.OpenAIError as exc:
-        raise openai_failure(settings, provider, exc) from None
-    finally:
-        if own:
-            await api.close()
     if len(data) > settings.max_media_bytes:
         raise too_large(provider, settings)
     kind = response.response.headers.get("content-type", "")
@@ -414,25 +402,14 @@ async def transcribe(
 async def _openai_transcribe(
     settings: Settings, data: bytes, filename: str, client: object | None
 ) -> Transcript:
-    from bot.llm.client import ReplyTooLarge, make_openai
-
     model = settings.openai_transcription_model
     provider = f"OpenAI transcriptions API ({model})"
-    own = client is None
-    api: openai.AsyncOpenAI = make_openai(settings, media=True) if client is None else client  # type: ignore[assignment]
-    try:
+    async with openai_media(settings, provider, client) as api:
         result = await api.audio.transcriptions.create(
             model=model,
             file=(Path(filename).name, data),
             timeout=settings.media_timeout_s,  # the client's own is LLM_TIMEOUT
         )
-    except ReplyTooLarge:
-        raise too_large(provider, settings) from None
-    except openai.OpenAIError as exc:
-        raise openai_failure(settings, provider, exc) from None
-    finally:
-        if own:
-            await api.close()
     text = getattr(result, "text", None)
     if not isinstance(text, str):
         raise MediaError(f"{provider} sent back no transcript")
