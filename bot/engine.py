@@ -15,7 +15,7 @@ import contextlib
 import json
 import logging
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -53,6 +53,7 @@ MAX_TASKS = 20
 RESULT_VIEW_LIMIT = 1_000_000
 TOOL_TIMEOUT_S = 300.0
 RECORD_GRACE_S = 2.0  # on shutdown, how long a command that is ending may take to be recorded
+OWED_WAIT_S = 1.0  # a finished task-list update waits this long at most for the drive's next commit
 PROGRESS_WAIT_S = 5.0  # a drive ends once its last progress (the clearing) was passed on, or after this
 MAX_VISION_IMAGES = 4  # images shown to the model in one cycle (SMART_LLM_VISION)
 INTERRUPTED = (
@@ -98,6 +99,17 @@ def merge_priorities(before: list[str], reply: list[str]) -> list[str]:
     return ordered[:MAX_TASKS]
 
 
+@dataclass(eq=False)
+class Owed:
+    """A change a drive owes the store, carried by the drive's next commit: `mutate` applies it
+    (or leaves the session as it is when it no longer applies), `usage` is what its work cost,
+    `then` runs once it is stored."""
+
+    mutate: Callable[[Session], bool | None]
+    usage: Usage | None = None
+    then: Callable[[Session], Awaitable[None]] | None = None
+
+
 class Engine(UsesParts):
     def __init__(self, parts: Parts) -> None:
         super().__init__(parts)
@@ -113,6 +125,14 @@ class Engine(UsesParts):
         self._showing: dict[str, asyncio.Task[None]] = {}
         self._after: dict[str, asyncio.Task[None]] = {}  # a result's owed work, running beside a drive
         self._commits: dict[str, asyncio.Lock] = {}  # one commit at a time per session being driven
+        # Small changes a drive owes the store (a posted step's message, a finished task-list
+        # update), carried by its next commit instead of a commit each: at most two a cycle.
+        self._owed: dict[str, list[Owed]] = {}
+        # The step this drive marked executing when it was proposed (approved at once): it runs
+        # here; found executing by anyone else (after a crash), it was interrupted.
+        self._claimed: dict[str, int] = {}
+        self._posted: dict[str, tuple[int, MessageRef]] = {}  # that step's message, until stored
+        self._flushing: set[asyncio.Task[Session | None]] = set()
 
     # ------------------------------------------------------------------ driving
 
@@ -128,7 +148,7 @@ class Engine(UsesParts):
         self._commits[session_id] = asyncio.Lock()
         try:
             while True:
-                session = self._fresh.pop(session_id, None) or await self.store.get(session_id)
+                session = self._fresh.get(session_id) or await self.store.get(session_id)
                 if session is not None:
                     bind(user=session.owner, platform=session.place.platform)
                 if session is not None and session.state == SessionState.AWAITING_APPROVAL:
@@ -147,7 +167,12 @@ class Engine(UsesParts):
         finally:
             try:
                 await self._settle_after(session_id)
+                if self._owed.get(session_id):  # what is owed lands before the session is let go
+                    await self._commit(session_id, lambda s: None)
             finally:
+                self._owed.pop(session_id, None)
+                self._claimed.pop(session_id, None)
+                self._posted.pop(session_id, None)
                 self._driving.discard(session_id)
                 self._fresh.pop(session_id, None)
                 self._commits.pop(session_id, None)
@@ -185,6 +210,8 @@ class Engine(UsesParts):
         last = session.last_step
         unposted = (StepStatus.PENDING, StepStatus.APPROVED, StepStatus.EXECUTING)
         if last is None or last.message is not None or last.status not in unposted:
+            return
+        if self._claimed.get(session.id) == last.no:  # posted by this drive, its message owed
             return
         if session.place.platform not in self.platforms:
             return
@@ -268,18 +295,26 @@ class Engine(UsesParts):
         current: Session | None = None,
     ) -> Session | None:
         """One atomic transition. The LLM usage of the work is recorded in the same write, or on
-        its own if the transition no longer applies (the money was spent either way)."""
+        its own if the transition no longer applies (the money was spent either way). A driven
+        session's commit also carries what its drive owes (`_owed`)."""
+        owed: list[Owed] = []
 
         def apply(s: Session) -> bool | None:
             if mutate(s) is False:
                 return False
-            if usage is not None:
-                s.usage = add_usage(s.usage, usage)
+            spent = usage
+            for item in owed:  # each applies if it still can; its cost is recorded either way
+                item.mutate(s)
+                if item.usage is not None:
+                    spent = add_usage(spent or Usage(), item.usage)
+            if spent is not None:
+                s.usage = add_usage(s.usage, spent)
             s.updated_at = utcnow()
             return None
 
         lock = self._commits.get(session_id) if session_id in self._driving else None
         async with lock or contextlib.nullcontext():
+            owed = self._owed.pop(session_id, []) if session_id in self._driving else []
             # a drive's commits (its own and the task list's update beside it) go one at a time,
             # each from the newest copy: they never lose a race to each other and re-read the
             # session; a stale copy (another process, a click) only costs a retry
@@ -287,11 +322,28 @@ class Engine(UsesParts):
                 known = self._fresh.get(session_id)
                 if known is not None and (current is None or known.version > current.version):
                     current = known
-            saved = await self.store.update(session_id, apply, current=current)
+            try:
+                saved = await self.store.update(session_id, apply, current=current)
+            except BaseException:
+                if owed:  # not written: still owed
+                    self._owed.setdefault(session_id, [])[:0] = owed
+                raise
+            if saved is None:
+                self._fresh.pop(session_id, None)  # refused: the stored session is not what we knew
+                if owed:
+                    self._owed.setdefault(session_id, [])[:0] = owed
+                    owed = []
             if saved is not None and session_id in self._driving:
                 known = self._fresh.get(session_id)
                 if known is None or known.version <= saved.version:
                     self._fresh[session_id] = saved
+        for item in owed:
+            if item.usage is not None:
+                usage = add_usage(usage or Usage(), item.usage)
+        if saved is not None:
+            for item in owed:
+                if item.then is not None:
+                    await item.then(saved)
         if usage is not None and usage.calls:
             if saved is None:
                 await self.store.update(session_id, lambda s: setattr(s, "usage", add_usage(s.usage, usage)))
@@ -521,15 +573,26 @@ class Engine(UsesParts):
             # a lost race runs this again: each time from a copy of the proposal
             decisions.propose(s, step.model_copy(deep=True), outside, repeating, settings, utcnow())
             del s.inbox[:seen]  # the agent has been told of these; files shared meanwhile stay
+            if (last := s.steps[-1]).status == StepStatus.APPROVED:
+                last.status = StepStatus.EXECUTING  # approved at once: claimed to run in this drive
             return None
 
         saved = await self._commit(session.id, mutate, usage, current=session)
         if saved is None:
             return
         self.metrics.cycles.inc()
-        ref = await self.post(saved, step_view(saved, saved.steps[-1], settings), needed=True)
+        last = saved.steps[-1]
+        claimed = last.status == StepStatus.EXECUTING
+        if claimed:
+            self._claimed[session.id] = last.no
+        shown = last.model_copy(update={"status": StepStatus.APPROVED}) if claimed else last
+        ref = await self.post(saved, step_view(saved, shown, settings), needed=True)
         if ref is not None:
-            await self._commit(session.id, lambda s: _set_message(s, step.no, ref), current=saved)
+            if claimed:  # stored with the step's result (or whatever this drive commits next)
+                self._posted[session.id] = (step.no, ref)
+                self._owe(session.id, Owed(lambda s: _set_message(s, step.no, ref)))
+            else:  # a human decides next, maybe through another process: it must be there now
+                await self._commit(session.id, lambda s: _set_message(s, step.no, ref), current=saved)
         if saved.speak and step.thoughts.speak:
             await self.speak(saved, step.thoughts.speak, f"step-{step.no}")
 
@@ -570,7 +633,7 @@ class Engine(UsesParts):
             return
         usage = Usage(
             calls=1, cost_usd=self.settings.unit_price(audio.model, "1k_chars") * audio.chars / 1000
-        )
+        ).priced_as(audio.model)
         filename = f"speech/{name}.{audio.ext}"
         workspace = workspace_of(self.settings.data_dir, session.id)
         try:
@@ -595,7 +658,11 @@ class Engine(UsesParts):
         if step is None or step.status not in (StepStatus.APPROVED, StepStatus.EXECUTING):
             await self._commit(session.id, lambda s: _set_phase(s, Phase.THINK))
             return
-        if step.status == StepStatus.EXECUTING:  # the process that ran it died: say so, never rerun silently
+        if step.status == StepStatus.EXECUTING and self._claimed.get(session.id) == step.no:
+            running = await self._still_running(session, step)
+            if running is None:
+                return
+        elif step.status == StepStatus.EXECUTING:  # its process died while it ran: say so, never rerun it
             saved = await self._commit(
                 session.id, lambda s: _record(s, step.no, INTERRUPTED, StepStatus.INTERRUPTED)
             )
@@ -610,24 +677,11 @@ class Engine(UsesParts):
                 )
                 await self._refresh_step(saved, step.no)
             return
-
-        def start(s: Session) -> bool | None:
-            last = s.last_step
-            if (
-                s.state != SessionState.RUNNING
-                or s.phase != Phase.EXECUTE
-                or last is None
-                or last.no != step.no
-            ):
-                return False
-            if last.status != StepStatus.APPROVED:
-                return False
-            last.status = StepStatus.EXECUTING
-            return None
-
-        running = await self._commit(session.id, start, current=session)
-        if running is None:
-            return
+        else:
+            running = await self._commit(session.id, lambda s: _start(s, step.no), current=session)
+            if running is None:
+                return
+        self._claimed.pop(session.id, None)
 
         if step.command.name == FINISH:
             reason = str(step.command.args.get("reason") or "goals accomplished")
@@ -664,6 +718,40 @@ class Engine(UsesParts):
         await self._refresh_step(saved, step.no)
         files = [f.model_copy(update={"content": self.redactor.bytes(f.content)}) for f in ran.files]
         await self.post(saved, result_view(saved, step, ran.text, ran.ok, files))
+
+    async def _still_running(self, session: Session, step: Step) -> Session | None:
+        """A step this drive claimed when it was proposed runs only if nobody stopped the session
+        meanwhile (a cheap read of the stored version; the session itself only when it changed).
+        Stopped: the step is recorded as not run, and nothing runs."""
+        if await self.store.stored_version(session.id) == session.version:
+            return session
+        stored = await self.store.get(session.id)
+        last = stored.last_step if stored is not None else None
+        if stored is None or last is None or last.no != step.no or last.status != StepStatus.EXECUTING:
+            return None
+        if stored.state == SessionState.RUNNING:
+            return stored
+
+        def not_run(s: Session) -> bool | None:
+            last = s.last_step
+            if last is None or last.no != step.no or last.status != StepStatus.EXECUTING:
+                return False
+            last.status = StepStatus.REJECTED
+            last.decision = "not run: the session was stopped"
+            return None
+
+        self._claimed.pop(session.id, None)
+        saved = await self._commit(session.id, not_run)
+        if saved is not None:
+            await self._refresh_step(saved, step.no)
+        return None
+
+    def _owe(self, session_id: str, item: Owed) -> None:
+        """A change for the drive's next commit to carry (nothing is driving: stored now)."""
+        if session_id in self._driving:
+            self._owed.setdefault(session_id, []).append(item)
+        else:
+            asyncio.get_running_loop().create_task(self._commit(session_id, item.mutate, item.usage))
 
     async def _run_and_record(self, running: Session, step: Step) -> tuple[Session | None, Ran]:
         """Run the approved command and record its result at once, before anything else."""
@@ -812,9 +900,22 @@ class Engine(UsesParts):
                 s.tasks_owed = None
             return None
 
+        if session.id in self._driving:
+            # the drive commits again soon (the next proposal, or the step it runs): that write
+            # carries the list; if it has not come within OWED_WAIT_S (a slow LLM), it goes alone
+            item = Owed(mutate, usage, self.show_tasks)
+            self._owe(session.id, item)
+            asyncio.get_running_loop().call_later(OWED_WAIT_S, self._flush_later, session.id, item)
+            return
         saved = await self._commit(session.id, mutate, usage)
         if saved is not None:
             await self.show_tasks(saved)
+
+    def _flush_later(self, session_id: str, item: Owed) -> None:
+        if item in self._owed.get(session_id, []):
+            task = asyncio.get_running_loop().create_task(self._commit(session_id, lambda s: None))
+            self._flushing.add(task)
+            task.add_done_callback(self._flushing.discard)
 
     async def _llm_failed(self, session: Session, exc: LLMError) -> None:
         if isinstance(exc, LLMReplyError):
@@ -903,9 +1004,14 @@ class Engine(UsesParts):
             log.warning("session %s: updating a message failed: %s", session.id, exc)
 
     async def _refresh_step(self, session: Session, step_no: int) -> None:
-        step = next((s for s in session.steps if s.no == step_no), None)
-        if step is not None and step.message is not None:
-            await self.update(session, step.message, step_view(session, step, self.settings))
+        step = next((s for s in reversed(session.steps) if s.no == step_no), None)
+        if step is None:
+            return
+        ref = step.message
+        if ref is None and (posted := self._posted.get(session.id)) is not None and posted[0] == step_no:
+            ref = posted[1]  # posted by this drive, its message not stored yet
+        if ref is not None:
+            await self.update(session, ref, step_view(session, step, self.settings))
 
     async def show_tasks(self, session: Session) -> None:
         """The task list lives in one message, edited as it changes."""
@@ -924,6 +1030,17 @@ def _set_message(session: Session, step_no: int, ref: MessageRef) -> bool | None
             step.message = ref
             return None
     return False
+
+
+def _start(s: Session, step_no: int) -> bool | None:
+    """An approved step starts running (a human approved it, or it waited for its turn)."""
+    last = s.last_step
+    if s.state != SessionState.RUNNING or s.phase != Phase.EXECUTE or last is None or last.no != step_no:
+        return False
+    if last.status != StepStatus.APPROVED:
+        return False
+    last.status = StepStatus.EXECUTING
+    return None
 
 
 def _set_phase(session: Session, phase: Phase) -> bool | None:
