@@ -126,3 +126,39 @@ def test_the_cheap_bound_never_undercounts_and_spares_tiktoken() -> None:
     before = tokens.count.cache_info().misses
     execution(s)
     assert tokens.count.cache_info().misses == before
+
+
+@pytest.mark.parametrize("result_tokens", [100, 333, 2000])
+def test_a_step_in_the_history_is_built_once_and_rebuilt_when_it_changes(result_tokens: int) -> None:
+    """The history is kept per step between cycles: what it gives is what building it anew gives,
+    a cut one as well as a whole one, and a step changed since (its result, feedback, notes) is
+    built again."""
+    steps = [
+        step(no=1, result="short"),
+        step(no=2, result=HUGE[:5000], notes=["n" * 300]),
+        step(no=3, result=None, feedback="do better " * 50, status=StepStatus.SKIPPED),
+        step(no=4, shared="a file was shared: a.png", result="seen"),
+    ]
+    for s in steps:
+        first = prompts.step_messages(s, result_tokens)
+        assert first == prompts._step_messages(s, result_tokens)
+        assert prompts.step_messages(s, result_tokens) == first
+    changed = steps[0]
+    changed.result = "x" * 3000
+    assert prompts.step_messages(changed, result_tokens) == prompts._step_messages(changed, result_tokens)
+    changed.notes.append("a note")
+    assert "a note" in prompts.step_messages(changed, result_tokens)[-1]["content"]
+    changed.feedback = "no"
+    assert prompts.step_messages(changed, result_tokens)[-1]["content"].endswith("Human feedback: no")
+
+
+def test_a_long_sessions_prompt_is_the_same_built_again() -> None:
+    s = session(
+        steps=[step(no=i, result=f"result {i} " + "r" * (i * 37 % 900)) for i in range(1, 120)],
+    )
+    first = execution(s)
+    again = execution(s)
+    assert first == again
+    prompts._SEEN.clear()
+    assert execution(s) == first
+    assert tokens.count_messages(first) <= LIMIT - REPLY

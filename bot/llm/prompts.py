@@ -5,6 +5,7 @@ command result is cut with a note, so no tool output can overflow the context.""
 from __future__ import annotations
 
 import json
+import weakref
 from typing import Any
 
 from bot.llm import tokens
@@ -84,21 +85,93 @@ def budget_block(session: Session, budget_left: float, budget: float, cycles_lef
     return text
 
 
-def step_messages(step: Step, result_tokens: int) -> list[dict[str, Any]]:
+def _step_messages(step: Step, result_tokens: int | None) -> list[dict[str, Any]]:
+    """A step as the agent sees it in its history; `result_tokens` None: nothing cut."""
+    limit = result_tokens if result_tokens is not None else 0
     reply = {"thoughts": step.thoughts.model_dump(), "command": step.command.model_dump()}
-    said = _fit(json.dumps(reply, ensure_ascii=False), result_tokens, "reply")
+    said = json.dumps(reply, ensure_ascii=False)
+    if result_tokens is not None:
+        said = _fit(said, limit, "reply")
     msgs: list[dict[str, Any]] = [{"role": "assistant", "content": said}]
     if step.shared:  # files the user shared just before this step
-        msgs.insert(0, {"role": "user", "content": tokens.truncate(step.shared, result_tokens, note="")})
-    follow: list[str] = [_fit(n, result_tokens // 4, "note") for n in step.notes]
+        shared = step.shared if result_tokens is None else tokens.truncate(step.shared, limit, note="")
+        msgs.insert(0, {"role": "user", "content": shared})
+    follow = [n if result_tokens is None else _fit(n, limit // 4, "note") for n in step.notes]
     if step.feedback is not None:
-        follow.append(f"Human feedback: {_fit(step.feedback, result_tokens, 'feedback')}")
+        feedback = step.feedback if result_tokens is None else _fit(step.feedback, limit, "feedback")
+        follow.append(f"Human feedback: {feedback}")
     elif step.result is not None:
-        result = tokens.truncate(step.result, result_tokens, note=" of this result")
+        result = step.result
+        if result_tokens is not None:
+            result = tokens.truncate(step.result, limit, note=" of this result")
         follow.append(f"Command {step.command.name} returned: {result}")
     if follow:
         msgs.append({"role": "user", "content": "\n".join(follow)})
     return msgs
+
+
+class _Seen:
+    """A step's history messages as last built, with their token counts: a past step is the
+    same cycle after cycle, so a long session's prompt is not built and counted anew each time."""
+
+    __slots__ = ("cut", "key", "longest", "ref", "whole")
+
+    def __init__(self, step: Step, key: tuple[Any, ...]) -> None:
+        self.ref = weakref.ref(step, _forget(id(step)))
+        self.key = key
+        self.whole = _Counted(_step_messages(step, None))
+        said = self.whole.msgs[1 if step.shared else 0]["content"]
+        self.longest = max(
+            len(said),
+            len(step.shared or ""),
+            len(step.feedback or ""),
+            len(step.result or ""),
+            4 * max((len(n) for n in step.notes), default=0),
+        )
+        self.cut: dict[int, _Counted] = {}
+
+
+class _Counted:
+    __slots__ = ("bound", "exact", "msgs")
+
+    def __init__(self, msgs: list[dict[str, Any]]) -> None:
+        self.msgs = msgs
+        self.bound = tokens.upper_bound(msgs) - 3
+        self.exact: int | None = None
+
+    def count(self) -> int:
+        if self.exact is None:
+            self.exact = tokens.count_messages(self.msgs)
+        return self.exact
+
+
+def _forget(key: int) -> Any:
+    return lambda _ref: _SEEN.pop(key, None)
+
+
+_SEEN: dict[int, _Seen] = {}  # id(step) -> what was built for it, while the step lives
+_CUTS_KEPT = 4
+
+
+def _history_item(step: Step, result_tokens: int) -> _Counted:
+    key = (step.status, step.result, step.feedback, tuple(step.notes), step.shared, step.args_file)
+    seen = _SEEN.get(id(step))
+    if seen is None or seen.ref() is not step or seen.key != key:
+        seen = _SEEN[id(step)] = _Seen(step, key)
+    if seen.longest <= result_tokens // 4 * 4:  # nothing in it would be cut
+        return seen.whole
+    item = seen.cut.get(result_tokens)
+    if item is None:
+        item = _Counted(_step_messages(step, result_tokens))
+        if len(seen.cut) >= _CUTS_KEPT:
+            del seen.cut[next(iter(seen.cut))]
+        seen.cut[result_tokens] = item
+    return item
+
+
+def step_messages(step: Step, result_tokens: int) -> list[dict[str, Any]]:
+    """A step as the agent sees it in its history, each part cut to fit `result_tokens`."""
+    return list(_history_item(step, result_tokens).msgs)
 
 
 def step_summary(step: Step) -> str:
@@ -151,9 +224,9 @@ def execution_messages(
     for step in reversed(session.steps):
         if left < 0:
             break
-        msgs = step_messages(step, max(100, budget // 3))
-        left -= tokens.upper_bound(msgs) - 3
-        whole[:0] = msgs
+        item = _history_item(step, max(100, budget // 3))
+        left -= item.bound
+        whole[:0] = item.msgs
     if left >= 0:
         return head + whole + tail
     room = token_limit - reply_tokens - tokens.count_messages(head + tail)
@@ -165,11 +238,11 @@ def execution_messages(
     history: list[dict[str, Any]] = []
     kept = 0
     for step in reversed(session.steps):
-        msgs = step_messages(step, result_tokens)
-        need = tokens.count_messages(msgs)
+        item = _history_item(step, result_tokens)
+        need = item.count()
         if need > room - 120:  # keep room for the summary line of older steps
             break
-        history[:0] = msgs
+        history[:0] = item.msgs
         room -= need
         kept += 1
     older = session.steps[: len(session.steps) - kept]
