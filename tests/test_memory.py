@@ -605,3 +605,66 @@ async def test_a_search_decodes_only_what_is_new_and_follows_another_process(
     await one.add(s, "only this one is left")
     found, _ = await two.search(s, "launch code", 5)
     assert found == ["only this one is left"]
+
+
+# ---------------------------------------------------------------------------- the embedding call
+
+
+@pytest.fixture
+def embedding_api() -> Iterator[tuple[str, list[Any], list[dict[str, Any]]]]:
+    """An embeddings endpoint answering with `replies[0]` (a JSON value), recording each request."""
+    replies: list[Any] = []
+    seen: list[dict[str, Any]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:
+            return None
+
+        def do_POST(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            seen.append({"path": self.path, **json.loads(self.rfile.read(length))})
+            data = json.dumps(replies[0]).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/v1", replies, seen
+    server.shutdown()
+    server.server_close()
+
+
+async def test_an_embedding_is_read_as_base64_or_as_numbers(
+    embedding_api: tuple[str, list[Any], list[dict[str, Any]]],
+) -> None:
+    """The request asks for base64 (as the openai client does); a server that ignores that and
+    sends numbers is read as well, and the two give the same unit vector. Usage is charged."""
+    import base64
+    import struct
+
+    from bot.memory.embed import Embedder
+
+    url, replies, seen = embedding_api
+    settings = Settings(_env_file=None, openai_api_key="sk-x", openai_base_url=url)  # type: ignore[call-arg]
+    embedder = Embedder(settings)
+    try:
+        numbers = [3.0, 4.0, 0.0]
+        usage = {"prompt_tokens": 7, "total_tokens": 7}
+        replies[:] = [{"data": [{"embedding": numbers}], "usage": usage}]
+        as_numbers, spent = await embedder.embed("one")
+        assert seen[-1]["encoding_format"] == "base64" and seen[-1]["input"] == ["one"]
+        assert seen[-1]["path"] == "/v1/embeddings"
+        assert spent.calls == 1 and spent.prompt_tokens == 7
+        packed = base64.b64encode(struct.pack("<3f", *numbers)).decode()
+        replies[:] = [{"data": [{"embedding": packed}], "usage": usage}]
+        as_base64, _ = await embedder.embed("two")
+        assert as_numbers.tolist() == as_base64.tolist() == pytest.approx([0.6, 0.8, 0.0])
+        for broken in ({"data": []}, {"data": [{"embedding": "%%%"}]}, {"data": [{"embedding": ["x"]}]}, [1]):
+            replies[:] = [broken]
+            with pytest.raises(MemoryUnavailable, match="no vector"):
+                await embedder.embed(f"broken {broken}")
+    finally:
+        await embedder.close()

@@ -7,14 +7,21 @@ nothing.
 
 from __future__ import annotations
 
+import base64
+import binascii
 from collections import OrderedDict
+from types import SimpleNamespace
+from typing import Any
+from urllib.parse import quote
 
+import httpx2
 import numpy as np
 import openai
 from openai import AsyncOpenAI
+from pydantic_core import from_json
 
 from bot.llm import tokens
-from bot.llm.client import ReplyTooLarge, azure_deployment, call_failure, make_openai, usage_of
+from bot.llm.client import ReplyTooLarge, azure_deployment, call_failure, dumps, make_openai, usage_of
 from bot.memory.errors import MemoryUnavailable
 from bot.models import Usage
 from bot.settings import Settings
@@ -32,6 +39,11 @@ class Embedder:
         self._client = client
         self._owns_client = client is None
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        # the request's path and the start of its body, made once (on Azure the path names the
+        # deployment: the client has none of its own)
+        where = quote(self.deployment, safe="")
+        self._path = f"/deployments/{where}/embeddings" if settings.use_azure else "/embeddings"
+        self._head = b'{"model":%s,"encoding_format":"base64","input":' % dumps(self.deployment)
 
     @property
     def client(self) -> AsyncOpenAI:
@@ -53,17 +65,21 @@ class Embedder:
             self._cache.move_to_end(text)
             return cached, Usage()
         try:
-            response = await self.client.embeddings.create(model=self.deployment, input=[text])
+            # the client's own `post` (its retries, errors, auth and timeouts), with the body made
+            # here once and the answer read as bytes: `embeddings.create` would transform the
+            # request and build response models around a vector that numpy reads directly
+            body = b"".join((self._head, dumps([text]), b"}"))
+            response = await self.client.post(self._path, content=body, cast_to=httpx2.Response)
+            data = from_json(response.content, allow_inf_nan=False)
         except openai.OpenAIError as exc:
             message, _ = call_failure(exc, "embedding service", self.settings.llm_timeout)
             raise MemoryUnavailable(message) from exc
         except (ReplyTooLarge, ValueError) as exc:  # the bounded transport's, or a body not JSON
             raise MemoryUnavailable(f"the embedding service's reply could not be read: {exc}") from exc
-        usage = usage_of(response, self.model, self.settings)
-        data = getattr(response, "data", None) or []
-        if not data:
+        usage = usage_of(SimpleNamespace(usage=_usage_fields(data)), self.model, self.settings)
+        vector = _first_vector(data)
+        if vector is None:
             raise MemoryUnavailable("the embedding service returned no vector", usage)
-        vector = np.asarray(data[0].embedding, dtype=np.float32)
         norm = float(np.linalg.norm(vector)) if vector.ndim == 1 and vector.size else 0.0
         if not np.isfinite(norm) or norm == 0.0:
             raise MemoryUnavailable("the embedding service returned an unusable vector", usage)
@@ -73,3 +89,31 @@ class Embedder:
         if len(self._cache) > CACHE_SIZE:
             self._cache.popitem(last=False)
         return vector, usage
+
+
+def _usage_fields(data: Any) -> SimpleNamespace:
+    usage = data.get("usage") if isinstance(data, dict) else None
+    prompt = usage.get("prompt_tokens") if isinstance(usage, dict) else None
+    return SimpleNamespace(prompt_tokens=prompt if isinstance(prompt, int) and prompt >= 0 else 0)
+
+
+def _first_vector(data: Any) -> np.ndarray | None:
+    """The first embedding of a reply: base64 little-endian float32 (asked for), or a list of
+    numbers (what a server that ignores `encoding_format` sends)."""
+    items = data.get("data") if isinstance(data, dict) else None
+    first = items[0] if isinstance(items, list) and items and isinstance(items[0], dict) else None
+    embedding = first.get("embedding") if first is not None else None
+    if isinstance(embedding, str):
+        try:
+            raw = base64.b64decode(embedding, validate=True)
+        except (binascii.Error, ValueError):
+            return None
+        if not raw or len(raw) % 4:
+            return None
+        return np.frombuffer(raw, dtype="<f4").astype(np.float32)
+    if isinstance(embedding, list) and embedding:
+        try:
+            return np.asarray(embedding, dtype=np.float32)
+        except (TypeError, ValueError):
+            return None
+    return None
