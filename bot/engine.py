@@ -499,8 +499,7 @@ class Engine(UsesParts):
             # not awaited here: in a continuous run the next command may run meanwhile; the
             # drive waits for it before it lets the session go (bot/engine.py `drive`)
             self._after[session.id] = asyncio.create_task(self._after_result(session, owed))
-        async with self.doing(session, "thinking"):
-            await self._propose(session)
+        await self._propose(session)
 
     async def _propose(self, session: Session) -> None:
         settings = self.settings
@@ -509,28 +508,31 @@ class Engine(UsesParts):
         limit = self._token_limit(model)
         query = session.tasks[0] if session.tasks else "; ".join(session.goals)
         embedding: list[Usage] = []
-        memories = await self.memory.relevant(session, query, spend=embedding.append)
-        self.metrics.embedded(self.settings.embedding_model, embedding)
-        budget = session.budget(settings.session_budget_usd)
-        budget_left = max(0.0, budget - session.usage.cost_usd)
-        cycles_left = session.cycle_limit(settings.max_cycles) - session.cycles
-        if session.continuous and session.continuous_limit:
-            cycles_left = min(cycles_left, session.continuous_limit - session.cycles)
-        budget_line = prompts.budget_block(session, budget_left, budget, cycles_left)
-        seen = len(session.inbox)
-        shared_text, shared = await self._shared_message(session, limit)
-        msgs = prompts.execution_messages(
-            session, tools, limit, settings.max_reply_tokens, memories, budget_line, shared
-        )
-        if reason := await self._limit(session, model, msgs, think=True):
-            await self._halt(session.id, SessionState.PAUSED, reason, kind="limit")
-            return
-        try:
-            reply, usage = await self.llm.structured(model, msgs, ExecutionReply, "execution_reply")
-        except LLMError as exc:
-            exc.usage = sum_usage(exc.usage, *embedding)
-            await self._llm_failed(session, exc)
-            return
+        # thinking, as the chat shows it: until the reply is in (what follows is quick, and may
+        # show the task list, which must not say "thinking" when it is done)
+        async with self.doing(session, "thinking"):
+            memories = await self.memory.relevant(session, query, spend=embedding.append)
+            self.metrics.embedded(self.settings.embedding_model, embedding)
+            budget = session.budget(settings.session_budget_usd)
+            budget_left = max(0.0, budget - session.usage.cost_usd)
+            cycles_left = session.cycle_limit(settings.max_cycles) - session.cycles
+            if session.continuous and session.continuous_limit:
+                cycles_left = min(cycles_left, session.continuous_limit - session.cycles)
+            budget_line = prompts.budget_block(session, budget_left, budget, cycles_left)
+            seen = len(session.inbox)
+            shared_text, shared = await self._shared_message(session, limit)
+            msgs = prompts.execution_messages(
+                session, tools, limit, settings.max_reply_tokens, memories, budget_line, shared
+            )
+            if reason := await self._limit(session, model, msgs, think=True):
+                await self._halt(session.id, SessionState.PAUSED, reason, kind="limit")
+                return
+            try:
+                reply, usage = await self.llm.structured(model, msgs, ExecutionReply, "execution_reply")
+            except LLMError as exc:
+                exc.usage = sum_usage(exc.usage, *embedding)
+                await self._llm_failed(session, exc)
+                return
         usage = sum_usage(usage, *embedding)
 
         step = Step(

@@ -99,7 +99,7 @@ async def test_the_task_list_lands_on_its_own_when_the_next_proposal_is_slow(
     list is stored and shown while the agent is still thinking."""
     from tests.fakes.llm_server import Delay
 
-    async with started_core(settings) as (core, chat):
+    async with started_core(settings) as (core, _chat):
         llm.script("execution_reply", appends(1)[0], Delay(3.0, then=agent_reply("finish")))
         outcome = await core.service.handle_text(ME, PLACE, "goal --continuous 10 count")
         sid = outcome.session_id
