@@ -6,6 +6,8 @@ autogpt-bot console ...    one session in the terminal, like AutoGPT's CLI
 autogpt-bot list           your console sessions; autogpt-bot stop ID ends one
 autogpt-bot check-config   print the effective settings, secrets masked
 autogpt-bot eval           measure the configured LLM on the evaluation challenges
+autogpt-bot usage          sessions, tokens and spend by user, channel and model
+autogpt-bot export         every decision, command run and spend, for an audit (CSV or JSON lines)
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from adapters.console.app import (
     run_console,
     stop_session,
 )
+from adapters.console.reports import export_command, profile_lines, usage_command
 from bot import logs
 from bot.adapter import AdapterStartError, ChatAdapter, adapter_classes
 from bot.ops import OpsServer
@@ -160,6 +163,23 @@ def parser() -> argparse.ArgumentParser:
         metavar="S",
         help="seconds one run of a challenge may take (default 900)",
     )
+    u = sub.add_parser(
+        "usage",
+        help="sessions, cycles, LLM calls, tokens and spend by user, channel and model",
+        description="Usage of every user on every platform, from the archive and the live sessions.",
+    )
+    u.add_argument("--user", metavar="U", help="one user: an id, or platform:id (e.g. slack:U012AB3CD)")
+    u.add_argument("--channel", metavar="C", help="one channel, by its id")
+    u.add_argument("--days", type=int, default=30, metavar="N", help="the last N days (default 30)")
+    x = sub.add_parser(
+        "export",
+        help="every decision, command run and spend, for an audit",
+        description="Every decision (who approved, rejected or gave feedback on which command, when), "
+        "every command run with its outcome and every spend, from the archive and the live sessions.",
+    )
+    x.add_argument("--since", required=True, metavar="DATE", help="YYYY-MM-DD (UTC), or an ISO date and time")
+    x.add_argument("--format", choices=("csv", "jsonl"), default="csv", help="csv (default) or jsonl")
+    x.add_argument("--output", type=Path, metavar="FILE", help="write to FILE (default: standard output)")
     return p
 
 
@@ -341,6 +361,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"# Settings file: {env_file_note()}")
             for line in effective(settings).splitlines():  # what the settings add up to, as comments
                 print(f"# {line}".rstrip())
+            for line in asyncio.run(profile_lines(settings)):  # the channels' own defaults
+                print(f"# {line}".rstrip())
             return 0
         wanted = wanted_adapters(configs) if ns.command in (None, "run") else []
         chat = bool(wanted)
@@ -349,6 +371,10 @@ def main(argv: list[str] | None = None) -> int:
             return asyncio.run(list_sessions(settings))
         if ns.command == "stop":
             return asyncio.run(stop_session(settings, ns.session_id))
+        if ns.command == "usage":
+            return asyncio.run(usage_command(settings, ns.days, ns.user, ns.channel, redact=configs))
+        if ns.command == "export":
+            return asyncio.run(export_command(settings, ns.since, ns.format, ns.output, redact=configs))
         if ns.command == "eval":
             from bot.evals.runner import command as eval_command
 
@@ -377,8 +403,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def effective(settings: Settings) -> str:
-    """Where commands run and which need an approval, for `check-config`."""
+    """Where commands run and which need an approval, for `check-config`; each MCP server is
+    connected to (started, for a stdio one) to list its tools, then closed."""
     from bot import policy, sandbox
+    from bot.mcp_servers import McpServers
+    from bot.redact import Redactor
     from bot.tools import by_section, default_registry
 
     chosen = sandbox.select(settings)
@@ -386,7 +415,19 @@ def effective(settings: Settings) -> str:
     if not settings.execute_local_commands:
         where += " (the execution tools are off: EXECUTE_LOCAL_COMMANDS=false)"
     registry = default_registry()
-    return f"Sandbox: {where}\n" + policy.describe(settings, registry) + "\n" + by_section(settings, registry)
+
+    async def described() -> str:
+        servers = McpServers(settings, registry, Redactor.of(settings))
+        logging.disable(logging.CRITICAL)  # a server that is off is said below, once
+        try:
+            await servers.start()
+            mcp = servers.status_lines()
+            return policy.describe(settings, registry) + "\n" + by_section(settings, registry, mcp)
+        finally:
+            await servers.close()
+            logging.disable(logging.NOTSET)
+
+    return f"Sandbox: {where}\n" + asyncio.run(described())
 
 
 if __name__ == "__main__":

@@ -13,9 +13,12 @@ from bot import sandbox
 from bot.adapter import ChatAdapter
 from bot.engine import Engine
 from bot.llm.client import LLMClient
+from bot.mcp_servers import McpServers
 from bot.memory import Memory, NoMemory, open_memory
 from bot.metrics import Metrics
+from bot.models import Session
 from bot.parts import Parts
+from bot.presenter.views import NoticeView
 from bot.redact import Redactor
 from bot.runner import Runner
 from bot.schedules import ScheduleBook, ScheduleRunner
@@ -81,6 +84,12 @@ class Core:
         self.leader = ScheduleRunner(
             settings, self.schedules, self.scheduler, self.engine.holder, self.service.fire
         )
+        # MCP tool servers (MCP_SERVERS, MCP_CONFIG): connected by `start`, their tools join
+        # self.tools while they are up; a session that calls one that went down is told here
+        self.mcp = McpServers(settings, self.tools, self.redactor, notify=self._mcp_notice)
+
+    async def _mcp_notice(self, session: Session, text: str) -> None:
+        await self.engine.post(session, NoticeView(session_id=session.id, level="warning", text=text))
 
     @classmethod
     async def start(cls, settings: Settings, store: SessionStore | None = None) -> Core:
@@ -103,6 +112,7 @@ class Core:
             await store.close()
             raise
         core = cls(settings, store, archive, llm, memory=memory)
+        await core.mcp.start()
         core.scheduler.start()
         if settings.execute_local_commands:
             await asyncio.to_thread(announce_sandbox, settings)
@@ -150,6 +160,7 @@ class Core:
         for name, step in (
             ("schedules", self.leader.stop),
             ("sessions", self.runner.stop),
+            ("MCP servers", self.mcp.close),
             ("LLM client", self.llm.close),
             ("memory", self.memory.close),
             ("archive", self.archive.close),

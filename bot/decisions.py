@@ -110,6 +110,7 @@ def _stop(s: Session, actor: Actor, decision: Decision, now: datetime) -> Transi
     if pending is not None:
         pending.status = StepStatus.REJECTED
         pending.decided_by, pending.decision, pending.decided_at = actor.label, "stopped", now
+        pending.decided_by_id = actor.user_id
     return Transition(s, f"Session {s.id} stopped.", decided=pending)
 
 
@@ -149,7 +150,7 @@ def _resume(
     pending = s.pending_step
     decided = None
     if pending is not None and s.continuous:  # resuming continuously approves the waiting step
-        approve(pending, actor.label, "approved (resumed continuously)", now)
+        approve(pending, actor.label, "approved (resumed continuously)", now, actor.user_id)
         s.phase = Phase.EXECUTE
         decided = pending
     s.state = SessionState.RUNNING if pending is None or decided else SessionState.AWAITING_APPROVAL
@@ -170,13 +171,18 @@ def _on_pending(s: Session, actor: Actor, decision: Decision, now: datetime) -> 
         pending.status = StepStatus.SKIPPED
         pending.feedback = (decision.text or "").strip()
         pending.decided_by, pending.decided_at, pending.decision = actor.label, now, "gave feedback"
+        pending.decided_by_id = actor.user_id
         s.approvals_left = 0
         s.phase = Phase.THINK
         message = f"Feedback sent; step {pending.no} skipped."
     else:
         count = _count(decision)
         approve(
-            pending, actor.label, "approved" if count == 1 else f"approved this and the next {count - 1}", now
+            pending,
+            actor.label,
+            "approved" if count == 1 else f"approved this and the next {count - 1}",
+            now,
+            actor.user_id,
         )
         # a step that waited although approvals were given in advance (it has effects outside
         # the session) keeps the rest of them
@@ -199,9 +205,9 @@ def _allow_tool(
         return Refusal(f"Step {pending.no} of session {s.id} proposes {tool}, not {named}; nothing changed.")
     if tool == policy.FINISH:
         return Refusal("finish cannot be always allowed: approve it, or stop the session.")
-    approve(pending, actor.label, f"approved, and always allowed {tool} here", now)
+    approve(pending, actor.label, f"approved, and always allowed {tool} here", now, actor.user_id)
     if not policy.granted(s, tool):
-        s.grants.append(ToolGrant(tool=tool, by=actor.label, at=now))
+        s.grants.append(ToolGrant(tool=tool, by=actor.label, at=now, by_id=actor.user_id))
     s.phase = Phase.EXECUTE
     s.state = SessionState.RUNNING
     s.pause_kind = None
@@ -265,9 +271,11 @@ def _count(decision: Decision) -> int:
     return min(max(decision.count, 1), MAX_APPROVE_N)
 
 
-def approve(step: Step, who: str, what: str, when: datetime) -> None:
+def approve(step: Step, who: str, what: str, when: datetime, who_id: str | None = None) -> None:
+    """`who`: a user's label, or AUTO, CONTINUOUS or POLICY; `who_id`: the user's id."""
     step.status = StepStatus.APPROVED
     step.decided_by, step.decision, step.decided_at = who, what, when
+    step.decided_by_id = who_id
 
 
 def not_pending(session: Session, step_no: int | None) -> str:

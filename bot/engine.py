@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from bot import decisions, inbox, policy
+from bot import decisions, inbox, policy, profiles
 from bot.adapter import PlatformError
 from bot.decisions import Decision, Refusal, Transition
 from bot.llm import prompts, tokens
@@ -464,7 +464,7 @@ class Engine(UsesParts):
         return merge_priorities(tasks, ordered), add_usage(usage, more)
 
     async def _plan(self, session: Session) -> None:
-        model = self.llm.model_for("fast", session.llm_mode)
+        model = profiles.model_for(self.llm, session, "fast")
         msgs = prompts.creation_messages(session, self._token_limit(model), self.settings.max_reply_tokens)
         if reason := await self._limit(session, model, msgs, think=False):
             await self._halt(session.id, SessionState.PAUSED, reason, kind="limit")
@@ -502,9 +502,9 @@ class Engine(UsesParts):
         await self._propose(session)
 
     async def _propose(self, session: Session) -> None:
-        settings = self.settings
+        settings = profiles.session_settings(self.settings, session)  # its channel profile's
         tools = self.tools.available(settings)
-        model = self.llm.model_for("smart", session.llm_mode)
+        model = profiles.model_for(self.llm, session, "smart")
         limit = self._token_limit(model)
         query = session.tasks[0] if session.tasks else "; ".join(session.goals)
         embedding: list[Usage] = []
@@ -870,7 +870,7 @@ class Engine(UsesParts):
             await self.memory.remember(session, text, spend=remembered.append)
             self.metrics.embedded(self.settings.embedding_model, remembered)
             usage = sum_usage(usage, *remembered)
-        model = self.llm.model_for("fast", session.llm_mode)
+        model = profiles.model_for(self.llm, session, "fast")
         limit = self._token_limit(model)
         msgs = prompts.creation_messages(session, limit, self.settings.max_reply_tokens)
         current = session.tasks[0] if session.tasks else None

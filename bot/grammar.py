@@ -15,11 +15,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Final, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
 __all__ = [
     "DEFAULT_MAX_GOAL_CHARS",
     "MAX_GOALS",
+    "PROFILE_KEYS",
     "SESSION_ID_ALPHABET",
     "SESSION_ID_RE",
     "USAGE",
@@ -32,8 +33,12 @@ __all__ = [
     "GoalCommand",
     "HelpCommand",
     "ListCommand",
+    "ProfileCommand",
     "StatusCommand",
     "StopCommand",
+    "TemplateCommand",
+    "TemplatesCommand",
+    "UsageCommand",
     "UsageError",
     "help_text",
     "new_session_id",
@@ -78,6 +83,27 @@ class _Frozen(BaseModel):
 
 
 SessionId = Annotated[str, Field(pattern=f"^{SESSION_ID_PATTERN}$")]
+TEMPLATE_NAME_PATTERN: Final = r"[a-z0-9][a-z0-9_-]{0,39}"
+TemplateName = Annotated[str, Field(pattern=f"^{TEMPLATE_NAME_PATTERN}$")]
+MAX_USAGE_DAYS: Final = 3650
+#: The keys of `profile set KEY VALUE` (and the names they may be typed as) -> the profile's field.
+PROFILE_KEYS: Final[dict[str, str]] = {
+    "name": "ai_name",
+    "ai_name": "ai_name",
+    "role": "ai_role",
+    "ai_role": "ai_role",
+    "smart_llm": "smart_llm",
+    "smart": "smart_llm",
+    "fast_llm": "fast_llm",
+    "fast": "fast_llm",
+    "budget": "budget_usd",
+    "budget_usd": "budget_usd",
+    "session_budget_usd": "budget_usd",
+    "continuous_limit": "continuous_limit",
+    "memory_scope": "memory_scope",
+    "tool_policy": "tool_policy",
+    "mcp_servers": "mcp_servers",
+}
 
 
 class GoalCommand(_Frozen):
@@ -171,13 +197,21 @@ class ResumeCommand(_Frozen):
 
 
 class ScheduleCommand(_Frozen):
-    """A recurring goal: ``when`` is a 5-field cron expression or an interval ("every 30m")."""
+    """A recurring goal: ``when`` is a 5-field cron expression or an interval ("every 30m").
+    Its goals are given, or a template's (``template``: its name; ``goals`` then empty)."""
 
     kind: Literal["schedule"] = "schedule"
     when: str = Field(min_length=1)
     tz: str | None = None
-    goals: list[str] = Field(min_length=1, max_length=MAX_GOALS)
+    goals: list[str] = Field(default_factory=list, max_length=MAX_GOALS)
     ai_name: str | None = None
+    template: TemplateName | None = None
+
+    @model_validator(mode="after")
+    def _goals_or_template(self) -> ScheduleCommand:
+        if bool(self.goals) == (self.template is not None):
+            raise ValueError("a schedule runs either its goals or a template")
+        return self
 
 
 class SchedulesCommand(_Frozen):
@@ -188,6 +222,45 @@ class ScheduleChangeCommand(_Frozen):
     kind: Literal["schedule_change"] = "schedule_change"
     action: Literal["unschedule", "pause", "resume"]
     schedule_id: SessionId
+
+
+class UsageCommand(_Frozen):
+    """Sessions, cycles, LLM calls, tokens and spend of the last ``days`` days: the asker's, or
+    (admins) anyone's; ``user`` and ``channel`` are ids on the asker's platform (``channel``
+    None and ``here``: where it is asked)."""
+
+    kind: Literal["usage"] = "usage"
+    user: str | None = None
+    channel: str | None = None
+    here: bool = False
+    days: int = Field(default=30, ge=1, le=MAX_USAGE_DAYS)
+
+
+class ProfileCommand(_Frozen):
+    """Show the channel's profile, or set or unset one of its keys (``field``: the profile's
+    field the typed key stands for; ``value``: as typed, checked by the service)."""
+
+    kind: Literal["profile"] = "profile"
+    action: Literal["show", "set", "unset"] = "show"
+    field: str | None = None
+    key: str | None = None  # as typed
+    value: str | None = None
+
+
+class TemplateCommand(_Frozen):
+    """Save a session's goals under a name, start a session from a template, or delete one.
+    ``session_id`` None in ``save``: the session of the thread it is typed in."""
+
+    kind: Literal["template"] = "template"
+    action: Literal["save", "run", "delete"]
+    name: TemplateName
+    session_id: SessionId | None = None
+    continuous: bool = False
+    continuous_limit: int | None = Field(default=None, ge=1)
+
+
+class TemplatesCommand(_Frozen):
+    kind: Literal["templates"] = "templates"
 
 
 Command = Annotated[
@@ -205,7 +278,11 @@ Command = Annotated[
     | ResumeCommand
     | ScheduleCommand
     | SchedulesCommand
-    | ScheduleChangeCommand,
+    | ScheduleChangeCommand
+    | UsageCommand
+    | ProfileCommand
+    | TemplateCommand
+    | TemplatesCommand,
     Field(discriminator="kind"),
 ]
 #: Validates / dumps any `Command` (e.g. ``CommandAdapter.validate_python({"kind": "list"})``).
@@ -329,6 +406,7 @@ class _Verb:
     syntax: str
     summary: str
     example: str = ""
+    details: str = ""  # more, shown by `help VERB` only
 
 
 def _fail(verb: str, problem: str) -> UsageError:
@@ -540,15 +618,18 @@ def _parse_resume(cur: _Cursor, ctx: _Context) -> ResumeCommand:
 def _parse_schedule(cur: _Cursor, ctx: _Context) -> ScheduleCommand:
     tz: str | None = None
     name: str | None = None
+    template: str | None = None
     while True:
         token = cur.peek_token()
         match = _FLAG_RE.match(token) if token else None
         if match is None:
             break
         flag = match.group(2).lower()
-        if flag not in ("tz", "name"):
+        if flag not in ("tz", "name", "template"):
             raise _fail(
-                "schedule", f"Unknown option '{_show(token)}' for schedule. Options: --tz ZONE, --name NAME."
+                "schedule",
+                f"Unknown option '{_show(token)}' for schedule. Options: --tz ZONE, --name NAME, "
+                "--template NAME.",
             )
         cur.pos += len(match.group(0))
         value = (
@@ -560,6 +641,8 @@ def _parse_schedule(cur: _Cursor, ctx: _Context) -> ScheduleCommand:
             raise _fail("schedule", f"--{flag} needs a value, e.g. --tz Europe/Paris")
         if flag == "tz":
             tz = value.strip()
+        elif flag == "template":
+            template = _template_name(value.strip(), "schedule")
         else:
             name = " ".join(value.split())[:MAX_NAME_CHARS]
     cur.skip_ws()
@@ -568,6 +651,12 @@ def _parse_schedule(cur: _Cursor, ctx: _Context) -> ScheduleCommand:
     when = " ".join(cur.take_value("time").split())
     if not when:
         raise _fail("schedule", 'The time is empty; e.g. "every 2h" or "0 9 * * 1-5".')
+    if template is None and (found := _TEMPLATE_GOAL_RE.fullmatch(cur.text[cur.pos :].strip())):
+        template = _template_name(found.group(1), "schedule")  # schedule "<when>" template NAME
+        cur.rest()
+    if template is not None:
+        _expect_end(cur, "schedule")
+        return _build(ScheduleCommand, when=when, tz=tz, ai_name=name, template=template)
     if cur.at_end():
         raise _fail(
             "schedule", f'Give the goal to run after the time, e.g. schedule "{when}" summarise the news'
@@ -611,6 +700,135 @@ def _parse_help(cur: _Cursor, ctx: _Context) -> HelpCommand:
     return HelpCommand(topic=topic or None)
 
 
+# usage, profile, template -------------------------------------------------------------------
+
+_TEMPLATE_NAME_RE: Final = re.compile(f"^{TEMPLATE_NAME_PATTERN}$")
+_TEMPLATE_GOAL_RE: Final = re.compile(r"template\s+(\S+)", re.IGNORECASE)
+# a user or a channel as chat clients send them: <@U1>, <@!1>, <@U1|name>, <#C1|name>, or the id
+_USER_REF_RE: Final = re.compile(r"^<@!?([A-Za-z0-9._-]{1,64})(?:\|[^>]*)?>$|^([A-Za-z0-9._-]{1,64})$")
+_CHANNEL_REF_RE: Final = re.compile(r"^<#([A-Za-z0-9._-]{1,64})(?:\|[^>]*)?>$|^#?([A-Za-z0-9._-]{1,64})$")
+
+
+def _template_name(token: str, verb: str) -> str:
+    name = token.strip().lower()
+    if not _TEMPLATE_NAME_RE.fullmatch(name):
+        raise _fail(
+            verb,
+            f"'{_show(token)}' is not a template name: up to 40 letters, digits, - and _, e.g. weekly-report",
+        )
+    return name
+
+
+def _flags(cur: _Cursor, verb: str, allowed: tuple[str, ...]) -> dict[str, str]:
+    """``--flag VALUE`` / ``--flag=VALUE`` pairs up to the end of the text."""
+    values: dict[str, str] = {}
+    while not cur.at_end():
+        token = cur.peek_token()
+        match = _FLAG_RE.match(token)
+        if match is None or match.group(2).lower() not in allowed:
+            options = ", ".join(f"--{a}" for a in allowed)
+            raise _fail(verb, f"Unexpected '{_show(token)}' after {verb}. Options: {options}.")
+        flag = match.group(2).lower()
+        if flag in values:
+            raise _fail(verb, f"--{flag} was given twice.")
+        cur.pos += len(match.group(0))
+        value = _value_after_equals(cur, f"--{flag} value") if match.group(3) else cur.take_value(f"--{flag}")
+        if not value.strip() or (not match.group(3) and value.startswith("--")):
+            raise _fail(verb, f"--{flag} needs a value.")
+        values[flag] = value.strip()
+    return values
+
+
+def _parse_usage(cur: _Cursor, ctx: _Context) -> UsageCommand:
+    values = _flags(cur, "usage", ("user", "channel", "days"))
+    fields: dict[str, object] = {}
+    if "user" in values:
+        found = _USER_REF_RE.fullmatch(values["user"])
+        if found is None:
+            raise _fail("usage", f"'{_show(values['user'])}' is not a user id (or a mention of one).")
+        fields["user"] = found.group(1) or found.group(2)
+    if "channel" in values:
+        if values["channel"].lower() == "here":
+            fields["here"] = True
+        else:
+            found = _CHANNEL_REF_RE.fullmatch(values["channel"])
+            if found is None:
+                raise _fail("usage", f"'{_show(values['channel'])}' is not a channel id (or here).")
+            fields["channel"] = found.group(1) or found.group(2)
+    if "days" in values:
+        days = _positive_int(values["days"], "usage", "number of days")
+        if days > MAX_USAGE_DAYS:
+            raise _fail("usage", f"At most {MAX_USAGE_DAYS} days.")
+        fields["days"] = days
+    return _build(UsageCommand, **fields)
+
+
+def _parse_profile(cur: _Cursor, ctx: _Context) -> ProfileCommand:
+    action = cur.take_token().lower()
+    if action in ("", "show"):
+        _expect_end(cur, "profile")
+        return ProfileCommand()
+    if action not in ("set", "unset"):
+        raise _fail(
+            "profile", f"Unknown '{_show(action)}': profile, profile set KEY VALUE or profile unset KEY."
+        )
+    typed = cur.take_token()
+    key = typed.lower().replace("-", "_")
+    field = PROFILE_KEYS.get(key)
+    if field is None:
+        keys = ", ".join(sorted({k for k, f in PROFILE_KEYS.items() if k == _PROFILE_KEY_SHOWN[f]}))
+        what = f"'{_show(typed)}' is not" if typed else "Give"
+        raise _fail("profile", f"{what} a profile key: {keys}.")
+    if action == "unset":
+        _expect_end(cur, "profile")
+        return _build(ProfileCommand, action="unset", field=field, key=key)
+    value = cur.rest()
+    if len(value) >= 2 and value[0] in _CLOSERS and value[-1] in _CLOSERS[value[0]]:
+        value = value[1:-1].strip()  # a quoted value
+    if not value:
+        raise _fail("profile", f"profile set {key} needs a value; profile unset {key} removes it.")
+    if len(value) > max(ctx.max_goal_chars, 1000):
+        raise _fail("profile", f"That value is {len(value):,} characters long.")
+    return _build(ProfileCommand, action="set", field=field, key=key, value=value)
+
+
+#: the key each profile field is shown as (the first of its names in PROFILE_KEYS)
+_PROFILE_KEY_SHOWN: Final[dict[str, str]] = {f: k for k, f in reversed(PROFILE_KEYS.items())}
+
+
+def _parse_template(cur: _Cursor, ctx: _Context) -> TemplateCommand:
+    action = cur.take_token().lower()
+    if action not in ("save", "run", "delete"):
+        what = f"Unknown '{_show(action)}'" if action else "Say what to do"
+        raise _fail(
+            "template", f"{what}: template save NAME [ID], template run NAME or template delete NAME."
+        )
+    token = cur.take_token()
+    if not token:
+        raise _fail("template", f"template {action} needs a name, e.g. template {action} weekly-report")
+    name = _template_name(token, "template")
+    fields: dict[str, object] = {"action": action, "name": name}
+    if action == "save" and not cur.at_end():
+        fields["session_id"] = _session_id(cur, "template")
+    elif action == "run" and not cur.at_end():
+        match = _FLAG_RE.fullmatch(cur.peek_token().split("=", 1)[0])
+        if match is None or match.group(2).lower() != "continuous":
+            raise _fail("template", f"Unexpected '{_show(cur.rest())}' after template run {name}.")
+        token = cur.take_token()
+        fields["continuous"] = True
+        if "=" in token:
+            fields["continuous_limit"] = _positive_int(token.split("=", 1)[1], "template", "cycle limit")
+        elif _DIGITS_RE.fullmatch(cur.peek_token()):
+            fields["continuous_limit"] = _positive_int(cur.take_token(), "template", "cycle limit")
+    _expect_end(cur, "template")
+    return _build(TemplateCommand, **fields)
+
+
+def _parse_templates(cur: _Cursor, ctx: _Context) -> TemplatesCommand:
+    _expect_end(cur, "templates")
+    return TemplatesCommand()
+
+
 _VERBS: Final[dict[str, _Verb]] = {
     "goal": _Verb(
         _parse_goal,
@@ -648,7 +866,7 @@ _VERBS: Final[dict[str, _Verb]] = {
     ),
     "schedule": _Verb(
         _parse_schedule,
-        'schedule [--tz ZONE] [--name NAME] "<when>" <goal; goal; ...>',
+        'schedule [--tz ZONE] [--name NAME] "<when>" <goal; goal; ...> | template NAME',
         "run a goal on a schedule: cron, or every 30m / every day at 09:00",
         'schedule "0 9 * * 1-5" summarise the AI news',
     ),
@@ -660,6 +878,29 @@ _VERBS: Final[dict[str, _Verb]] = {
     "resume-schedule": _Verb(
         _schedule_change("resume", "resume-schedule"), "resume-schedule ID", "resume a schedule"
     ),
+    "usage": _Verb(
+        _parse_usage,
+        "usage [--user U] [--channel C] [--days N]",
+        "sessions, tokens and spend (admins: anyone's)",
+        details="By user, channel and model; the last 30 days unless --days. --channel here: this channel.",
+    ),
+    "profile": _Verb(
+        _parse_profile,
+        "profile [set KEY VALUE | unset KEY]",
+        "this channel's defaults (channel admins set)",
+        "profile set budget 0.50",
+        details="Keys: name, role, smart_llm, fast_llm, budget (USD a session), continuous_limit, "
+        "memory_scope (session|user|channel), tool_policy (web_search=allow,*=ask), mcp_servers (a,b).",
+    ),
+    "template": _Verb(
+        _parse_template,
+        "template save NAME [ID] | run NAME | delete NAME",
+        "goals kept under a name",
+        "template run weekly-report",
+        details="save: a session's goals once it has ended (in its thread, ID may be left out). "
+        'run NAME [--continuous [N]]. A schedule runs one with: schedule "<when>" template NAME',
+    ),
+    "templates": _Verb(_parse_templates, "templates", "the saved templates"),
     "help": _Verb(_parse_help, "help [command|policy]", "this help, a command's, or the policy"),
 }
 #: The verbs `parse` understands.
@@ -687,7 +928,9 @@ USAGE: Final = "\n".join(
 def help_text(topic: str | None = None) -> str:
     """Help on one command (``help goal``), or the whole `USAGE` for no or an unknown topic."""
     verb = _VERBS.get((topic or "").strip().lower())
-    return _describe(verb) if verb else USAGE
+    if verb is None:
+        return USAGE
+    return _describe(verb) + (f"\n{verb.details}" if verb.details else "")
 
 
 # --- entry point -------------------------------------------------------------------------------

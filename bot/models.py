@@ -93,6 +93,7 @@ class Step(BaseModel):
     args_file: str | None = None  # long arguments: kept whole in this workspace file, cut in `command`
     status: StepStatus = StepStatus.PENDING
     decided_by: str | None = None
+    decided_by_id: str | None = None  # the user id of who decided (older steps: only the label above)
     decision: str | None = None
     decided_at: datetime | None = None
     granted_by: str | None = None  # ran without asking because this user always allowed its command here
@@ -110,6 +111,7 @@ class ToolGrant(BaseModel):
     tool: str
     by: str
     at: datetime = Field(default_factory=utcnow)
+    by_id: str | None = None  # the user id of `by` (older grants: only the label)
 
 
 class Shared(BaseModel):
@@ -126,11 +128,75 @@ class Shared(BaseModel):
     at: datetime = Field(default_factory=utcnow)
 
 
-class Usage(BaseModel):
+class ModelUsage(BaseModel):
+    """What one model (or priced service) was used for: calls, tokens and spend."""
+
     calls: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cost_usd: float = 0.0
+
+    def plus(self, other: ModelUsage) -> ModelUsage:
+        return ModelUsage(
+            calls=self.calls + other.calls,
+            prompt_tokens=self.prompt_tokens + other.prompt_tokens,
+            completion_tokens=self.completion_tokens + other.completion_tokens,
+            cost_usd=self.cost_usd + other.cost_usd,
+        )
+
+
+class Usage(BaseModel):
+    """Calls, tokens and spend, in all and (`by_model`) per model they were priced as. Usage
+    recorded before `by_model` existed has none: its spend is in the totals only."""
+
+    calls: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+    by_model: dict[str, ModelUsage] = Field(default_factory=dict)
+
+    def priced_as(self, model: str) -> Usage:
+        """This usage, recorded as `model`'s (unless it says per model already)."""
+        if self.by_model or not (self.calls or self.cost_usd or self.prompt_tokens):
+            return self
+        part = ModelUsage(
+            calls=self.calls,
+            prompt_tokens=self.prompt_tokens,
+            completion_tokens=self.completion_tokens,
+            cost_usd=self.cost_usd,
+        )
+        return self.model_copy(update={"by_model": {model: part}})
+
+    def plus(self, other: Usage) -> Usage:
+        """The sum of two usages, per model too."""
+        by_model = dict(self.by_model)
+        for name, part in other.by_model.items():
+            mine = by_model.get(name)
+            by_model[name] = part if mine is None else mine.plus(part)
+        return Usage(
+            calls=self.calls + other.calls,
+            prompt_tokens=self.prompt_tokens + other.prompt_tokens,
+            completion_tokens=self.completion_tokens + other.completion_tokens,
+            cost_usd=self.cost_usd + other.cost_usd,
+            by_model=by_model,
+        )
+
+
+ScopeName = Literal["session", "user", "channel"]
+PolicyWord = Literal["allow", "ask", "deny"]
+
+
+class SessionProfile(BaseModel):
+    """What a channel's profile set for a session when it started (None: the setting): its
+    models, memory scope, approval policy and MCP servers. Kept with the session, so a later
+    change of the profile does not change a session under way."""
+
+    channel: str | None = None  # the channel key of the profile
+    smart_llm: str | None = None
+    fast_llm: str | None = None
+    memory_scope: ScopeName | None = None
+    tool_policy: dict[str, PolicyWord] | None = None
+    mcp_servers: list[str] | None = None
 
 
 class Session(BaseModel):
@@ -160,6 +226,7 @@ class Session(BaseModel):
     budget_usd: float | None = None  # this session's budget (None: the setting); resuming extends it
     pause_kind: Literal["limit", "error", "chat"] | None = None  # why it is paused
     schedule_id: str | None = None  # the schedule that started it
+    profile: SessionProfile | None = None  # what its channel's profile set for it (bot/profiles.py)
     usage: Usage = Field(default_factory=Usage)
     reason: str | None = None  # why it paused, stopped, failed or finished
     error: str | None = None  # the last error, kept for the record
@@ -203,6 +270,9 @@ class Actor(BaseModel):
     user_id: str
     name: str | None = None
     is_admin: bool = False
+    # the adapter's word that the platform lets this user manage the channel they act in (where it
+    # says so cheaply); channel managers may change the channel's profile
+    manages_channel: bool = False
 
     @property
     def label(self) -> str:
@@ -217,3 +287,94 @@ class Outcome(BaseModel):
     message: str
     session_id: str | None = None
     place: Place | None = None
+
+
+class ChannelProfile(BaseModel):
+    """A channel's defaults for the sessions started in it (`profile set KEY VALUE`): None
+    leaves the setting. A stored document (kind `profile`), keyed by `channel_key(place)`."""
+
+    key: str  # platform:team:channel
+    platform: str
+    channel: str
+    team: str | None = None
+    ai_name: str | None = None
+    ai_role: str | None = None
+    smart_llm: str | None = None
+    fast_llm: str | None = None
+    budget_usd: float | None = None
+    continuous_limit: int | None = None
+    memory_scope: ScopeName | None = None
+    tool_policy: dict[str, PolicyWord] | None = None
+    mcp_servers: list[str] | None = None
+    updated_by: str | None = None
+    updated_at: datetime = Field(default_factory=utcnow)
+
+    @property
+    def empty(self) -> bool:
+        return all(getattr(self, key) is None for key in PROFILE_FIELDS)
+
+
+#: The fields of a channel profile a user sets, in the order they are shown.
+PROFILE_FIELDS: tuple[str, ...] = (
+    "ai_name",
+    "ai_role",
+    "smart_llm",
+    "fast_llm",
+    "budget_usd",
+    "continuous_limit",
+    "memory_scope",
+    "tool_policy",
+    "mcp_servers",
+)
+
+
+def channel_key(place: Place) -> str:
+    """The key of a place's channel (its thread left out): where a channel profile is kept."""
+    return ":".join(p or "" for p in (place.platform, place.team, place.channel))
+
+
+class Template(BaseModel):
+    """Goals saved under a name (`template save NAME ID`) for `template run NAME` and schedules;
+    one namespace per platform and team. A stored document (kind `template`)."""
+
+    key: str  # platform:team:name
+    name: str
+    platform: str
+    team: str | None = None
+    goals: list[str]
+    ai_name: str | None = None
+    ai_role: str | None = None
+    source: str | None = None  # the session it was saved from
+    owner: str  # the user id of who saved it
+    owner_name: str | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class UsageRecord(BaseModel):
+    """What a usage report needs of one session (archived or live), without its transcript."""
+
+    id: str
+    user_key: str
+    platform: str
+    owner: str
+    owner_name: str | None = None
+    channel: str
+    team: str | None = None
+    cycles: int
+    created_at: datetime
+    usage: Usage
+
+    @classmethod
+    def of(cls, session: Session) -> UsageRecord:
+        return cls(
+            id=session.id,
+            user_key=session.user_key,
+            platform=session.place.platform,
+            owner=session.owner,
+            owner_name=session.owner_name,
+            channel=session.place.channel,
+            team=session.place.team,
+            cycles=session.cycles,
+            created_at=session.created_at,
+            usage=session.usage,
+        )

@@ -3,7 +3,8 @@
 Each command is `allow` (runs without a human, even step by step), `ask` (waits for an approval;
 "approve next N" and continuous mode give it in advance, except for a command with effects
 outside the session, which needs a human's approval of that very step) or `deny` (never offered
-to the LLM). A command's word is its own entry in TOOL_POLICY, else the `*` entry, else `ask`: so
+to the LLM). A command's word is its own entry in TOOL_POLICY, else the longest pattern matching it
+(`demo__*`: every tool of the MCP server demo), else the `*` entry, else `ask`: so
 without a policy everything asks step by step and a continuous run stops only for commands with
 outside effects, as before. A session's grant makes a command `allow` in that session only; an
 admin's `deny` still wins. `finish` is always offered.
@@ -11,6 +12,7 @@ admin's `deny` still wins. `finish` is always offered.
 
 from __future__ import annotations
 
+from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING, Literal
 
 from bot.models import Session
@@ -24,10 +26,23 @@ FINISH = "finish"
 ANY = "*"
 
 
+def is_pattern(name: str) -> bool:
+    return name != ANY and any(c in name for c in "*?[")
+
+
+def pattern_for(tool: str, settings: Settings) -> str | None:
+    """The longest pattern of TOOL_POLICY (other than `*`) that `tool` matches, if any."""
+    found = [p for p in settings.tool_policy if is_pattern(p) and fnmatchcase(tool, p)]
+    return max(found, key=len) if found else None
+
+
 def configured(tool: str, settings: Settings) -> Word:
-    """What TOOL_POLICY says of `tool`."""
+    """What TOOL_POLICY says of `tool`: its own entry, else its longest pattern, else `*`."""
     policy = settings.tool_policy
-    word: Word = policy.get(tool, policy.get(ANY, "ask"))
+    word: Word | None = policy.get(tool)
+    if word is None:
+        pattern = pattern_for(tool, settings)
+        word = policy[pattern] if pattern is not None else policy.get(ANY, "ask")
     if word == "deny" and tool == FINISH:
         return "ask"
     return word
@@ -63,14 +78,27 @@ def describe(settings: Settings, tools: ToolRegistry) -> str:
     for tool in tools.all():
         word = configured(tool.name, settings)
         mark = "*" if tool.outside_effects else ""
+        pattern = pattern_for(tool.name, settings)
         source = (
-            "" if tool.name in settings.tool_policy else (" (from *)" if ANY in settings.tool_policy else "")
+            ""
+            if tool.name in settings.tool_policy
+            else f" (from {pattern})"
+            if pattern is not None
+            else (" (from *)" if ANY in settings.tool_policy else "")
         )
         off = "" if tool.name in offered or word == "deny" else "  [off: not enabled by its settings]"
+        if off and (why := tool.withdrawn()) is not None:
+            off = f"  [off for now: {why}]"
         lines.append(f"  {tool.name}{mark}: {word}{source}{off}")
-    unknown = sorted(set(settings.tool_policy) - {t.name for t in tools.all()} - {ANY})
+    names = {t.name for t in tools.all()}
+    unknown = sorted(n for n in set(settings.tool_policy) - names - {ANY} if not is_pattern(n))
     if unknown:
         lines.append("Names in TOOL_POLICY that are no command: " + ", ".join(unknown))
+    unmatched = sorted(
+        p for p in settings.tool_policy if is_pattern(p) and not any(fnmatchcase(n, p) for n in names)
+    )
+    if unmatched:
+        lines.append("Patterns in TOOL_POLICY that match no command now: " + ", ".join(unmatched))
     lines.append("A session's owner can also choose 'Always allow <command> here' on a waiting step.")
     return "\n".join(lines)
 

@@ -47,6 +47,11 @@ def _url_parts(value: str) -> list[str]:
     return [v for raw in found for v in {raw, unquote(raw)}]
 
 
+def url_credentials(value: str) -> list[str]:
+    """The credentials inside a URL (its password or token, and key-like query values)."""
+    return _url_parts(value)
+
+
 def mask_url(value: str) -> str:
     """A URL with its credentials masked and its host kept: `redis://:****@host:6379/0`."""
     try:
@@ -88,6 +93,9 @@ def secrets_of(settings: Any) -> list[tuple[str, str]]:
                 found.append((name, raw.split(":", 1)[1]))
         elif isinstance(value, str):
             found += [(name, part) for part in _url_parts(value)]
+    more = getattr(settings, "more_secrets", None)  # inside structured settings (MCP_SERVERS)
+    if callable(more):
+        found += more()
     return found
 
 

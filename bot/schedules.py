@@ -66,8 +66,9 @@ class Schedule(BaseModel):
     place: Place  # the channel where it was made; each run opens its own thread there
     when: str
     tz: str
-    goals: list[str]
+    goals: list[str]  # with a template: its goals when the schedule was made (they run if it is gone)
     name: str | None = None
+    template: str | None = None  # each run takes this template's goals as they are then
     paused: bool = False
     created_at: datetime = Field(default_factory=utcnow)
     last_fire: datetime | None = None  # the due time of the last run started (or skipped)

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any, ParamSpec, TypeVar
 
-from bot import grammar, inbox, policy
+from bot import grammar, inbox, policy, profiles, usage
 from bot.adapter import PlatformError
 from bot.decisions import Decision, Refusal, may_decide
 from bot.decisions import decide as decide_on
@@ -29,21 +29,38 @@ from bot.grammar import (
     HelpCommand,
     ListCommand,
     PauseCommand,
+    ProfileCommand,
     ResumeCommand,
     ScheduleChangeCommand,
     ScheduleCommand,
     SchedulesCommand,
     StatusCommand,
     StopCommand,
+    TemplateCommand,
+    TemplatesCommand,
+    UsageCommand,
     UsageError,
 )
 from bot.inbox import Incoming
 from bot.llm.client import add_usage
 from bot.logs import bind, logged
-from bot.models import ACTIVE, Actor, Outcome, Place, Session, Shared, Usage, utcnow
+from bot.models import (
+    ACTIVE,
+    Actor,
+    ChannelProfile,
+    Outcome,
+    Place,
+    Session,
+    Shared,
+    Template,
+    Usage,
+    channel_key,
+    utcnow,
+)
 from bot.parts import Parts, UsesParts
-from bot.presenter.build import header_view, session_list_view
-from bot.presenter.views import NoticeView, SessionListView
+from bot.presenter import wording
+from bot.presenter.build import header_view, profile_view, session_list_view
+from bot.presenter.views import NoticeView, SessionListView, Shown
 from bot.presenter.wording import describe, session_line
 from bot.runner import Runner
 from bot.schedules import Schedule, ScheduleBook, ScheduleError, firing_id
@@ -99,6 +116,10 @@ class Service(UsesParts):
             ScheduleCommand: self._schedule,
             SchedulesCommand: self._schedules,
             ScheduleChangeCommand: self._schedule_change,
+            UsageCommand: self._usage,
+            ProfileCommand: self._profile,
+            TemplateCommand: self._template,
+            TemplatesCommand: self._templates,
         }
 
     @answers
@@ -183,7 +204,10 @@ class Service(UsesParts):
                 message=f"You have spent ${spent:.2f} today, your daily budget of "
                 f"${s.user_daily_budget_usd:.2f}.",
             )
-        limit = command.continuous_limit or (s.continuous_limit if command.continuous else None)
+        profile = await self.store.get_profile(channel_key(place))  # the channel's defaults
+        limit = command.continuous_limit or (
+            profiles.continuous_limit(profile, s) if command.continuous else None
+        )
         fields: dict[str, Any] = {
             "owner": actor.user_id,
             "owner_name": actor.name,
@@ -199,7 +223,7 @@ class Service(UsesParts):
             fields["ai_name"] = scrub(command.ai_name)
         if command.ai_role:
             fields["ai_role"] = scrub(command.ai_role)
-        session = await self._create(fields)
+        session = await self._create(profiles.apply(fields, profile))
         try:
             opened = await self._open_thread(session, actor.label)
         except Exception as exc:
@@ -324,6 +348,12 @@ class Service(UsesParts):
                 message=f"You have {len(mine)} schedules; the limit is {s.max_schedules_per_user}. "
                 "Remove one with: unschedule ID",
             )
+        goals, name = list(command.goals), command.ai_name
+        if command.template is not None:
+            template = await self.store.get_template(template_key(place, command.template))
+            if template is None:
+                return _no_template(command.template)
+            goals, name = list(template.goals), name or template.ai_name
         schedule = Schedule(
             id="pending",
             owner=actor.user_id,
@@ -331,8 +361,9 @@ class Service(UsesParts):
             place=place.model_copy(update={"thread": None}),
             when=command.when,
             tz=command.tz or s.scheduler_timezone,
-            goals=list(command.goals),
-            name=command.ai_name,
+            goals=goals,
+            name=name,
+            template=command.template,
         )
         try:
             schedule = await self.schedules.create(schedule)
@@ -340,10 +371,11 @@ class Service(UsesParts):
             return Outcome(ok=False, message=str(exc))
         next_run = schedule.next_run()
         when = f"{next_run:%Y-%m-%d %H:%M %Z}" if next_run else "never"
+        runs = f" Each run takes the goals of template {schedule.template}." if schedule.template else ""
         return Outcome(
             ok=True,
             message=f"Schedule {schedule.id} made: {schedule.when} ({schedule.tz}); next run {when}. "
-            "Each run is a continuous session in its own thread here.",
+            f"Each run is a continuous session in its own thread here.{runs}",
         )
 
     async def _schedules(self, actor: Actor, place: Place, command: SchedulesCommand) -> Outcome:
@@ -362,7 +394,8 @@ class Service(UsesParts):
                 if next_run
                 else "no next run"
             )
-            lines.append(f"{sch.id}  {sch.when} ({sch.tz})  {state}  runs: {sch.runs}  {sch.goals[0][:50]}")
+            what = f"template {sch.template}" if sch.template else sch.goals[0][:50]
+            lines.append(f"{sch.id}  {sch.when} ({sch.tz})  {state}  runs: {sch.runs}  {what}")
         return Outcome(ok=True, message="Your schedules:\n" + "\n".join(lines))
 
     async def _schedule_change(self, actor: Actor, place: Place, command: ScheduleChangeCommand) -> Outcome:
@@ -407,16 +440,29 @@ class Service(UsesParts):
 
             await self.schedules.update(schedule.id, skip)
             return None
+        goals, name, role = schedule.goals, schedule.name, None
+        if schedule.template is not None:
+            template = await self.store.get_template(template_key(schedule.place, schedule.template))
+            if template is None:
+                notes.append(
+                    f"Template {schedule.template} is gone: this run has the goals it had when the "
+                    "schedule was made."
+                )
+            else:
+                goals, name, role = template.goals, name or template.ai_name, template.ai_role
+        profile = await self.store.get_profile(channel_key(schedule.place))
+        fields: dict[str, Any] = {"ai_name": name, "ai_role": role, "budget_usd": None}
+        fields = {k: v for k, v in profiles.apply(fields, profile).items() if v is not None}
         session = Session(
             id=firing_id(schedule.id, due),
             owner=schedule.owner,
             owner_name=schedule.owner_name,
             place=schedule.place,
-            goals=schedule.goals,
+            goals=goals,
             continuous=True,
-            continuous_limit=s.continuous_limit,
+            continuous_limit=profiles.continuous_limit(profile, s),
             schedule_id=schedule.id,
-            **({"ai_name": schedule.name} if schedule.name else {}),
+            **fields,
         )
         fired = session.id
         try:
@@ -581,9 +627,179 @@ class Service(UsesParts):
             except speech.MediaError as exc:
                 raise ToolError(str(exc)) from None
             cost = self.settings.unit_price(heard.model, "minute") * heard.minutes
-            return heard.text, Usage(calls=1, cost_usd=cost)
+            return heard.text, Usage(calls=1, cost_usd=cost).priced_as(heard.model)
 
         return transcribe
+
+    # ------------------------------------------------------------------ usage, profiles, templates
+
+    def _is_admin(self, actor: Actor) -> bool:
+        return actor.is_admin or self.settings.is_admin(actor.user_id)
+
+    async def _usage(self, actor: Actor, place: Place, command: UsageCommand) -> Outcome:
+        """A usage report: admins see anyone's on their platform, others their own."""
+        admin = self._is_admin(actor)
+        user = command.user
+        if user is not None and user != actor.user_id and not admin:
+            return Outcome(ok=False, message="Only admins can see another user's usage; `usage` shows yours.")
+        if not admin:
+            user = actor.user_id
+        mine = user == actor.user_id
+        query = usage.UsageQuery(
+            days=command.days,
+            platform=actor.platform,
+            user=user,
+            user_label=actor.label if mine else None,
+            channel=place.channel if command.here else command.channel,
+            mine=mine,
+        )
+        view = await usage.report(self.store, self.archive, query)
+        return Shown(ok=True, message=wording.usage_text(view), view=view)
+
+    def _may_change_profile(self, actor: Actor) -> bool:
+        return self._is_admin(actor) or actor.manages_channel
+
+    async def _profile(self, actor: Actor, place: Place, command: ProfileCommand) -> Outcome:
+        key = channel_key(place)
+        fresh = ChannelProfile(key=key, platform=place.platform, channel=place.channel, team=place.team)
+        may_change = self._may_change_profile(actor)
+        if command.action == "show":
+            profile = await self.store.get_profile(key) or fresh
+            view = profile_view(profile, self.settings, may_change)
+            return Shown(ok=True, message=wording.profile_text(view), view=view)
+        if not may_change:
+            return Outcome(
+                ok=False,
+                message="Only channel admins and bot admins can change this channel's profile; "
+                "`profile` shows it.",
+            )
+        field = command.field or ""
+        value: Any = None
+        if command.action == "set":
+            try:
+                value = profiles.parse_value(
+                    field, self.redactor.text(scrub(command.value or "")), self.settings
+                )
+            except profiles.ProfileError as exc:
+                return Outcome(ok=False, message=f"{exc}\n{grammar.help_text('profile')}")
+
+        def change(p: ChannelProfile) -> None:
+            setattr(p, field, value)
+            p.updated_by, p.updated_at = actor.label, utcnow()
+
+        profile = await self.store.change_profile(fresh, change) or fresh
+        label = profiles.LABELS[field]
+        note = (
+            f"{label.capitalize()} set to {profiles.shown(field, value)} for sessions started here."
+            if value is not None
+            else f"{label.capitalize()} unset: sessions started here take the setting."
+        )
+        log.info("profile of %s: %s %s by %s", key, command.action, field, actor.label)
+        view = profile_view(profile, self.settings, may_change, note)
+        return Shown(ok=True, message=wording.profile_text(view), view=view)
+
+    async def _template(self, actor: Actor, place: Place, command: TemplateCommand) -> Outcome:
+        key = template_key(place, command.name)
+        if command.action == "run":
+            template = await self.store.get_template(key)
+            if template is None:
+                return _no_template(command.name)
+            goal = GoalCommand(
+                goals=template.goals,
+                ai_name=template.ai_name,
+                ai_role=template.ai_role,
+                continuous=command.continuous,
+                continuous_limit=command.continuous_limit,
+            )
+            return await self.start(actor, place.model_copy(update={"thread": None}), goal)
+        if command.action == "delete":
+            template = await self.store.get_template(key)
+            if template is None:
+                return _no_template(command.name)
+            if not (self._is_admin(actor) or template.owner == actor.user_id):
+                return Outcome(
+                    ok=False,
+                    message=f"Only {template.owner_name or template.owner} or an admin can delete "
+                    f"template {command.name}.",
+                )
+            await self.store.delete_template(key)
+            return Outcome(ok=True, message=f"Template {command.name} deleted.")
+        return await self._save_template(actor, place, command, key)
+
+    async def _save_template(self, actor: Actor, place: Place, command: TemplateCommand, key: str) -> Outcome:
+        session_id = command.session_id
+        if session_id is None and place.thread is not None:
+            session_id = await self.store.session_at(place.key)
+        if session_id is None:
+            return Outcome(
+                ok=False,
+                message=f"Which session? template save {command.name} ID (or type it in the session's "
+                "thread).",
+            )
+        session = await self._visible(actor, place, session_id)
+        if session is None:
+            return _unknown(session_id)
+        if not may_decide(session, actor, self.settings):
+            return Outcome(
+                ok=False, message=f"Only the owner of session {session.id} or an admin can save its goals."
+            )
+        if not session.state.terminal:
+            return Outcome(
+                ok=False,
+                message=f"Session {session.id} is still {wording.STATES[session.state]}: save its goals "
+                "as a template once it has ended.",
+            )
+        template = Template(
+            key=key,
+            name=command.name,
+            platform=place.platform,
+            team=place.team,
+            goals=list(session.goals),
+            ai_name=session.ai_name if session.ai_name != Session.model_fields["ai_name"].default else None,
+            ai_role=session.ai_role if session.ai_role != Session.model_fields["ai_role"].default else None,
+            source=session.id,
+            owner=actor.user_id,
+            owner_name=actor.name,
+        )
+        replaced: list[Template] = []
+
+        def replace(old: Template) -> bool:
+            replaced.append(old)
+            return self._is_admin(actor) or old.owner == actor.user_id
+
+        if await self.store.save_template(template, replace) is None:
+            old = replaced[-1]
+            return Outcome(
+                ok=False,
+                message=f"Template {command.name} was saved by {old.owner_name or old.owner}; only they or "
+                "an admin can replace it. Choose another name.",
+            )
+        again = " (replaced)" if replaced else ""
+        goals = f"{len(template.goals)} goal{'s' if len(template.goals) != 1 else ''}"
+        return Outcome(
+            ok=True,
+            message=f"Template {command.name} saved{again}: {goals} of session {session.id}. "
+            f"Start it with: template run {command.name}",
+            session_id=session.id,
+        )
+
+    async def _templates(self, actor: Actor, place: Place, command: TemplatesCommand) -> Outcome:
+        mine = [
+            t
+            for t in await self.store.list_templates()
+            if t.platform == place.platform and t.team == place.team
+        ]
+        if not mine:
+            return Outcome(
+                ok=True,
+                message="No templates yet. Save one from a session that has ended: template save NAME ID",
+            )
+        lines = [
+            f"{t.name}  {len(t.goals)} goal{'s' if len(t.goals) != 1 else ''}  by {t.owner_name or t.owner}  "
+            f"{t.goals[0][:60]}"
+            for t in sorted(mine, key=lambda t: t.name)
+        ]
+        return Outcome(ok=True, message="Templates (template run NAME):\n" + "\n".join(lines))
 
     async def _help(self, actor: Actor, place: Place, command: HelpCommand) -> Outcome:
         if command.topic == "policy":
@@ -651,10 +867,20 @@ class Service(UsesParts):
                 if team is None or s.place.team in (None, team)
             ]
             schedules = await self.schedules.of(user_key)
+            query = usage.UsageQuery(
+                days=30, platform=actor.platform, user=actor.user_id, user_label=actor.label, mine=True
+            )
+            spent = await usage.report(self.store, self.archive, query)
+            shown = [
+                profile_view(p, self.settings, self._may_change_profile(actor))
+                for p in await self.store.list_profiles()
+                if p.platform == actor.platform and (team is None or p.team in (None, team))
+            ]
         except StoreError as exc:
-            sessions, schedules = [], []
+            sessions, schedules, spent, shown = [], [], None, []
             notice = f"The session store is not reachable right now ({exc}); try again shortly."
-        return self.redactor.model(session_list_view(sessions, schedules, notice))
+        listing = session_list_view(sessions, schedules, notice)
+        return self.redactor.model(listing.model_copy(update={"usage": spent, "profiles": shown}))
 
     async def run_until_waiting(self, session_id: str) -> Session | None:
         """Drive a session (in the background, as every session runs) and wait until it needs a
@@ -681,3 +907,12 @@ class Service(UsesParts):
 
 def _unknown(session_id: str) -> Outcome:
     return Outcome(ok=False, message=f"No session {session_id}.")
+
+
+def template_key(place: Place, name: str) -> str:
+    """Templates are named per platform and team (a workspace, a server)."""
+    return ":".join((place.platform, place.team or "", name))
+
+
+def _no_template(name: str) -> Outcome:
+    return Outcome(ok=False, message=f"No template {name}. `templates` lists them.")

@@ -18,10 +18,20 @@ from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, TypeVar, get_origin
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from bot.redact import mask_url
+from bot.redact import mask_url, url_credentials
 
 SECTIONS = [
     "LLM provider",
@@ -35,6 +45,7 @@ SECTIONS = [
     "Text to speech",
     "Twitter",
     "Code execution",
+    "MCP tool servers",
     "Chat platforms",
     "Continuous mode and schedules",
     "General",
@@ -77,6 +88,69 @@ def _f(default: Any, section: str, description: str, **kw: Any) -> Any:
 def setting(default: Any, description: str, **kw: Any) -> Any:
     """A setting of an adapter (its section is the adapter's)."""
     return Field(default, description=description, **kw)
+
+
+class McpServer(BaseModel):
+    """One MCP tool server: a command the bot starts and talks to on its stdin and stdout (stdio),
+    or the URL of a streamable HTTP server. The values of `env` and `headers` are secrets."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,39}$")
+    command: str | None = None
+    args: list[str] = []
+    env: dict[str, SecretStr] = {}
+    cwd: Path | None = None
+    url: str | None = None
+    headers: dict[str, SecretStr] = {}
+    type: str | None = None  # the mcpServers format's: stdio, http or streamable-http
+    disabled: bool = False
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> McpServer:
+        if (self.command is None) == (self.url is None):
+            raise ValueError("give either command (a stdio server) or url (a streamable HTTP server)")
+        kind = (self.type or "").lower().replace("_", "-")
+        if kind == "sse":
+            raise ValueError("SSE servers are not supported: use the server's streamable HTTP endpoint")
+        if kind not in ("", "stdio", "http", "streamable-http", "streamablehttp"):
+            raise ValueError(f"unknown type {self.type!r} (stdio, http or streamable-http)")
+        if self.url is not None:
+            if kind == "stdio" or self.args or self.env or self.cwd is not None:
+                raise ValueError("a url server takes headers, not type stdio, args, env or cwd")
+            if urlsplit(self.url).scheme not in ("http", "https"):
+                raise ValueError(f"url must be http:// or https://, not {mask_url(self.url)!r}")
+        elif self.headers or kind not in ("", "stdio"):
+            raise ValueError("a command server takes args, env and cwd, not headers or an HTTP type")
+        return self
+
+    @field_serializer("url")
+    def _masked_url(self, url: str | None) -> str | None:
+        return mask_url(url) if url else url
+
+
+def read_mcp_config(path: Path) -> list[McpServer]:
+    """The servers of a file in the common `mcpServers` format; ValueError says what is wrong."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ValueError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except ValueError as exc:
+        raise ValueError(f"{path} is not JSON: {exc}") from None
+    servers = data.get("mcpServers") if isinstance(data, dict) else None
+    if not isinstance(servers, dict):
+        raise ValueError(f'{path} has no "mcpServers" object')
+    found = []
+    for name, entry in servers.items():
+        if not isinstance(entry, dict):
+            raise ValueError(f"{name}: expected an object")
+        try:
+            found.append(McpServer.model_validate({**entry, "name": name}))
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            where = ".".join(str(p) for p in err["loc"])
+            raise ValueError(f"{name}: {where + ': ' if where else ''}{err['msg']}") from None
+    return found
 
 
 class BaseConfig(BaseSettings):
@@ -447,6 +521,38 @@ class Settings(BaseConfig):
         "mode cover it, unless it has effects outside the session), deny is never offered",
     )
 
+    # --- MCP tool servers
+    mcp_servers: Annotated[list[McpServer], NoDecode] = _f(
+        [],
+        "MCP tool servers",
+        'MCP tool servers, a JSON list: {"name": "demo", "command": "python", "args": ["server.py"], '
+        '"env": {}} is started by the bot and spoken to on stdio; {"name": "docs", "url": '
+        '"https://host/mcp", "headers": {"Authorization": "Bearer ..."}} is a streamable HTTP server. '
+        "Their tools are offered as NAME__TOOL; env and header values are secrets",
+    )
+    mcp_config: Path | None = _f(
+        None,
+        "MCP tool servers",
+        'A JSON file in the common mcpServers format ({"mcpServers": {"demo": {"command": "python", '
+        '"args": ["server.py"]}, "docs": {"url": "https://host/mcp"}}}), added to MCP_SERVERS',
+    )
+    mcp_timeout_s: float = _f(
+        60.0,
+        "MCP tool servers",
+        "Seconds an MCP server may take to answer a tool call; a call that takes longer is an error "
+        "the agent sees (starting a server and listing its tools may take 30 s, or this if longer)",
+        gt=0,
+        le=290,
+    )
+    mcp_sandbox: bool = _f(
+        False,
+        "MCP tool servers",
+        "Start stdio MCP servers in bubblewrap: they see /usr and the bot's Python environment "
+        "read-only, their own folder DATA_DIR/mcp/NAME (put their files there) writable as their "
+        "working directory, the network only with SANDBOX_NETWORK, and the limits of "
+        "SANDBOX_MEMORY_MB and SANDBOX_MAX_PROCESSES",
+    )
+
     # --- General
     redis_url: SecretStr | None = _f(
         None, "General", "redis://host:6379/0; empty: SQLite under DATA_DIR (one process only)"
@@ -494,6 +600,26 @@ class Settings(BaseConfig):
             policy[name.strip()] = word.strip().lower()
         return policy
 
+    @field_validator("mcp_config")
+    @classmethod
+    def _mcp_config(cls, v: Path | None, info: ValidationInfo) -> Path | None:
+        if v is None:
+            return v
+        given = {s.name for s in info.data.get("mcp_servers") or []}
+        for server in read_mcp_config(v):
+            if server.name in given:
+                raise ValueError(f"MCP_SERVERS names {server.name!r} too")
+            given.add(server.name)
+        return v
+
+    @field_validator("mcp_servers")
+    @classmethod
+    def _mcp_names(cls, v: list[McpServer]) -> list[McpServer]:
+        names = [s.name for s in v]
+        if twice := sorted({n for n in names if names.count(n) > 1}):
+            raise ValueError(f"server names must differ: {', '.join(twice)} is given twice")
+        return v
+
     @field_validator("azure_model_map", mode="before")
     @classmethod
     def _model_map(cls, v: Any) -> Any:
@@ -531,6 +657,30 @@ class Settings(BaseConfig):
         return v
 
     # --- derived
+    def mcp_server_list(self) -> list[McpServer]:
+        """The MCP servers of MCP_SERVERS and of the MCP_CONFIG file (read again: it was checked
+        when the settings were read)."""
+        try:
+            from_file = read_mcp_config(self.mcp_config) if self.mcp_config is not None else []
+        except ValueError as exc:
+            raise ConfigError(f"Invalid setting MCP_CONFIG: {exc}") from None
+        return [*self.mcp_servers, *from_file]
+
+    def more_secrets(self) -> list[tuple[str, str]]:
+        """Secrets inside structured settings (bot/redact.py): the MCP servers' env and header
+        values, a header's token without its scheme (`Bearer ...`), and their URLs' credentials."""
+        found: list[tuple[str, str]] = []
+        for server in self.mcp_server_list():
+            name = "MCP_SERVERS" if server in self.mcp_servers else "MCP_CONFIG"
+            for value in [*server.env.values(), *server.headers.values()]:
+                raw = value.get_secret_value()
+                found.append((name, raw))
+                if " " in raw.strip():
+                    found.append((name, raw.strip().rsplit(" ", 1)[1]))
+            if server.url:
+                found += [(name, part) for part in url_credentials(server.url)]
+        return found
+
     def price(self, model: str) -> tuple[float, float]:
         price = self.model_prices.get(model)
         return price if isinstance(price, tuple) else self.default_model_price
@@ -616,7 +766,10 @@ def shown(value: Any) -> str:
     if value is None:
         return ""
     if isinstance(value, list | tuple):
-        return ",".join(map(str, value)) if all(isinstance(x, str) for x in value) else json.dumps(value)
+        if all(isinstance(x, str) for x in value):
+            return ",".join(value)
+        dump = {"mode": "json", "exclude_defaults": True, "exclude_none": True}
+        return json.dumps([x.model_dump(**dump) if isinstance(x, BaseModel) else x for x in value])
     if isinstance(value, dict):
         return json.dumps(value)
     if isinstance(value, bool):

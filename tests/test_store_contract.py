@@ -16,6 +16,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from bot.models import (
+    ChannelProfile,
     CommandCall,
     MessageRef,
     Phase,
@@ -24,6 +25,7 @@ from bot.models import (
     SessionState,
     Step,
     StepStatus,
+    Template,
     Thoughts,
     Usage,
 )
@@ -433,6 +435,76 @@ async def test_documents(store: SessionStore) -> None:
     assert [d for _, d in await store.doc_list("schedule")] == [
         (await store.doc_get("schedule", "def567"))[1]
     ]
+
+
+async def test_channel_profiles(store: SessionStore) -> None:
+    key = "slack:T1:C1"
+    fresh = ChannelProfile(key=key, platform="slack", team="T1", channel="C1")
+    assert await store.get_profile(key) is None
+    assert await store.list_profiles() == []
+
+    def set_budget(p: ChannelProfile) -> None:
+        p.budget_usd, p.updated_by = 0.5, "<@U1>"
+
+    made = await store.change_profile(fresh, set_budget)
+    assert made is not None and made.budget_usd == 0.5
+    got = await store.get_profile(key)
+    assert got is not None and got.budget_usd == 0.5 and got.updated_by == "<@U1>" and got.team == "T1"
+    # concurrent changes of different keys all land (compare-and-set, retried)
+    changes = [
+        ("ai_name", "Poet"),
+        ("smart_llm", "gpt-4o"),
+        ("memory_scope", "channel"),
+        ("tool_policy", {"web_search": "allow", "*": "ask"}),
+        ("mcp_servers", ["docs", "github"]),
+        ("continuous_limit", 7),
+    ]
+    await asyncio.gather(
+        *(store.change_profile(fresh, lambda p, f=f, v=v: setattr(p, f, v)) for f, v in changes)  # type: ignore[misc]
+    )
+    got = await store.get_profile(key)
+    assert got is not None and got.budget_usd == 0.5
+    for field, value in changes:
+        assert getattr(got, field) == value, field
+    assert await store.change_profile(fresh, lambda p: False) is None  # aborted: nothing changes
+    assert await store.get_profile(key) == got
+    other = ChannelProfile(
+        key="discord:G1:42", platform="discord", team="G1", channel="42", ai_role="a scout"
+    )
+    await store.change_profile(other, lambda p: None)
+    assert sorted(p.key for p in await store.list_profiles()) == ["discord:G1:42", key]
+    # a profile whose keys are all unset is listed as none
+    await store.change_profile(other, lambda p: setattr(p, "ai_role", None))
+    assert [p.key for p in await store.list_profiles()] == [key]
+    # a channel with nothing set and no stored profile stores nothing
+    empty = ChannelProfile(key="slack:T1:C9", platform="slack", team="T1", channel="C9")
+    assert await store.change_profile(empty, lambda p: None) == empty
+    assert await store.get_profile("slack:T1:C9") is None
+
+
+async def test_templates(store: SessionStore) -> None:
+    key = "slack:T1:weekly"
+    first = Template(key=key, name="weekly", platform="slack", team="T1", goals=["a", "b"], owner="U1")
+    assert await store.get_template(key) is None
+    assert await store.save_template(first, replace=lambda old: True) == first
+    assert await store.get_template(key) == first
+    # replacing asks who may: refused, nothing changes
+    second = first.model_copy(update={"goals": ["c"], "owner": "U2"})
+    seen: list[Template] = []
+    assert await store.save_template(second, replace=lambda old: seen.append(old) is not None) is None
+    assert seen == [first] and await store.get_template(key) == first
+    assert await store.save_template(second, replace=lambda old: old.owner == "U1") == second
+    assert (await store.get_template(key)) == second
+    other = Template(key="discord:G1:daily", name="daily", platform="discord", goals=["x"], owner="9")
+    await store.save_template(other, replace=lambda old: True)
+    assert sorted(t.key for t in await store.list_templates()) == ["discord:G1:daily", key]
+    # two saves of a new name at once: one creates it, the other replaces it or is refused
+    racers = [first.model_copy(update={"key": "slack:T1:race", "goals": [str(i)]}) for i in range(6)]
+    results = await asyncio.gather(*(store.save_template(t, replace=lambda old: False) for t in racers))
+    assert sum(r is not None for r in results) == 1
+    assert await store.delete_template(key)
+    assert not await store.delete_template(key)
+    assert await store.get_template(key) is None
 
 
 async def test_claims_are_first_once_within_their_ttl(store: SessionStore) -> None:

@@ -25,6 +25,7 @@ from bot.decisions import Decision
 from bot.inbox import Incoming, IncomingError, Reader
 from bot.models import Actor, Outcome, Place
 from bot.presenter.ids import Button, parse
+from bot.presenter.views import Shown
 from bot.tools.files import readable
 
 if TYPE_CHECKING:
@@ -59,13 +60,15 @@ class Handlers:
 
     # ------------------------------------------------------------------ who and where
 
-    def actor(self, user: discord.abc.User) -> Actor:
+    def actor(self, user: discord.abc.User, manages_channel: bool = False) -> Actor:
+        """`manages_channel`: Discord says the user has Manage Channels where they act."""
         user_id = str(user.id)
         return Actor(
             platform=NAME,
             user_id=user_id,
             name=user.display_name,
             is_admin=user_id in self.settings.admin_user_ids,
+            manages_channel=manages_channel,
         )
 
     async def place(self, channel: Any, channel_id: int | None, guild_id: int | None) -> Place:
@@ -102,9 +105,13 @@ class Handlers:
         place = await self.place(message.channel, message.channel.id, guild_id(message))
         place = place.model_copy(update={"origin": str(message.id)})  # a session's root answers it
         files = shared_files(message)  # a goal's attachments, or files for the thread's session
-        outcome = await self.service.handle_text(self.actor(message.author), place, text or "help", files)
+        actor = self.actor(message.author, manages(message.channel, message.author))
+        outcome = await self.service.handle_text(actor, place, text or "help", files)
         if outcome.ok and outcome.place is not None and answers_origin(place):
             return  # the session's root message answered the mention
+        if isinstance(outcome, Shown):  # a usage report, a profile: an embed
+            await self.reply(message, "", self.adapter.renderer.render(outcome.view).embeds)
+            return
         await self.reply(message, with_thread(outcome))
 
     async def _thread_reply(self, message: discord.Message) -> None:
@@ -126,8 +133,13 @@ class Handlers:
         if outcome is not None:
             await self.reply(message, outcome.message)
 
-    async def reply(self, message: discord.Message, text: str) -> None:
+    async def reply(
+        self, message: discord.Message, text: str, embeds: list[discord.Embed] | None = None
+    ) -> None:
         try:
+            if embeds:
+                await message.reply(embeds=embeds, mention_author=False)
+                return
             chunks = reply_chunks(text)
             await message.reply(chunks[0], mention_author=False)
             for chunk in chunks[1:]:
@@ -144,16 +156,26 @@ class Handlers:
             await interaction.response.defer(ephemeral=True, thinking=True)
             try:
                 place = await self.place(interaction.channel, interaction.channel_id, interaction.guild_id)
-                outcome = await self.service.handle_text(self.actor(interaction.user), place, text)
+                perms = interaction.permissions  # the user's in this channel, as Discord resolved them
+                actor = self.actor(interaction.user, bool(interaction.guild_id) and perms.manage_channels)
+                outcome = await self.service.handle_text(actor, place, text)
+                if isinstance(outcome, Shown):  # a usage report, a profile: an embed
+                    await self._answer(interaction, "", self.adapter.renderer.render(outcome.view).embeds)
+                    return
                 answer = with_thread(outcome)
             except Exception:
                 log.exception("Discord: /%s failed", COMMAND_NAME)
                 answer = SORRY
             await self._answer(interaction, answer)
 
-    async def _answer(self, interaction: discord.Interaction[Any], text: str) -> None:
+    async def _answer(
+        self, interaction: discord.Interaction[Any], text: str, embeds: list[discord.Embed] | None = None
+    ) -> None:
         """The (private) answer to a deferred interaction."""
         try:
+            if embeds:
+                await interaction.edit_original_response(content=None, embeds=embeds)
+                return
             chunks = reply_chunks(text)
             await interaction.edit_original_response(content=chunks[0])
             for chunk in chunks[1:]:
@@ -266,6 +288,18 @@ def _reader(attachment: discord.Attachment) -> Reader:
         return data
 
     return read
+
+
+def manages(channel: Any, user: discord.abc.User) -> bool:
+    """Whether `user` may manage `channel` (Manage Channels there, from the cached guild, its
+    roles and the channel's overwrites: no request); False in a DM or when Discord cannot say."""
+    permissions_for = getattr(channel, "permissions_for", None)
+    if permissions_for is None or getattr(channel, "guild", None) is None:
+        return False
+    try:
+        return bool(permissions_for(user).manage_channels)
+    except Exception:  # a thread whose parent is not cached, a partial channel
+        return False
 
 
 def guild_id(message: discord.Message) -> int | None:

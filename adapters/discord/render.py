@@ -264,3 +264,55 @@ class DiscordRenderer(Renderer[Rendered]):
             footer=f"Session {view.session_id}" if view.session_id else "",
         )
         return self._shape(spec)
+
+    def usage(self, view: v.UsageView) -> Rendered:
+        """A usage report as an embed: what it covers, the totals, by user, channel and model,
+        and the spend of each day as a text chart."""
+        who = f"<@{view.user}>" if view.user is not None and not view.mine else None
+        where = f"<#{view.channel}>" if view.channel is not None else None
+        totals = " · ".join(f"**{k}** {val}" for k, val in wording.usage_totals(view))
+        spec = EmbedSpec(
+            description=f"**{wording.usage_heading(view, who, where)}**\n{totals}",
+            color=BLURPLE,
+            footer=wording.unpriced_note(view) or "",
+        )
+        for name, title in wording.USAGE_SECTIONS:
+            rows: list[v.UsageRow] = getattr(view, name)
+            lines = [
+                f"{_usage_label(name, row)} · {wording.usage_line(row, name == 'by_model')}" for row in rows
+            ]
+            spec.add(title, "\n".join(lines))
+        if chart := wording.usage_chart(view):
+            spec.add(wording.CHART_TITLE, Code("\n".join(chart)))
+        return Rendered(embeds=[spec.build()])
+
+    def profile(self, view: v.ProfileView) -> Rendered:
+        """A channel's profile as an embed: each key, its value or the setting that applies."""
+        lines = [
+            f"**{f.label}** (`{f.key}`): "
+            + (discord.utils.escape_markdown(f.value) if f.set else f"*{f.value}*")
+            for f in view.fields
+        ]
+        notes = [
+            wording.profile_changed(view),
+            None if any(f.set for f in view.fields) else wording.PROFILE_NOTHING,
+        ]
+        spec = EmbedSpec(
+            title=wording.profile_heading(view),
+            description=(f"{view.note}\n\n" if view.note else "") + f"<#{view.channel}>\n" + "\n".join(lines),
+            color=BLURPLE,
+            footer=" ".join(n for n in [*notes, wording.profile_footer(view)] if n),
+        )
+        return Rendered(embeds=[spec.build()])
+
+
+def _usage_label(section: str, row: v.UsageRow) -> str:
+    """A row's user (a mention: allowed mentions are off, so nobody is pinged), channel (a link)
+    or model (code); the "others" row in words."""
+    if not row.key:
+        return row.label
+    if section == "by_user":
+        return f"<@{row.key}>"
+    if section == "by_channel":
+        return f"<#{row.key}>"
+    return f"`{clip(row.label, 100)}`"

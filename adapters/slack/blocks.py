@@ -434,6 +434,8 @@ class SlackRenderer(Renderer[SlackMessage]):
         ]
         if view.notice:
             blocks.append(context(clip(view.notice, CONTEXT_MAX)))
+        if view.usage is not None:
+            blocks += home_usage_blocks(view.usage)
         blocks.append(header("Your sessions"))
         if not view.sessions:
             blocks.append(section("_You have no sessions yet._"))
@@ -461,7 +463,85 @@ class SlackRenderer(Renderer[SlackMessage]):
         if len(view.sessions) > MAX_HOME_SESSIONS:
             blocks.append(context(f"and {len(view.sessions) - MAX_HOME_SESSIONS} more: `{ids.COMMAND} list`"))
         blocks += schedules_blocks(view)
+        blocks += home_profile_blocks(view)
         return {"type": "home", "blocks": fit(blocks, VIEW_MAX_BLOCKS, BLOCKS_BUDGET * 2)}
+
+    def usage(self, view: v.UsageView) -> SlackMessage:
+        """A usage report: what it covers, the totals, by user, channel and model, and a chart."""
+        who = mention(view.user) if view.user is not None and not view.mine else None
+        where = f"<#{view.channel}>" if view.channel is not None else None
+        blocks = [
+            section(f"*{wording.usage_heading(view, who, where)}*"),
+            _dict(
+                SectionBlock(
+                    fields=[MarkdownTextObject(text=f"*{k}*\n{val}") for k, val in wording.usage_totals(view)]
+                )
+            ),
+        ]
+        for name, title in wording.USAGE_SECTIONS:
+            rows: list[v.UsageRow] = getattr(view, name)
+            if rows:
+                lines = [
+                    f"• {_usage_label(name, row)} · {escape(wording.usage_line(row, name == 'by_model'))}"
+                    for row in rows
+                ]
+                blocks += [section(p) for p in split_escaped(f"*{title}*\n" + "\n".join(lines), SECTION_MAX)]
+        if chart := wording.usage_chart(view):
+            blocks.append(section(f"*{wording.CHART_TITLE}*\n" + code("\n".join(chart), SECTION_MAX - 40)))
+        if note := wording.unpriced_note(view):
+            blocks.append(context(escape(note)))
+        return message(wording.usage_text(view), blocks)
+
+    def profile(self, view: v.ProfileView) -> SlackMessage:
+        """A channel's profile: each key, its value or the setting that applies."""
+        blocks = [section(escape(view.note))] if view.note else []
+        blocks.append(section(f"*{wording.profile_heading(view, f'<#{view.channel}>')}*"))
+        lines = [
+            f"• *{escape(f.label)}* (`{f.key}`): {escape(f.value) if f.set else '_' + escape(f.value) + '_'}"
+            for f in view.fields
+        ]
+        blocks += [section(p) for p in split_escaped("\n".join(lines), SECTION_MAX)]
+        notes = [
+            wording.profile_changed(view),
+            None if any(f.set for f in view.fields) else wording.PROFILE_NOTHING,
+        ]
+        notes.append(wording.profile_footer(view))
+        blocks.append(context(escape(" ".join(n for n in notes if n), mentions=True)))
+        return message(wording.profile_text(view), blocks)
+
+
+def _usage_label(section_name: str, row: v.UsageRow) -> str:
+    """A row's user (a mention), channel (a link) or model (code); the "others" row in words."""
+    if not row.key:
+        return escape(row.label)
+    if section_name == "by_user":
+        return mention(row.key)
+    if section_name == "by_channel":
+        return f"<#{row.key}>"
+    return inline(row.label, 100)
+
+
+def home_usage_blocks(view: v.UsageView) -> list[dict[str, Any]]:
+    """The user's last 30 days in the Home tab: the totals, and the spend of each day as a text
+    column chart in a code block. (An image block needs an image at a public URL, or a file
+    Slack shares with every viewer; the bot has neither in Socket Mode, so the chart is text.)"""
+    out = [_dict(DividerBlock()), header(wording.HOME_USAGE), section(escape(wording.usage_line(view.total)))]
+    if chart := wording.usage_chart(view):
+        out.append(section(code("\n".join(chart), SECTION_MAX - 40)))
+    return out
+
+
+def home_profile_blocks(view: v.SessionListView) -> list[dict[str, Any]]:
+    """The channel profiles of the team, what each sets."""
+    out = [_dict(DividerBlock()), header(wording.HOME_PROFILES)]
+    if not view.profiles:
+        out.append(context(escape(wording.home_no_profiles(ids.COMMAND))))
+    for p in view.profiles[:MAX_HOME_SESSIONS]:
+        lines = [f"{escape(f.label)}: {clip(f.value, 300)}" for f in p.fields if f.set]
+        out.append(section(f"*<#{p.channel}>*\n" + "\n".join(lines)))
+    if len(view.profiles) > MAX_HOME_SESSIONS:
+        out.append(context(f"and {len(view.profiles) - MAX_HOME_SESSIONS} more"))
+    return out
 
 
 RENDERER: Final = SlackRenderer()

@@ -23,6 +23,7 @@ from bot.grammar import GoalCommand, HelpCommand, ListCommand, StatusCommand, Us
 from bot.inbox import Incoming
 from bot.models import Actor, Place
 from bot.presenter.ids import Button, parse
+from bot.presenter.views import Shown
 
 if TYPE_CHECKING:
     from adapters.slack.adapter import SlackAdapter
@@ -78,15 +79,25 @@ def deps_of(context: AsyncBoltContext) -> SlackDeps:
 
 
 async def run_command(
-    deps: SlackDeps, actor: Actor, place: Place, text: str, files: list[Incoming] | None = None
+    deps: SlackDeps,
+    actor: Actor,
+    place: Place,
+    text: str,
+    files: list[Incoming] | None = None,
+    thread: str | None = None,
 ) -> SlackMessage:
     """The shared grammar for `/autogpt` and mentions; the answer is for the asking user only.
-    `files`: shared with a mention (a goal's attachments)."""
+    `files`: shared with a mention (a goal's attachments). `thread`: the thread a mention was
+    typed in: a command is about that thread (its session), a goal starts in the channel."""
     try:
         command = grammar.parse(text, max_goal_chars=deps.core.settings.max_goal_chars)
     except UsageError as exc:
         return blocks.reply(exc.message, verbatim=exc.usage)
+    if thread is not None and not isinstance(command, GoalCommand):
+        place = place.model_copy(update={"thread": thread})
     outcome = await deps.core.service.handle(actor, place, command, files)
+    if isinstance(outcome, Shown):
+        return deps.adapter.renderer.render(outcome.view)
     if isinstance(command, HelpCommand) and outcome.ok:
         return blocks.reply("", verbatim=outcome.message)
     message = outcome.message

@@ -284,7 +284,7 @@ def usage_of(response: Any, model: str, settings: Settings) -> Usage:
             prompt_tokens=prompt,
             completion_tokens=completion,
             cost_usd=cost(settings, model, prompt, completion),
-        )
+        ).priced_as(model)
     u = getattr(response, "usage", None)
     prompt = int(getattr(u, "prompt_tokens", 0) or 0)
     completion = int(getattr(u, "completion_tokens", 0) or 0)
@@ -293,7 +293,7 @@ def usage_of(response: Any, model: str, settings: Settings) -> Usage:
         prompt_tokens=prompt,
         completion_tokens=completion,
         cost_usd=cost(settings, model, prompt, completion),
-    )
+    ).priced_as(model)
 
 
 def cost(settings: Settings, model: str, prompt_tokens: int, completion_tokens: int) -> float:
@@ -302,12 +302,7 @@ def cost(settings: Settings, model: str, prompt_tokens: int, completion_tokens: 
 
 
 def add_usage(a: Usage, b: Usage) -> Usage:
-    return Usage(
-        calls=a.calls + b.calls,
-        prompt_tokens=a.prompt_tokens + b.prompt_tokens,
-        completion_tokens=a.completion_tokens + b.completion_tokens,
-        cost_usd=a.cost_usd + b.cost_usd,
-    )
+    return a.plus(b)  # per model too (`Usage.by_model`)
 
 
 def _causes(exc: BaseException, depth: int = 8) -> Iterator[BaseException]:
@@ -596,7 +591,7 @@ class LLMClient:
             prompt_tokens=prompt,
             completion_tokens=reply,
             cost_usd=cost(self.settings, model, prompt, reply),
-        )
+        ).priced_as(model)
 
     async def text(self, model: str, messages: list[dict[str, Any]]) -> tuple[str, Usage]:
         """A plain reply (no schema), e.g. answering a question from a page. A refusal (with no

@@ -76,7 +76,10 @@ class NoMemory:
 
 def scope_key(session: Session, scope: str) -> str:
     """Who shares memories. `session`: this session only; `user`: every session of its owner on
-    the platform; `channel`: everyone in the channel (platform, team and channel)."""
+    the platform; `channel`: everyone in the channel (platform, team and channel). A channel
+    profile's MEMORY_SCOPE, kept with the session, wins over `scope`."""
+    if session.profile is not None and session.profile.memory_scope:
+        scope = session.profile.memory_scope
     if scope == "user":
         return f"user:{session.user_key}"
     if scope == "channel":

@@ -5,12 +5,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from bot import profiles
 from bot.decisions import ON_ITS_OWN
-from bot.models import Session, Step, StepStatus
+from bot.models import PROFILE_FIELDS, ChannelProfile, Session, Step, StepStatus
 from bot.policy import FINISH
 from bot.presenter.views import (
     DecisionOption,
     FileView,
+    ProfileField,
+    ProfileView,
     ResultView,
     ScheduleItem,
     SessionHeaderView,
@@ -156,4 +159,44 @@ def session_list_view(
             for x in schedules
         ],
         notice=notice,
+    )
+
+
+def profile_view(
+    profile: ChannelProfile, settings: Settings, may_change: bool = False, note: str | None = None
+) -> ProfileView:
+    """A channel's profile: each key with its value, or what applies when the channel sets none."""
+    defaults: dict[str, Any] = {
+        "ai_name": Session.model_fields["ai_name"].default,
+        "ai_role": Session.model_fields["ai_role"].default,
+        "smart_llm": settings.smart_llm,
+        "fast_llm": settings.fast_llm,
+        "budget_usd": settings.session_budget_usd,
+        "continuous_limit": settings.continuous_limit,
+        "memory_scope": settings.memory_scope,
+        "tool_policy": settings.tool_policy or None,
+        "mcp_servers": None,
+    }
+    fields = []
+    for name in PROFILE_FIELDS:
+        value = getattr(profile, name)
+        if value is not None:
+            shown = profiles.shown(name, value)
+        elif defaults[name] is not None:
+            shown = f"{profiles.shown(name, defaults[name])} (the setting)"
+        else:
+            shown = "(the setting)"
+        fields.append(
+            ProfileField(
+                key=profiles.TYPED[name], label=profiles.LABELS[name], value=shown, set=value is not None
+            )
+        )
+    changed = not profile.empty
+    return ProfileView(
+        channel=profile.channel,
+        fields=fields,
+        updated_by=profile.updated_by if changed else None,
+        updated_at=profile.updated_at if changed else None,
+        may_change=may_change,
+        note=note,
     )

@@ -5,8 +5,9 @@
         ...
 
 `render(view)` calls the method of the view's kind (a table, as opsdroid's `@register_event`
-is): `header`, `tasks`, `step`, `result`, `summary`, `notice`, `sessions`, each taking its view
-(bot/presenter/views.py). A kind the adapter does not show raises NotImplementedError.
+is): `header`, `tasks`, `step`, `result`, `summary`, `notice`, `sessions`, and for answers
+that are views (`Shown`) `usage` and `profile`, each taking its view (bot/presenter/views.py).
+A kind the adapter does not show raises NotImplementedError.
 """
 
 from __future__ import annotations
@@ -27,9 +28,11 @@ class Renderer(Generic[Out]):
         "summary": "summary",
         "notice": "notice",
         "sessions": "sessions",
+        "usage": "usage",
+        "profile": "profile",
     }
 
-    def render(self, view: v.View) -> Out:
+    def render(self, view: v.View | v.UsageView | v.ProfileView) -> Out:
         method = getattr(self, self.METHODS[view.kind], None)
         if method is None:
             raise NotImplementedError(f"{type(self).__name__} does not show a {view.kind} view")

@@ -5,12 +5,12 @@ nothing but ids: a `DecisionOption` is (session id, step number, action), encode
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any, Literal
+from datetime import date, datetime
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from bot.models import Thoughts
+from bot.models import Outcome, Thoughts
 
 Action = Literal["approve", "approve_n", "allow_tool", "feedback", "stop", "pause"]
 
@@ -156,13 +156,93 @@ class ScheduleItem(BaseModel):
     goal: str
 
 
+class UsageRow(BaseModel):
+    """One line of a usage report: a user, a channel or a model (`key`: its id or name;
+    `label`: what to call it) and what it used. `sessions`: how many sessions it counts (for a
+    model: the sessions that used it)."""
+
+    key: str
+    label: str
+    sessions: int = 0
+    cycles: int = 0
+    calls: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+
+    @property
+    def tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+class UsageDay(BaseModel):
+    day: date
+    sessions: int = 0
+    cost_usd: float = 0.0
+
+
+class UsageView(BaseModel):
+    """What was used in a period (`days` days since `since`), by user, channel and model, with
+    the spend of each day (a chart). `user` / `channel`: what the report is limited to (None:
+    not limited); `everyone`: an admin's report over every user. `unpriced`: sessions from
+    before spend per model was recorded (their spend is in `total`, not in `by_model`)."""
+
+    kind: Literal["usage"] = "usage"
+    days: int
+    since: datetime
+    user: str | None = None
+    user_label: str | None = None
+    mine: bool = False  # the asker's own usage
+    channel: str | None = None
+    everyone: bool = False
+    total: UsageRow
+    by_user: list[UsageRow] = Field(default_factory=list)
+    by_channel: list[UsageRow] = Field(default_factory=list)
+    by_model: list[UsageRow] = Field(default_factory=list)
+    daily: list[UsageDay] = Field(default_factory=list)
+    unpriced: int = 0
+
+
+class ProfileField(BaseModel):
+    key: str  # as typed in `profile set KEY`
+    label: str
+    value: str  # in words
+    set: bool  # False: the setting applies
+
+
+class ProfileView(BaseModel):
+    """A channel's profile: each key, its value, and whether the channel set it."""
+
+    kind: Literal["profile"] = "profile"
+    channel: str
+    fields: list[ProfileField]
+    updated_by: str | None = None
+    updated_at: datetime | None = None
+    may_change: bool = False  # the user who asked may change it
+    note: str | None = None  # what just changed
+
+
+AnswerView = Annotated[UsageView | ProfileView, Field(discriminator="kind")]
+
+
+class Shown(Outcome):
+    """An answer that is a view as well as words: an adapter that shows the view's kind renders
+    `view`; any other says `message` (the same in plain text)."""
+
+    view: AnswerView
+
+
 class SessionListView(BaseModel):
-    """A user's sessions and schedules (a home page), with a notice on top when there is one."""
+    """A user's sessions and schedules (a home page), with a notice on top when there is one;
+    `usage`: the user's recent usage (a small chart), `profiles`: the channel profiles of the
+    user's team, when the adapter shows them."""
 
     kind: Literal["sessions"] = "sessions"
     sessions: list[SessionItem]
     schedules: list[ScheduleItem] = Field(default_factory=list)
     notice: str | None = None
+    usage: UsageView | None = None
+    profiles: list[ProfileView] = Field(default_factory=list)
 
 
 View = SessionHeaderView | TaskListView | StepView | ResultView | SummaryView | NoticeView | SessionListView

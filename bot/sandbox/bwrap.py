@@ -24,6 +24,7 @@ import contextlib
 import os
 import shutil
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import ClassVar
 
@@ -53,8 +54,11 @@ class BwrapSandbox(Sandbox):
     name: ClassVar[str] = "bwrap"
     label: ClassVar[str] = "the bubblewrap sandbox"
 
-    def __init__(self) -> None:
+    def __init__(self, read_only: Sequence[str] = ()) -> None:
         self.as_root = os.geteuid() == 0
+        # more of this machine the command may read, at the same paths (an MCP server's Python
+        # environment, bot/mcp_servers.py)
+        self.read_only = [os.path.realpath(p) for p in read_only]
         self.python = os.path.realpath(sys._base_executable)  # type: ignore[attr-defined]
         prefix = os.path.realpath(sys.base_prefix)
         # the interpreter's installation, when /usr does not hold it (pyenv, a build in /opt)
@@ -91,10 +95,11 @@ class BwrapSandbox(Sandbox):
     def argv(
         self, request: RunRequest, env: dict[str, str], workspace: Path, *, passwd_fd: int, group_fd: int
     ) -> list[str]:
-        ws_source, prefix_source = str(workspace), self.prefix
+        ws_source, prefix_source, ro_sources = str(workspace), self.prefix, list(self.read_only)
         if self.as_root:
             ws_source = f"{STAGE}/w"
             prefix_source = f"{STAGE}/p" if self.prefix else None
+            ro_sources = [f"{STAGE}/r{i}" for i in range(len(self.read_only))]
         args = [
             "bwrap",
             "--unshare-all",
@@ -121,6 +126,8 @@ class BwrapSandbox(Sandbox):
         args += ["--ro-bind-data", str(group_fd), "/etc/group"]
         if self.prefix and prefix_source:
             args += ["--ro-bind", prefix_source, self.prefix]
+        for source, path in zip(ro_sources, self.read_only, strict=True):
+            args += ["--ro-bind", source, path]
         args += [
             "--proc", "/proc",
             "--dev", "/dev",
@@ -136,11 +143,14 @@ class BwrapSandbox(Sandbox):
         command = [*prlimit_args(request.limits), *args, "--", *request.argv]
         if not self.as_root:
             return command
-        stage = [str(workspace)] + ([self.prefix] if self.prefix else [])
+        staged = [("w", str(workspace))] + ([("p", self.prefix)] if self.prefix else [])
+        staged += [(f"r{i}", path) for i, path in enumerate(self.read_only)]
+        stage = [path for _, path in staged]
         script = (
             f"mount -t tmpfs -o mode=0755,size=64k sandbox {STAGE} && mkdir {STAGE}/w {STAGE}/p"
-            f' && mount --bind "$1" {STAGE}/w'
-            + (f' && mount --bind "$2" {STAGE}/p && shift 2' if self.prefix else " && shift 1")
+            + "".join(f" {STAGE}/{name}" for name, _ in staged[1:] if name != "p")
+            + "".join(f' && mount --bind "${{{i}}}" {STAGE}/{name}' for i, (name, _) in enumerate(staged, 1))
+            + f" && shift {len(staged)}"
             + f' && exec setpriv --reuid={NOBODY} --regid={NOBODY} --clear-groups -- "$@"'
         )
         return ["unshare", "--mount", "--propagation", "private", "--", "/bin/sh", "-c", script, "sh"] + (

@@ -2,16 +2,22 @@
 
 Live sessions expire from the store some hours after they finish; the engine saves each one here
 first, so history and usage can still be read for `retention_days`.
+
+Besides the whole session (`data`), a row keeps what usage reports read (its channel, team,
+owner's name and `Usage`, per model) in columns of their own, so a report never decodes a
+transcript. A file made before those columns gets them when it is opened, filled in from `data`.
 """
 
 from __future__ import annotations
 
 import json
+import sqlite3
 import time
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bot.models import Session
+from bot.models import Session, Usage, UsageRecord
 from bot.redact import NO_SECRETS, Redactor
 from bot.store.sqlite_file import SQLiteFile
 
@@ -26,11 +32,24 @@ CREATE TABLE IF NOT EXISTS archive (
     cost_usd REAL NOT NULL,
     created_at REAL NOT NULL,
     finished_at REAL NOT NULL,
-    data TEXT NOT NULL
+    data TEXT NOT NULL,
+    channel TEXT,
+    team TEXT,
+    owner_name TEXT,
+    usage TEXT
 );
 CREATE INDEX IF NOT EXISTS archive_user_created ON archive (user_key, created_at);
 CREATE INDEX IF NOT EXISTS archive_finished ON archive (finished_at);
+CREATE INDEX IF NOT EXISTS archive_created ON archive (created_at);
 """
+# columns a file from an older version lacks, and how to fill them in from `data`
+_ADDED_COLUMNS = {
+    "channel": "json_extract(data, '$.place.channel')",
+    "team": "json_extract(data, '$.place.team')",
+    "owner_name": "json_extract(data, '$.owner_name')",
+    "usage": "json_extract(data, '$.usage')",
+}
+BATCH = 200  # sessions read at once by `finished_since`
 
 
 def _ts(moment: datetime) -> float:
@@ -51,7 +70,27 @@ class Archive(SQLiteFile):
     # ------------------------------------------------------------------ lifecycle
     async def open(self) -> None:
         if await self._connect(_SCHEMA):
+            with self._guard("open"):
+                await self._call(self._add_columns)
             await self.purge()
+
+    def _add_columns(self, conn: sqlite3.Connection) -> None:
+        """The report columns, in a file an older version made (filled in from each row's data),
+        in one transaction: another process opening the file waits, then finds them."""
+        have = {row[1] for row in conn.execute("PRAGMA table_info(archive)")}
+        if set(_ADDED_COLUMNS) <= have:
+            return
+
+        def add(c: sqlite3.Connection) -> None:
+            have = {row[1] for row in c.execute("PRAGMA table_info(archive)")}
+            missing = [name for name in _ADDED_COLUMNS if name not in have]
+            for name in missing:
+                c.execute(f"ALTER TABLE archive ADD COLUMN {name} TEXT")
+            if missing:
+                sets = ", ".join(f"{name} = {_ADDED_COLUMNS[name]}" for name in missing)
+                c.execute(f"UPDATE archive SET {sets}")
+
+        self.transaction(conn, add, write=True)
 
     # ------------------------------------------------------------------ sessions
     async def save(self, session: Session) -> None:
@@ -59,13 +98,14 @@ class Archive(SQLiteFile):
         finished = session.finished_at or session.updated_at
         with self._guard("save"):
             await self._run(
-                "INSERT INTO archive"
-                " (id, user_key, platform, state, goals, cycles, cost_usd, created_at, finished_at, data)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                "INSERT INTO archive (id, user_key, platform, state, goals, cycles, cost_usd, created_at,"
+                " finished_at, data, channel, team, owner_name, usage)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
                 " ON CONFLICT (id) DO UPDATE SET user_key = excluded.user_key, platform = excluded.platform,"
                 " state = excluded.state, goals = excluded.goals, cycles = excluded.cycles,"
                 " cost_usd = excluded.cost_usd, created_at = excluded.created_at,"
-                " finished_at = excluded.finished_at, data = excluded.data",
+                " finished_at = excluded.finished_at, data = excluded.data, channel = excluded.channel,"
+                " team = excluded.team, owner_name = excluded.owner_name, usage = excluded.usage",
                 (
                     session.id,
                     session.user_key,
@@ -77,6 +117,10 @@ class Archive(SQLiteFile):
                     _ts(session.created_at),
                     _ts(finished),
                     self.redactor.text(session.model_dump_json()),
+                    session.place.channel,
+                    session.place.team,
+                    self.redactor.text(session.owner_name) if session.owner_name else None,
+                    session.usage.model_dump_json(),
                 ),
             )
 
@@ -102,6 +146,59 @@ class Archive(SQLiteFile):
                 (user_key, _ts(since)),
             )
         return float(rows[0][0])
+
+    async def usage_since(
+        self,
+        since: datetime,
+        platform: str | None = None,
+        user_key: str | None = None,
+        channel: str | None = None,
+    ) -> list[UsageRecord]:
+        """What the sessions created at or after `since` used (of one platform, user or channel
+        when given), oldest first, without their transcripts."""
+        where, params = ["created_at >= ?"], [_ts(since)]
+        for column, value in (("platform", platform), ("user_key", user_key), ("channel", channel)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(value)  # type: ignore[arg-type]
+        with self._guard("usage_since"):
+            rows = await self._rows(
+                "SELECT id, user_key, platform, owner_name, channel, team, cycles, created_at, usage,"
+                f" cost_usd FROM archive WHERE {' AND '.join(where)} ORDER BY created_at, rowid",
+                params,
+            )
+        out = []
+        for sid, key, plat, name, chan, team, cycles, created, usage, cost in rows:
+            spent = Usage.model_validate_json(usage) if usage else Usage(cost_usd=float(cost))
+            out.append(
+                UsageRecord(
+                    id=sid,
+                    user_key=key,
+                    platform=plat,
+                    owner=key.split(":", 1)[1] if ":" in key else key,
+                    owner_name=name,
+                    channel=chan or "",
+                    team=team,
+                    cycles=int(cycles),
+                    created_at=datetime.fromtimestamp(created, UTC),
+                    usage=spent,
+                )
+            )
+        return out
+
+    async def finished_since(self, since: datetime) -> AsyncIterator[Session]:
+        """Every archived session that finished at or after `since`, oldest first, read a batch
+        at a time (for an export: each holds its whole transcript)."""
+        sql = "SELECT id, finished_at, data FROM archive WHERE {} ORDER BY finished_at, id LIMIT ?"
+        where, params = "finished_at >= ?", [_ts(since)]
+        while True:
+            with self._guard("finished_since"):
+                rows = await self._rows(sql.format(where), [*params, BATCH])
+            for sid, finished, data in rows:
+                yield Session.model_validate_json(data)
+                where, params = "finished_at > ? OR (finished_at = ? AND id > ?)", [finished, finished, sid]
+            if len(rows) < BATCH:
+                return
 
     async def purge(self) -> int:
         """Delete sessions that finished more than `retention_days` ago; returns how many."""

@@ -23,7 +23,7 @@ from typing import Any, SupportsIndex, TypeVar, overload
 from pydantic import TypeAdapter
 from pydantic_core import PydanticSerializationError
 
-from bot.models import Session, Step
+from bot.models import ChannelProfile, Session, Step, Template
 from bot.redact import NO_SECRETS, Redactor
 from bot.text import scrub
 
@@ -451,3 +451,66 @@ class SessionStore(ABC):
                     session.steps = list.copy(session.steps)
                 return session
         raise StoreError(f"session {session_id}: too many concurrent updates")
+
+    # ------------------------------------------------------------------ channel profiles, templates
+    # Stored documents (`doc_*`, kinds PROFILES and TEMPLATES), so every store keeps them alike.
+
+    PROFILES = "profile"
+    TEMPLATES = "template"
+
+    async def get_profile(self, channel_key: str) -> ChannelProfile | None:
+        """A channel's profile (None: the channel has none)."""
+        found = await self.doc_get(self.PROFILES, channel_key)
+        return ChannelProfile.model_validate_json(found[1]) if found else None
+
+    async def change_profile(
+        self, fresh: ChannelProfile, mutate: Callable[[ChannelProfile], bool | None]
+    ) -> ChannelProfile | None:
+        """Change the profile of `fresh.key` with `mutate` (on `fresh` when the channel has none
+        yet), under compare-and-set. False from `mutate` aborts (None is returned)."""
+        for _ in range(20):
+            found = await self.doc_get(self.PROFILES, fresh.key)
+            if found is None:
+                profile = fresh.model_copy(deep=True)
+            else:
+                profile = ChannelProfile.model_validate_json(found[1])
+            if mutate(profile) is False:
+                return None
+            data = profile.model_dump_json()
+            if found is None:
+                if profile.empty or await self.doc_create(self.PROFILES, fresh.key, data):
+                    return profile
+            elif await self.doc_cas(self.PROFILES, fresh.key, found[0], data):
+                return profile
+        raise StoreError(f"profile {fresh.key}: too many concurrent updates")
+
+    async def list_profiles(self) -> list[ChannelProfile]:
+        """Every channel profile that sets something."""
+        found = [ChannelProfile.model_validate_json(d) for _, d in await self.doc_list(self.PROFILES)]
+        return [p for p in found if not p.empty]
+
+    async def get_template(self, key: str) -> Template | None:
+        found = await self.doc_get(self.TEMPLATES, key)
+        return Template.model_validate_json(found[1]) if found else None
+
+    async def save_template(self, template: Template, replace: Callable[[Template], bool]) -> Template | None:
+        """Store `template`; one of the same key is replaced only when `replace(it)` says so
+        (None is returned otherwise, and nothing changes)."""
+        data = template.model_dump_json()
+        for _ in range(20):
+            found = await self.doc_get(self.TEMPLATES, template.key)
+            if found is None:
+                if await self.doc_create(self.TEMPLATES, template.key, data):
+                    return template
+                continue
+            if not replace(Template.model_validate_json(found[1])):
+                return None
+            if await self.doc_cas(self.TEMPLATES, template.key, found[0], data):
+                return template
+        raise StoreError(f"template {template.key}: too many concurrent updates")
+
+    async def delete_template(self, key: str) -> bool:
+        return await self.doc_delete(self.TEMPLATES, key)
+
+    async def list_templates(self) -> list[Template]:
+        return [Template.model_validate_json(d) for _, d in await self.doc_list(self.TEMPLATES)]

@@ -46,14 +46,17 @@ __all__ = [
 ]
 
 
-def by_section(settings: Settings, registry: ToolRegistry | None = None) -> str:
+def by_section(settings: Settings, registry: ToolRegistry | None = None, mcp: list[str] | None = None) -> str:
     """For `check-config`: per section of the settings, which commands are offered and why the
-    others are not; --speak's voice and what files shared in chat become."""
+    others are not; --speak's voice and what files shared in chat become; each MCP server (`mcp`:
+    on with its tools, or off and why)."""
     from bot.media import speech
 
     registry = registry or default_registry()
     sections: dict[str, list[str]] = {}
     for tool in registry.all():
+        if tool.section == "MCP tool servers":
+            continue  # by server, below
         why = tool.off(settings)
         if why is None and tool.name in settings.disabled_commands:
             why = "in DISABLED_COMMANDS"
@@ -78,6 +81,8 @@ def by_section(settings: Settings, registry: ToolRegistry | None = None) -> str:
         )
     ]
     sections.setdefault("Memory", []).append(f"MEMORY_BACKEND={settings.memory_backend}")
+    if mcp:
+        sections["MCP tool servers"] = list(mcp)
     lines = ["Tools by section:"]
     for section in sorted(sections):
         lines.append(f"  {section}:")

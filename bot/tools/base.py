@@ -55,19 +55,14 @@ class ToolContext:
     usage: Usage = field(default_factory=Usage)
 
     def spend(self, usage: Usage) -> None:
-        self.usage = Usage(
-            calls=self.usage.calls + usage.calls,
-            prompt_tokens=self.usage.prompt_tokens + usage.prompt_tokens,
-            completion_tokens=self.usage.completion_tokens + usage.completion_tokens,
-            cost_usd=self.usage.cost_usd + usage.cost_usd,
-        )
+        self.usage = self.usage.plus(usage)
 
     def charge(self, model: str, unit: Unit, amount: float) -> float:
         """Charge a provider's call priced per unit (MODEL_PRICES: an image, a minute of audio,
         1,000 characters spoken); the engine adds it to the session and the user's day.
         Returns its cost."""
         cost = self.settings.unit_price(model, unit) * amount
-        self.spend(Usage(calls=1, cost_usd=cost))
+        self.spend(Usage(calls=1, cost_usd=cost).priced_as(model))
         return cost
 
     def afford(self, model: str, unit: Unit, amount: float) -> None:
@@ -102,6 +97,11 @@ class Tool:
 
     def enabled(self, settings: Settings) -> bool:
         return self.off(settings) is None
+
+    def withdrawn(self) -> str | None:
+        """Why the tool is not offered right now, although its settings have it on (an MCP
+        server that is down); None: it is offered."""
+        return None
 
     def prompt_line(self) -> str:
         fields = ", ".join(f'"{n}": "<{n}>"' for n in self.args.model_fields)
@@ -149,10 +149,13 @@ class ToolRegistry:
 
         return register
 
+    def remove(self, name: str) -> None:
+        self._tools.pop(name, None)
+
     def available(self, settings: Settings) -> list[Tool]:
         """The commands offered to the agent: enabled by their settings, not disabled, not denied
-        by TOOL_POLICY."""
-        return [t for t in self._tools.values() if self._offered(t, settings)]
+        by TOOL_POLICY, not withdrawn for now."""
+        return [t for t in self._tools.values() if self._offered(t, settings) and t.withdrawn() is None]
 
     def get(self, name: str, settings: Settings) -> Tool | None:
         tool = self._tools.get(name)

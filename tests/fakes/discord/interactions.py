@@ -23,6 +23,8 @@ from tests.fakes.discord.state import (
     EPHEMERAL,
     GUILD_ID,
     LOADING,
+    OWNER,
+    OWNER_PERMISSIONS,
     PERMISSIONS,
     Message,
     member_json,
@@ -174,7 +176,11 @@ class Interactions(Rest):
             "guild": {"id": str(GUILD_ID), "locale": "en-US", "features": []},
             "channel_id": str(channel_id),
             "channel": self.channels[channel_id],
-            "member": {**member_json(user), "permissions": PERMISSIONS},
+            # resolved in the channel, as Discord sends them: the guild's owner has every permission
+            "member": {
+                **member_json(user),
+                "permissions": OWNER_PERMISSIONS if user == OWNER else PERMISSIONS,
+            },
             "app_permissions": PERMISSIONS,
             "locale": "en-US",
             "guild_locale": "en-US",

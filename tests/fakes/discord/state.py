@@ -27,6 +27,7 @@ EPHEMERAL = 1 << 6
 LOADING = 1 << 7
 HAS_THREAD = 1 << 5
 PERMISSIONS = "2248473465835073"  # what the bot (and every member) may do in the guild
+OWNER_PERMISSIONS = str((1 << 53) - 1)  # the guild's owner (OWNER) may do everything, Manage Channels too
 JOINED = datetime(2024, 1, 1, tzinfo=UTC)
 
 

@@ -28,6 +28,7 @@ from bot.adapter import PlatformError
 from bot.grammar import Command, GoalCommand, HelpCommand, ListCommand, StatusCommand, UsageError
 from bot.inbox import Incoming
 from bot.models import Actor, Place
+from bot.presenter.views import Shown
 
 log = logging.getLogger(__name__)
 
@@ -133,6 +134,8 @@ async def turn(
         except PlatformError as exc:
             log.info("assistant thread %s: no title: %s", place.thread, exc)
         return None  # the session's header, just posted in the thread, says it started
+    if isinstance(outcome, Shown):  # a usage report, a profile
+        return deps.adapter.renderer.render(outcome.view)
     if isinstance(command, HelpCommand) and outcome.ok:
         return blocks.reply("", verbatim=outcome.message)
     listing = isinstance(command, ListCommand) or (

@@ -32,5 +32,6 @@ async def app_mention(event: dict[str, Any], context: AsyncBoltContext) -> None:
                 await deps.tell(channel, user, received.message, thread)
             files = []
         # a goal's attachments go to the session it starts
-        answer = await run_command(deps, actor, deps.place(channel, context.team_id), text, files)
+        place = deps.place(channel, context.team_id)
+        answer = await run_command(deps, actor, place, text, files, thread=thread)
         await deps.tell(channel, user, answer, event.get("thread_ts"))
