@@ -199,10 +199,11 @@ async def run_sessions(settings: Settings, count: int, cycles: int) -> dict[str,
         redis_after = redis_info(url) if url else (0, 0.0)
         wrote = written_bytes() - wrote_before
         done = sum(len(chat.marks.get(i, [])) for i in ids)
-        calls = 0
+        calls = commits = 0
         for i in ids:
             stored = await core.store.get(i)
             calls += stored.usage.calls if stored is not None else 0
+            commits += stored.version if stored is not None else 0  # each commit adds one
     finally:
         await core.close()
     per_cycle = (ended - started) / max(1, done) * 1000
@@ -215,6 +216,7 @@ async def run_sessions(settings: Settings, count: int, cycles: int) -> dict[str,
         "cpu_ms_cycles_1_10": round(statistics.mean(gaps[:10]), 2) if len(gaps) >= 10 else None,
         "cpu_ms_last_10": round(statistics.mean(gaps[-10:]), 2) if len(gaps) >= 20 else None,
         "llm_calls_per_cycle": round(calls / max(1, done), 2),  # chat and embedding calls
+        "store_commits_per_cycle": round(commits / max(1, done), 2),  # compare-and-set writes
         "store_bytes_per_cycle": round(
             (redis_after[0] - redis_before[0]) / max(1, done) if settings.redis_url else wrote / max(1, done)
         ),
@@ -299,7 +301,8 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"{store}: one session of {lo['cycles']} cycles: {lo['cpu_ms_per_cycle']} ms/cycle "
             f"(cycles 1-10: {lo['cpu_ms_cycles_1_10']}, last 10: {lo['cpu_ms_last_10']}), "
-            f"{lo['llm_calls_per_cycle']} LLM calls/cycle, {lo['store_bytes_per_cycle']} store bytes/cycle"
+            f"{lo['llm_calls_per_cycle']} LLM calls/cycle, {lo['store_commits_per_cycle']} commits/cycle, "
+            f"{lo['store_bytes_per_cycle']} store bytes/cycle"
             + (
                 f", Redis's own CPU {lo['redis_cpu_ms_per_cycle']} ms/cycle"
                 if lo["redis_cpu_ms_per_cycle"]
