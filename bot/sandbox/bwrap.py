@@ -126,13 +126,16 @@ class BwrapSandbox(Sandbox):
         args += ["--ro-bind-data", str(group_fd), "/etc/group"]
         if self.prefix and prefix_source:
             args += ["--ro-bind", prefix_source, self.prefix]
-        for source, path in zip(ro_sources, self.read_only, strict=True):
-            args += ["--ro-bind", source, path]
         args += [
             "--proc", "/proc",
             "--dev", "/dev",
             "--size", str(request.limits.file_bytes),
             "--tmpfs", "/tmp",
+        ]  # fmt: skip
+        # after the private /tmp: a read-only path under /tmp (a virtualenv there) stays visible
+        for source, path in zip(ro_sources, self.read_only, strict=True):
+            args += ["--ro-bind", source, path]
+        args += [
             "--bind", ws_source, self.workdir,
             "--chdir", self.workdir,
             "--remount-ro", "/",
