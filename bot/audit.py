@@ -5,9 +5,10 @@ Read from the archive (finished sessions) and the live store (sessions under way
 gives one record when it starts and one when it ends; a step gives a record for who decided on
 it (approved, gave feedback, stopped, or approved on its own: continuous mode, approvals given
 in advance, the approval policy) and one for the command's outcome; an "always allow" is a
-record of its own; spend is one record per model a session used (spend recorded before spend
-per model was is one record for the rest). Records are in time order per session. What is
-stored is redacted already; the export redacts again on the way out.
+record of its own, and so is a change of the goals (`goals ID add|remove|edit`); spend is one
+record per model a session used (spend recorded before spend per model was is one record for
+the rest). Records are in time order per session. What is stored is redacted already; the
+export redacts again on the way out.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from bot.redact import NO_SECRETS, Redactor
 from bot.store.archive import Archive
 from bot.store.base import SessionStore
 
-Kind = Literal["session_started", "session_ended", "decision", "grant", "command", "spend"]
+Kind = Literal["session_started", "session_ended", "decision", "grant", "goal_change", "command", "spend"]
 FORMATS: Final = ("csv", "jsonl")
 _FORMULA: Final = ("=", "+", "-", "@", "\t", "\r")  # a spreadsheet runs a cell starting so
 
@@ -100,12 +101,17 @@ def records_of(session: Session, since: datetime) -> list[AuditRecord]:
             kind="session_started",
             actor=session.owner_name or session.owner,
             actor_id=session.owner,
-            action="started",
+            action=(
+                f"forked from {session.forked_from} at step {session.forked_at or 0}"
+                if session.forked_from
+                else "started"
+            ),
             detail="; ".join(session.goals),
             **base,
         )
     ]
-    for step in session.steps:
+    # a fork's first steps are copies: what they did is in the records of the session they came from
+    for step in session.steps[session.forked_at or 0 :]:
         call = {
             "step": step.no,
             "command": step.command.name,
@@ -149,6 +155,19 @@ def records_of(session: Session, since: datetime) -> list[AuditRecord]:
                 actor=grant.by,
                 actor_id=grant.by_id,
                 action="always allowed",
+                **base,
+            )
+        )
+    for change in session.goal_changes:
+        out.append(
+            AuditRecord(
+                time=change.at,
+                kind="goal_change",
+                step=change.after_step or None,
+                actor=change.by,
+                actor_id=change.by_id,
+                action=f"{change.action} goal {change.index}",
+                detail=change.after if change.action != "remove" else change.before,
                 **base,
             )
         )

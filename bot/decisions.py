@@ -3,12 +3,14 @@
 A `Decision` is what a click or a typed command asks for: approve (this step and the next
 count-1 without asking), allow_tool (approve this step, and run its command without asking in
 this session from now on), feedback (skip the command, tell the agent), stop, pause (a run on
-its own goes back to step-by-step approval) or resume (a paused session goes on; continuously
-for `continuous_limit` more cycles when set). `decide(session, actor, decision, settings, now)`
-returns the `Transition` it makes (the session after it, and what to say) or a `Refusal`, with
-no I/O: the engine applies a transition in one compare-and-set, and an adapter can ask the same
-function, read-only, whether a click would be refused (`Service.check`) before opening a form.
-The OpenAI Agents SDK's `RunState.approve/reject` is the model.
+its own goes back to step-by-step approval), resume (a paused session goes on; continuously
+for `continuous_limit` more cycles when set), retry (the waiting step is set aside and the agent
+asked again) or goals (a goal added, removed or edited: the agent is told at its next cycle).
+`decide(session, actor, decision, settings, now)` returns the `Transition` it makes (the session
+after it, and what to say) or a `Refusal`, with no I/O: the engine applies a transition in one
+compare-and-set, and an adapter can ask the same function, read-only, whether a click would be
+refused (`Service.check`) before opening a form. The OpenAI Agents SDK's `RunState.approve/reject`
+is the model.
 """
 
 from __future__ import annotations
@@ -20,12 +22,17 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from bot import policy
-from bot.models import Actor, Phase, Session, SessionState, Step, StepStatus, ToolGrant
+from bot.models import Actor, GoalChange, Phase, Session, SessionState, Step, StepStatus, ToolGrant
 from bot.settings import Settings
 
 MAX_APPROVE_N = 100  # "approve next N": the range of APPROVE_NEXT_N
 
-Action = Literal["approve", "approve_n", "allow_tool", "feedback", "stop", "pause", "resume"]
+Action = Literal[
+    "approve", "approve_n", "allow_tool", "feedback", "stop", "pause", "resume", "retry", "goals"
+]
+GoalAction = Literal["add", "remove", "edit"]
+MAX_GOALS = 5  # AutoGPT's limit (bot/grammar.py says the same to who types it)
+MAX_TASKS = 20
 #: who approved a step that no human approved one by one (its view offers Pause and Stop)
 AUTO = "auto"  # approvals given in advance ("approve next N")
 CONTINUOUS = "continuous"
@@ -43,6 +50,8 @@ class Decision(BaseModel):
     count: int = Field(1, ge=1)
     text: str | None = None
     continuous_limit: int | None = Field(None, ge=1)
+    change: GoalAction | None = None  # goals: what to do
+    index: int | None = Field(None, ge=1)  # goals: which goal (remove, edit), from 1
 
 
 @dataclass(frozen=True)
@@ -61,6 +70,8 @@ class Transition:
     message: str
     decided: Step | None = None
     refresh: int | None = None
+    notice: str | None = None  # said in the session's thread as well (a change of its goals)
+    tasks_changed: bool = False  # the task list's message shows something else now
 
 
 def may_decide(session: Session, actor: Actor, settings: Settings) -> bool:
@@ -78,7 +89,7 @@ def decide(
         )
     if session.state.terminal:
         return Refusal(f"Session {session.id} has already {session.state.value}; nothing changed.")
-    if decision.action == "feedback" and len(decision.text or "") > settings.max_goal_chars:
+    if decision.action in ("feedback", "goals") and len(decision.text or "") > settings.max_goal_chars:
         return Refusal(
             f"Your feedback is {len(decision.text or ''):,} characters long; the limit is "
             f"{settings.max_goal_chars:,}. Nothing changed: say it in fewer words."
@@ -91,6 +102,10 @@ def decide(
             return _pause(s)
         case "resume":
             return _resume(s, actor, decision, settings, now)
+        case "retry":
+            return _retry(s, actor, decision, settings, now)
+        case "goals":
+            return _change_goals(s, actor, decision, settings, now)
         case "approve" | "approve_n" if s.state == SessionState.PAUSED and s.pending_step is None:
             return _resume(s, actor, decision, settings, now)  # approving a paused session resumes it
         case "approve" | "approve_n" | "feedback" | "allow_tool":
@@ -139,8 +154,9 @@ def _resume(
         if s.cycles >= s.cycle_limit(settings.max_cycles):
             s.max_cycles = s.cycles + settings.max_cycles
         budget = s.budget(settings.session_budget_usd)
+        allotment = (s.profile.budget_usd if s.profile else None) or settings.session_budget_usd
         if s.usage.cost_usd >= budget * 0.9:
-            s.budget_usd = s.usage.cost_usd + settings.session_budget_usd
+            s.budget_usd = s.usage.cost_usd + allotment  # one more of what it started with
     s.continuous = decision.continuous_limit is not None
     s.continuous_limit = (
         s.cycles + decision.continuous_limit if decision.continuous_limit else s.continuous_limit
@@ -155,6 +171,108 @@ def _resume(
         decided = pending
     s.state = SessionState.RUNNING if pending is None or decided else SessionState.AWAITING_APPROVAL
     return Transition(s, f"Session {s.id} resumed" + (" continuously." if s.continuous else "."), decided)
+
+
+def _retry(
+    s: Session, actor: Actor, decision: Decision, settings: Settings, now: datetime
+) -> Transition | Refusal:
+    """Ask the agent again for the step that waits (AutoGPT had no way but to stop): the step is
+    kept for the record, marked retried, and left out of what the agent sees, so it is asked
+    afresh from the same history. A session an error paused is asked again the same way."""
+    pending = s.pending_step
+    if decision.step_no is not None and (pending is None or pending.no != decision.step_no):
+        return Refusal(not_pending(s, decision.step_no))
+    if pending is None:
+        if s.state == SessionState.PAUSED and s.pause_kind != "limit":
+            return _resume(s, actor, decision.model_copy(update={"action": "resume"}), settings, now)
+        if s.state == SessionState.PAUSED:
+            return Refusal(
+                f"Session {s.id} paused at a limit ({s.reason}); resume {s.id} gives it more and goes on."
+            )
+        return Refusal(
+            f"Session {s.id} has no step waiting to be asked again ({s.state.value}): retry re-asks "
+            "a step that waits for a decision, or a session an error paused."
+        )
+    pending.status = StepStatus.RETRIED
+    pending.decided_by, pending.decided_at = actor.label, now
+    pending.decided_by_id = actor.user_id
+    pending.decision = "asked again"
+    s.phase = Phase.THINK
+    s.state = SessionState.RUNNING
+    s.pause_kind = s.error = s.reason = None
+    return Transition(s, f"Step {pending.no} set aside; the agent is asked again.", decided=pending)
+
+
+def _change_goals(
+    s: Session, actor: Actor, decision: Decision, settings: Settings, now: datetime
+) -> Transition | Refusal:
+    """Add, remove or edit a goal of a session under way. Recorded with who and when; the agent
+    sees the new goals and is told what changed at its next cycle. The task list follows: an
+    added goal is a task of its own, a removed goal's task goes, an edited goal's task changes."""
+    goals = list(s.goals)
+    text = " ".join((decision.text or "").split())
+    index = decision.index
+    if decision.change in ("remove", "edit") and (index is None or not 1 <= index <= len(goals)):
+        listed = "; ".join(f"{i}. {g[:40]}" for i, g in enumerate(goals, 1))
+        return Refusal(f"Session {s.id} has no goal {index}; its goals are: {listed}")
+    if decision.change in ("add", "edit") and not text:
+        return Refusal("Give the goal's text.")
+    before: str | None = None
+    match decision.change:
+        case "add":
+            if len(goals) >= MAX_GOALS:
+                return Refusal(
+                    f"Session {s.id} has {len(goals)} goals already, the most a session takes. "
+                    f"Remove or edit one instead: goals {s.id} remove N"
+                )
+            if text in goals:
+                return Refusal(f"Session {s.id} has that goal already (goal {goals.index(text) + 1}).")
+            goals.append(text)
+            index = len(goals)
+        case "remove":
+            assert index is not None
+            if len(goals) == 1:
+                return Refusal(f"Goal 1 is session {s.id}'s only goal: edit it, or stop the session.")
+            before = goals.pop(index - 1)
+        case "edit":
+            assert index is not None
+            before = goals[index - 1]
+            if before == text:
+                return Refusal(f"Goal {index} says that already; nothing changed.")
+            goals[index - 1] = text
+        case _:
+            return Refusal("Say what to do with the goals: add, remove or edit.")
+    if (size := sum(len(g) for g in goals)) > settings.max_goal_chars:
+        return Refusal(
+            f"The goals would be {size:,} characters long; the limit is {settings.max_goal_chars:,}."
+        )
+    assert index is not None and decision.change is not None
+    s.goals = goals
+    s.goal_changes.append(
+        GoalChange(
+            action=decision.change,
+            index=index,
+            before=before,
+            after=text if decision.change != "remove" else None,
+            by=actor.label,
+            by_id=actor.user_id,
+            at=now,
+            after_step=len(s.steps),
+        )
+    )
+    if before is not None:  # the goal's own task, when the list still holds it word for word
+        s.tasks = [t for t in s.tasks if t != before]
+    if decision.change != "remove" and text not in s.tasks and len(s.tasks) < MAX_TASKS:
+        s.tasks.append(text)
+    done = {"add": "added", "remove": "removed", "edit": "changed"}[decision.change]
+    listed = "\n".join(f"{i}. {g}" for i, g in enumerate(goals, 1))
+    notice = f"{actor.label} {done} goal {index}. The goals now:\n{listed}"
+    when = (
+        "at its next step"
+        if s.pending_step is None
+        else f"at its next step (step {s.pending_step.no} still waits for you; retry {s.id} asks again)"
+    )
+    return Transition(s, f"Goal {index} {done}. The agent is told {when}.", notice=notice, tasks_changed=True)
 
 
 def _on_pending(s: Session, actor: Actor, decision: Decision, now: datetime) -> Transition | Refusal:
@@ -220,8 +338,8 @@ def repeating(session: Session, step: Step) -> bool:
     """Whether a proposed step repeats the last two (the loop guard)."""
     return (
         step.status == StepStatus.PENDING
-        and len(session.steps) >= 2
-        and all(s.command == step.command for s in session.steps[-2:])
+        and len(past := session.history) >= 2
+        and all(s.command == step.command for s in past[-2:])
     )
 
 

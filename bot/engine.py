@@ -431,12 +431,12 @@ class Engine(UsesParts):
             return f"daily budget reached: ${daily:.4f} spent today of ${s.user_daily_budget_usd:.4f}"
         return None
 
-    def _token_limit(self, model: str) -> int:
-        return (
-            self.settings.fast_token_limit
-            if model == self.settings.fast_llm
-            else self.settings.smart_token_limit
-        )
+    def _token_limit(self, model: str, session: Session) -> int:
+        """FAST_TOKEN_LIMIT for a fast model (FAST_LLM, or the session's channel profile's), else
+        SMART_TOKEN_LIMIT."""
+        profile = session.profile
+        fast = model == self.settings.fast_llm or (profile is not None and model == profile.fast_llm)
+        return self.settings.fast_token_limit if fast else self.settings.smart_token_limit
 
     # ------------------------------------------------------------------ phases
 
@@ -451,7 +451,7 @@ class Engine(UsesParts):
     ) -> tuple[list[str], Usage]:
         if len(tasks) <= 1:
             return tasks, usage
-        limit = self._token_limit(model)
+        limit = self._token_limit(model, session)
         msgs = prompts.prioritisation_messages(session, tasks, limit, self.settings.max_reply_tokens)
         probe = session.model_copy(update={"usage": add_usage(session.usage, usage)})
         if await self._limit(probe, model, msgs, think=False):
@@ -465,7 +465,9 @@ class Engine(UsesParts):
 
     async def _plan(self, session: Session) -> None:
         model = profiles.model_for(self.llm, session, "fast")
-        msgs = prompts.creation_messages(session, self._token_limit(model), self.settings.max_reply_tokens)
+        msgs = prompts.creation_messages(
+            session, self._token_limit(model, session), self.settings.max_reply_tokens
+        )
         if reason := await self._limit(session, model, msgs, think=False):
             await self._halt(session.id, SessionState.PAUSED, reason, kind="limit")
             return
@@ -505,7 +507,7 @@ class Engine(UsesParts):
         settings = profiles.session_settings(self.settings, session)  # its channel profile's
         tools = self.tools.available(settings)
         model = profiles.model_for(self.llm, session, "smart")
-        limit = self._token_limit(model)
+        limit = self._token_limit(model, session)
         query = session.tasks[0] if session.tasks else "; ".join(session.goals)
         embedding: list[Usage] = []
         # thinking, as the chat shows it: until the reply is in (what follows is quick, and may
@@ -521,8 +523,11 @@ class Engine(UsesParts):
             budget_line = prompts.budget_block(session, budget_left, budget, cycles_left)
             seen = len(session.inbox)
             shared_text, shared = await self._shared_message(session, limit)
+            changes = len(session.goal_changes)
+            untold = [c for c in session.goal_changes if not c.told]
+            steered = prompts.goal_changes_text(untold) if untold else None
             msgs = prompts.execution_messages(
-                session, tools, limit, settings.max_reply_tokens, memories, budget_line, shared
+                session, tools, limit, settings.max_reply_tokens, memories, budget_line, shared, steered
             )
             if reason := await self._limit(session, model, msgs, think=True):
                 await self._halt(session.id, SessionState.PAUSED, reason, kind="limit")
@@ -540,6 +545,7 @@ class Engine(UsesParts):
             thoughts=reply.thoughts.to_thoughts(),
             command=reply.command.to_call(),
             shared=shared_text,
+            steered=steered,
         )
         tool = self.tools.get(step.command.name, settings)
         await self._keep_long_args(session, step)
@@ -575,6 +581,8 @@ class Engine(UsesParts):
             # a lost race runs this again: each time from a copy of the proposal
             decisions.propose(s, step.model_copy(deep=True), outside, repeating, settings, utcnow())
             del s.inbox[:seen]  # the agent has been told of these; files shared meanwhile stay
+            for change in s.goal_changes[:changes]:  # so of these goal changes (not of later ones)
+                change.told = True
             if (last := s.steps[-1]).status == StepStatus.APPROVED:
                 last.status = StepStatus.EXECUTING  # approved at once: claimed to run in this drive
             return None
@@ -871,7 +879,7 @@ class Engine(UsesParts):
             self.metrics.embedded(self.settings.embedding_model, remembered)
             usage = sum_usage(usage, *remembered)
         model = profiles.model_for(self.llm, session, "fast")
-        limit = self._token_limit(model)
+        limit = self._token_limit(model, session)
         msgs = prompts.creation_messages(session, limit, self.settings.max_reply_tokens)
         current = session.tasks[0] if session.tasks else None
         rest = session.tasks[1:]
@@ -956,6 +964,10 @@ class Engine(UsesParts):
             self.metrics.decided(result.decided.proposed_at, now)
         if (changed := result.decided.no if result.decided is not None else result.refresh) is not None:
             await self._refresh_step(saved, changed)
+        if result.notice is not None:
+            await self.post(saved, NoticeView(session_id=session_id, text=result.notice))
+        if result.tasks_changed:
+            await self.show_tasks(saved)
         if saved.state == SessionState.AWAITING_APPROVAL:  # it paused because the chat refused the step
             await self._post_unposted(saved)
         if saved.state.terminal:

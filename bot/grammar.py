@@ -30,10 +30,13 @@ __all__ = [
     "Command",
     "CommandAdapter",
     "FeedbackCommand",
+    "ForkCommand",
     "GoalCommand",
+    "GoalsCommand",
     "HelpCommand",
     "ListCommand",
     "ProfileCommand",
+    "RetryCommand",
     "StatusCommand",
     "StopCommand",
     "TemplateCommand",
@@ -263,6 +266,34 @@ class TemplatesCommand(_Frozen):
     kind: Literal["templates"] = "templates"
 
 
+class GoalsCommand(_Frozen):
+    """Show a session's goals, or (its owner) add, remove or edit one while it runs; ``index``
+    counts from 1."""
+
+    kind: Literal["goals"] = "goals"
+    session_id: SessionId
+    action: Literal["show", "add", "remove", "edit"] = "show"
+    index: int | None = Field(default=None, ge=1, le=MAX_GOALS)
+    text: str | None = None
+
+
+class RetryCommand(_Frozen):
+    """Set the waiting step aside and ask the agent again."""
+
+    kind: Literal["retry"] = "retry"
+    session_id: SessionId
+
+
+class ForkCommand(_Frozen):
+    """A new session from a copy of another at a step (None: its last step that ran)."""
+
+    kind: Literal["fork"] = "fork"
+    session_id: SessionId
+    step: int | None = Field(default=None, ge=0)
+    continuous: bool = False
+    continuous_limit: int | None = Field(default=None, ge=1)
+
+
 Command = Annotated[
     GoalCommand
     | StatusCommand
@@ -282,7 +313,10 @@ Command = Annotated[
     | UsageCommand
     | ProfileCommand
     | TemplateCommand
-    | TemplatesCommand,
+    | TemplatesCommand
+    | GoalsCommand
+    | RetryCommand
+    | ForkCommand,
     Field(discriminator="kind"),
 ]
 #: Validates / dumps any `Command` (e.g. ``CommandAdapter.validate_python({"kind": "list"})``).
@@ -829,6 +863,82 @@ def _parse_templates(cur: _Cursor, ctx: _Context) -> TemplatesCommand:
     return TemplatesCommand()
 
 
+def _continuous_flag(cur: _Cursor, verb: str, after: str) -> dict[str, object]:
+    """An optional ``--continuous [N]`` / ``--continuous=N`` closing a command."""
+    if cur.at_end():
+        return {}
+    token = cur.peek_token()
+    match = _FLAG_RE.fullmatch(token.split("=", 1)[0])
+    if match is None or match.group(2).lower() != "continuous":
+        raise _fail(verb, f"Unexpected '{_show(cur.rest())}' after {after}.")
+    cur.take_token()
+    fields: dict[str, object] = {"continuous": True}
+    if "=" in token:
+        fields["continuous_limit"] = _positive_int(token.split("=", 1)[1], verb, "cycle limit")
+    elif _DIGITS_RE.fullmatch(cur.peek_token()):
+        fields["continuous_limit"] = _positive_int(cur.take_token(), verb, "cycle limit")
+    return fields
+
+
+def _goal_number(cur: _Cursor, session_id: str, action: str) -> int:
+    token = cur.take_token()
+    if not token:
+        raise _fail("goals", f"Say which goal, e.g. goals {session_id} {action} 2")
+    number = _positive_int(token.removeprefix("#"), "goals", "goal number")
+    if number > MAX_GOALS:
+        raise _fail("goals", f"A session has at most {MAX_GOALS} goals; there is no goal {number}.")
+    return number
+
+
+def _parse_goals(cur: _Cursor, ctx: _Context) -> GoalsCommand:
+    token = cur.peek_token()
+    if token and normalize_session_id(token) is None:  # "goals research X": meant `goal`
+        raise _fail("goals", f"'{_show(token)}' is not a session id. To start a session: goal <your goals>")
+    session_id = _session_id(cur, "goals")
+    action = cur.take_token().lower()
+    if action in ("", "show", "list"):
+        _expect_end(cur, "goals")
+        return _build(GoalsCommand, session_id=session_id)
+    if action not in ("add", "remove", "edit"):
+        raise _fail("goals", f"Unknown '{_show(action)}': goals ID add <goal>, remove N or edit N <goal>.")
+    index = None if action == "add" else _goal_number(cur, session_id, action)
+    text: str | None = None
+    if action != "remove":
+        text = " ".join(cur.rest().split())
+        if len(text) >= 2 and text[0] in _CLOSERS and text[-1] in _CLOSERS[text[0]]:
+            text = text[1:-1].strip()
+        if not text:
+            example = "add write a summary" if action == "add" else f"edit {index} write a summary"
+            raise _fail("goals", f"Give the goal's text, e.g. goals {session_id} {example}")
+        if len(text) > ctx.max_goal_chars:
+            raise _fail(
+                "goals", f"That goal is {len(text):,} characters long; the limit is {ctx.max_goal_chars:,}."
+            )
+    _expect_end(cur, "goals")
+    return _build(GoalsCommand, session_id=session_id, action=action, index=index, text=text)
+
+
+def _parse_retry(cur: _Cursor, ctx: _Context) -> RetryCommand:
+    session_id = _session_id(cur, "retry")
+    _expect_end(cur, "retry")
+    return _build(RetryCommand, session_id=session_id)
+
+
+def _parse_fork(cur: _Cursor, ctx: _Context) -> ForkCommand:
+    session_id = _session_id(cur, "fork")
+    fields: dict[str, object] = {"session_id": session_id}
+    token = cur.peek_token()
+    if token and _DIGITS_RE.fullmatch(token.removeprefix("#")):
+        cur.take_token()
+        digits = token.removeprefix("#").lstrip("0") or "0"
+        if len(digits) > 7:
+            raise _fail("fork", f"There is no step {_show(token)}.")
+        fields["step"] = int(digits)
+    fields.update(_continuous_flag(cur, "fork", f"fork {session_id}"))
+    _expect_end(cur, "fork")
+    return _build(ForkCommand, **fields)
+
+
 _VERBS: Final[dict[str, _Verb]] = {
     "goal": _Verb(
         _parse_goal,
@@ -838,7 +948,7 @@ _VERBS: Final[dict[str, _Verb]] = {
     ),
     "status": _Verb(_parse_status, "status [ID]", "show a session, or an overview"),
     "list": _Verb(_parse_list, "list", "list the active sessions"),
-    "stop": _Verb(_parse_stop, "stop ID", "stop a session", "stop k3f9qa"),
+    "stop": _Verb(_parse_stop, "stop ID", "stop a session"),
     "approve": _Verb(
         _parse_approve,
         "approve ID [N]",
@@ -852,11 +962,11 @@ _VERBS: Final[dict[str, _Verb]] = {
         "skip the proposed command and tell the agent why",
         "feedback k3f9qa use the official docs instead",
     ),
-    "files": _Verb(_parse_files, "files ID", "list a session's files", "files k3f9qa"),
+    "files": _Verb(_parse_files, "files ID", "list a session's files"),
     "file": _Verb(
         _parse_file,
         "file ID NAME",
-        "upload a file of its workspace into the session's thread",
+        "post a workspace file in the thread",
     ),
     "pause": _Verb(_parse_pause, "pause ID", "back to step-by-step approval"),
     "resume": _Verb(
@@ -901,6 +1011,26 @@ _VERBS: Final[dict[str, _Verb]] = {
         'run NAME [--continuous [N]]. A schedule runs one with: schedule "<when>" template NAME',
     ),
     "templates": _Verb(_parse_templates, "templates", "the saved templates"),
+    "goals": _Verb(
+        _parse_goals,
+        "goals ID [add <goal> | remove N | edit N <goal>]",
+        "show or change a session's goals",
+        details="The owner changes the goals of a session under way; the agent is told at its next step. "
+        "N is the goal's number as `goals ID` shows it.",
+    ),
+    "retry": _Verb(
+        _parse_retry,
+        "retry ID",
+        "ask the agent again for the waiting step",
+        details="Also asks again in a session an error paused (a reply that could not be read).",
+    ),
+    "fork": _Verb(
+        _parse_fork,
+        "fork ID [STEP] [--continuous [N]]",
+        "a new session from a copy at a step",
+        details="Copies the goals, the steps up to STEP (default: the last that ran) and the workspace's "
+        "files; the new session is yours, in a thread of its own here. fork ID 0: the goals only.",
+    ),
     "help": _Verb(_parse_help, "help [command|policy]", "this help, a command's, or the policy"),
 }
 #: The verbs `parse` understands.
@@ -920,7 +1050,7 @@ USAGE: Final = "\n".join(
         "Goals are separated by ; or new lines. --continuous: no approvals (at most N steps).",
         "--speak: what the agent says, as audio.",
         "NAME and ROLE may be quoted. Files attached to a goal or its thread go to the agent.",
-        f"ID is a session id such as {_ID_EXAMPLE} (a leading # is fine).",
+        f"ID is a session id such as {_ID_EXAMPLE}.",
     ]
 )
 

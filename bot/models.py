@@ -84,6 +84,20 @@ class StepStatus(StrEnum):
     REJECTED = "rejected"  # the session was stopped at this step
     INVALID = "invalid"  # unknown command or bad arguments: not run, reported to the agent
     INTERRUPTED = "interrupted"  # the process died while it ran
+    RETRIED = "retried"  # a human had the agent asked again instead (`retry`): kept for the record only
+
+
+#: a step that is over: it ran, or it never will (what `fork` copies)
+FINAL_STEPS = frozenset(
+    {
+        StepStatus.DONE,
+        StepStatus.SKIPPED,
+        StepStatus.REJECTED,
+        StepStatus.INVALID,
+        StepStatus.INTERRUPTED,
+        StepStatus.RETRIED,
+    }
+)
 
 
 class Step(BaseModel):
@@ -101,8 +115,25 @@ class Step(BaseModel):
     feedback: str | None = None
     notes: list[str] = Field(default_factory=list)
     shared: str | None = None  # what the agent was told of files shared before this step (bot/inbox.py)
+    steered: str | None = None  # what the agent was told of changes to its goals before this step
     message: MessageRef | None = None
     proposed_at: datetime = Field(default_factory=utcnow)
+
+
+class GoalChange(BaseModel):
+    """A change a human made to a running session's goals (`goals ID add|remove|edit`): who, when,
+    which goal (its number when changed, from 1) and what it said before and after. The agent is
+    told of it in its next cycle (`told`)."""
+
+    action: Literal["add", "remove", "edit"]
+    index: int
+    before: str | None = None
+    after: str | None = None
+    by: str
+    by_id: str | None = None
+    at: datetime = Field(default_factory=utcnow)
+    after_step: int = 0  # the steps the session had taken when it changed
+    told: bool = False
 
 
 class ToolGrant(BaseModel):
@@ -197,6 +228,7 @@ class SessionProfile(BaseModel):
     memory_scope: ScopeName | None = None
     tool_policy: dict[str, PolicyWord] | None = None
     mcp_servers: list[str] | None = None
+    budget_usd: float | None = None  # a session's budget there: also what resuming at the limit adds
 
 
 class Session(BaseModel):
@@ -226,6 +258,9 @@ class Session(BaseModel):
     budget_usd: float | None = None  # this session's budget (None: the setting); resuming extends it
     pause_kind: Literal["limit", "error", "chat"] | None = None  # why it is paused
     schedule_id: str | None = None  # the schedule that started it
+    forked_from: str | None = None  # `fork ID [STEP]`: the session it was copied from
+    forked_at: int | None = None  # ... and the step it was copied at (its steps up to that one)
+    goal_changes: list[GoalChange] = Field(default_factory=list)  # `goals ID add|remove|edit`, oldest first
     profile: SessionProfile | None = None  # what its channel's profile set for it (bot/profiles.py)
     usage: Usage = Field(default_factory=Usage)
     reason: str | None = None  # why it paused, stopped, failed or finished
@@ -254,6 +289,13 @@ class Session(BaseModel):
     @property
     def last_step(self) -> Step | None:
         return self.steps[-1] if self.steps else None
+
+    @property
+    def history(self) -> list[Step]:
+        """The steps the agent sees as its past: all but those a human had it re-ask (`retry`)."""
+        if not any(s.status == StepStatus.RETRIED for s in self.steps):
+            return self.steps
+        return [s for s in self.steps if s.status != StepStatus.RETRIED]
 
     @property
     def mode(self) -> str:

@@ -25,12 +25,15 @@ from bot.grammar import (
     FeedbackCommand,
     FileCommand,
     FilesCommand,
+    ForkCommand,
     GoalCommand,
+    GoalsCommand,
     HelpCommand,
     ListCommand,
     PauseCommand,
     ProfileCommand,
     ResumeCommand,
+    RetryCommand,
     ScheduleChangeCommand,
     ScheduleCommand,
     SchedulesCommand,
@@ -46,11 +49,14 @@ from bot.llm.client import add_usage
 from bot.logs import bind, logged
 from bot.models import (
     ACTIVE,
+    FINAL_STEPS,
     Actor,
     ChannelProfile,
     Outcome,
+    Phase,
     Place,
     Session,
+    SessionState,
     Shared,
     Template,
     Usage,
@@ -67,7 +73,7 @@ from bot.schedules import Schedule, ScheduleBook, ScheduleError, firing_id
 from bot.store.base import SessionExists, StoreError
 from bot.text import scrub
 from bot.tools.base import ToolError
-from bot.tools.files import without_server_paths, workspace_of
+from bot.tools.files import copy_workspace, without_server_paths, workspace_of
 
 log = logging.getLogger(__name__)
 
@@ -120,6 +126,9 @@ class Service(UsesParts):
             ProfileCommand: self._profile,
             TemplateCommand: self._template,
             TemplatesCommand: self._templates,
+            GoalsCommand: self._goals,
+            RetryCommand: self._retry,
+            ForkCommand: self._fork,
         }
 
     @answers
@@ -169,9 +178,12 @@ class Service(UsesParts):
         llm_mode: str = "default",
         autostart: bool = True,
         files: list[Incoming] | None = None,
+        extra: dict[str, Any] | None = None,
+        title: str | None = None,
     ) -> Outcome:
         """Start a session for `actor`: checks who may, how many and how much, then opens its thread.
-        `files`: attached to the goal; saved in its workspace before it starts, for the agent."""
+        `files`: attached to the goal; saved in its workspace before it starts, for the agent.
+        `extra`: more of the session's fields (a fork's steps); `title`: what started it."""
         s = self.settings
         if not s.may_start(actor.user_id):
             return Outcome(ok=False, message="You are not on the list of users allowed to start sessions.")
@@ -223,9 +235,9 @@ class Service(UsesParts):
             fields["ai_name"] = scrub(command.ai_name)
         if command.ai_role:
             fields["ai_role"] = scrub(command.ai_role)
-        session = await self._create(profiles.apply(fields, profile))
+        session = await self._create({**profiles.apply(fields, profile), **(extra or {})})
         try:
-            opened = await self._open_thread(session, actor.label)
+            opened = await self._open_thread(session, actor.label, title)
         except Exception as exc:
             log.warning("session %s: opening its thread failed: %s", session.id, exc)
             await self.store.delete(session.id)
@@ -333,6 +345,100 @@ class Service(UsesParts):
         limit = (command.continuous_limit or self.settings.continuous_limit) if command.continuous else None
         decision = Decision(action="resume", continuous_limit=limit)
         return await self._typed_decision(actor, place, command.session_id, decision)
+
+    # ------------------------------------------------------------------ steering
+
+    async def _goals(self, actor: Actor, place: Place, command: GoalsCommand) -> Outcome:
+        if command.action == "show":
+            session = await self._visible(actor, place, command.session_id)
+            if session is None:
+                return _unknown(command.session_id)
+            return Outcome(ok=True, message=wording.goals_text(session), session_id=session.id)
+        decision = Decision(action="goals", change=command.action, index=command.index, text=command.text)
+        return await self._typed_decision(actor, place, command.session_id, decision)
+
+    async def _retry(self, actor: Actor, place: Place, command: RetryCommand) -> Outcome:
+        return await self._typed_decision(actor, place, command.session_id, Decision(action="retry"))
+
+    async def _fork(self, actor: Actor, place: Place, command: ForkCommand) -> Outcome:
+        """A new session of `actor`'s, in a thread of its own where the command was typed, from a
+        copy of a session (live or archived) at a step: its goals, name and role, the steps up
+        to that one with their results, the task list when forked at its last step (else it plans
+        again from what was done), and (for its owner or an admin: they alone may fetch them)
+        its workspace's files. Not copied: the spend, the grants ("always allow"), the memory of
+        the results."""
+        source = await self._visible(actor, place, command.session_id)
+        if source is None:
+            return _unknown(command.session_id)
+        ran = [x for x in source.steps if x.status in FINAL_STEPS]
+        at = command.step if command.step is not None else (ran[-1].no if ran else 0)
+        if at > len(source.steps):
+            return Outcome(
+                ok=False,
+                message=f"Session {source.id} has {len(source.steps)} steps; fork it at one of them "
+                f"(or at 0, for its goals only).",
+            )
+        if at > 0 and (cut := source.steps[at - 1]).status not in FINAL_STEPS:
+            return Outcome(
+                ok=False,
+                message=f"Step {at} of session {source.id} has not run ({cut.status.value}): fork it at "
+                f"step {at - 1}, or decide on step {at} first.",
+            )
+        steps = [x.model_copy(deep=True, update={"message": None}) for x in source.steps[:at]]
+        extra: dict[str, Any] = {"steps": steps, "forked_from": source.id, "forked_at": at}
+        if at > 0 and at == ran[-1].no:  # at its last step: its task list still holds
+            extra.update(
+                tasks=list(source.tasks),
+                done_tasks=list(source.done_tasks),
+                tasks_owed=source.tasks_owed if (source.tasks_owed or 0) <= at else None,
+                state=SessionState.RUNNING,
+                phase=Phase.THINK,
+            )
+        default = Session.model_fields
+        goal = GoalCommand(
+            goals=list(source.goals),
+            continuous=command.continuous,
+            continuous_limit=command.continuous_limit,
+            ai_name=source.ai_name if source.ai_name != default["ai_name"].default else None,
+            ai_role=source.ai_role if source.ai_role != default["ai_role"].default else None,
+        )
+        title = f"Forked from session {source.id} at step {at}" if at else f"Forked from session {source.id}"
+        outcome = await self.start(
+            actor,
+            place.model_copy(update={"thread": None}),
+            goal,
+            llm_mode=source.llm_mode,
+            autostart=False,
+            extra=extra,
+            title=title,
+        )
+        if not outcome.ok or outcome.session_id is None:
+            return outcome
+        note = ""
+        try:
+            if not may_decide(source, actor, self.settings):
+                note = " Its workspace's files stay with its owner: the new session starts without them."
+            elif copied := await asyncio.to_thread(
+                copy_workspace, self.settings.data_dir, source.id, outcome.session_id
+            ):
+                note = f" {copied} file{'s' if copied != 1 else ''} of its workspace copied."
+        except OSError as exc:
+            log.warning("fork %s -> %s: copying the workspace failed: %s", source.id, outcome.session_id, exc)
+            note = " Its workspace's files could not be copied; the new session starts without them."
+        self.runner.kick(outcome.session_id)
+        await self.engine.post(
+            source,
+            NoticeView(
+                session_id=source.id,
+                text=f"{actor.label} forked this session at step {at} into session {outcome.session_id}.",
+            ),
+        )
+        return outcome.model_copy(
+            update={
+                "message": f"Session {outcome.session_id} forked from {source.id} at step {at} "
+                f"({'continuous' if command.continuous else 'step by step'}).{note}"
+            }
+        )
 
     # ------------------------------------------------------------------ schedules
 
@@ -818,7 +924,7 @@ class Service(UsesParts):
             outcome = await self.engine.decide(session_id, actor, decision)
         except StoreError as exc:
             return Outcome(ok=False, message=STORE_DOWN.format(exc))
-        if outcome.ok and decision.action not in ("stop", "pause"):
+        if outcome.ok and decision.action not in ("stop", "pause", "goals"):
             self.runner.kick(session_id)
         return outcome
 

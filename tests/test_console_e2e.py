@@ -256,6 +256,22 @@ def test_feedback_skips_the_command_and_reaches_the_agent(console, llm: Scripted
     assert s["outcome"] == "finished" and int(s["cycles"]) == 2
 
 
+def test_r_asks_the_agent_again(console, llm: ScriptedLLM) -> None:
+    llm.script(
+        "execution_reply",
+        agent_reply("write_to_file", {"filename": "secret.txt", "text": "nope"}, text="write it"),
+        agent_reply("finish", {"reason": "asked again"}),
+    )
+    r = console("write something", stdin="r\ny\n")
+
+    assert r.code == EXIT_FINISHED, r.out + r.err
+    assert "'r' to ask again" in r.out and r.prompts == 2
+    assert not (r.workspace() / "secret.txt").exists()
+    _, second = llm.requests_of("execution_reply")
+    assert "write it" not in json.dumps(second["messages"])  # asked afresh, without the set-aside step
+    assert r.summary["outcome"] == "finished"
+
+
 def test_n_stops_without_running_the_command(console, llm: ScriptedLLM) -> None:
     llm.script("execution_reply", agent_reply("write_to_file", {"filename": "a.txt", "text": "x"}))
     r = console("write a", stdin="n\n")

@@ -144,6 +144,7 @@ async def test_mention_to_finish_through_approve_clicks(bot: DiscordBot, llm: Sc
         "Approve",
         "Approve next 5",
         "Feedback",
+        "Ask again",
         "Stop",
         "Always allow write_to_file here",
     ]
@@ -151,6 +152,7 @@ async def test_mention_to_finish_through_approve_clicks(bot: DiscordBot, llm: Sc
         f"autogpt:approve:{sid}:1",
         f"autogpt:approve_n:{sid}:1:5",
         f"autogpt:feedback:{sid}:1",
+        f"autogpt:retry:{sid}:1",
         f"autogpt:stop:{sid}:1",
         f"autogpt:allow_tool:{sid}:1",
     ]

@@ -156,7 +156,7 @@ async def test_a_session_in_components_v2(settings: Settings, llm: ScriptedLLM) 
         assert "`generate_image`" in command and '"a fox"' in command
         # the decision buttons are in the same layout, their ids as with embeds
         assert [b["label"] for b in step1.buttons()][:2] == ["Approve", "Approve next 5"]
-        assert [c["type"] for c in container["components"]][-2:] == [14, 1]
+        assert [c["type"] for c in container["components"]][-3:] == [14, 1, 1]  # six buttons: two rows
         assert step1.buttons()[0]["custom_id"] == f"autogpt:approve:{sid}:1"
 
         await approve(bot, step1)
@@ -226,7 +226,7 @@ async def test_components_v2_off_is_embeds_as_before(settings: Settings, llm: Sc
         await bot.settle()
         step1 = bot.step(sid, 1)
         assert not step1.flags & V2 and step1.current["embeds"] and step1.field("Thoughts") == "thinking"
-        assert [c["type"] for c in step1.current["components"]] == [1]  # a row of buttons under the embed
+        assert [c["type"] for c in step1.current["components"]] == [1, 1]  # rows of buttons (5 a row) under it
         await approve(bot, step1)
         [result] = bot.of_kind(sid, "Result of step 1")
         [png] = [n for n in result.files if n.endswith(".png")]

@@ -54,7 +54,14 @@ async def test_goal_to_finish_through_approve_clicks(
     assert chat.headers[0].goals == ["write a poem", "save it to poem.txt"]
     step = chat.steps(sid)[0]
     assert step.command == "write_to_file" and step.thoughts.text == "I will write"
-    assert [o.action for o in step.options] == ["approve", "approve_n", "feedback", "stop", "allow_tool"]
+    assert [o.action for o in step.options] == [
+        "approve",
+        "approve_n",
+        "feedback",
+        "retry",
+        "stop",
+        "allow_tool",
+    ]
 
     assert (await chat.press(core.service, sid, 1, "approve", OWNER)).ok
     await settle(core)

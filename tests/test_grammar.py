@@ -391,6 +391,9 @@ def test_verbs() -> None:
         "profile",
         "template",
         "templates",
+        "goals",
+        "retry",
+        "fork",
     }
 
 

@@ -45,8 +45,8 @@ from tests.fakes.slack_api import SlackBot, running_bot, start_goal
 from tests.fakes.twitter_api import FakeTwitter
 
 Who = Literal["owner", "stranger", "admin"]
-DECISIONS: Final = ["approve", "approve_n", "feedback", "stop", "allow_tool"]  # what a waiting step offers
-ON_FINISH: Final = DECISIONS[:4]  # finish cannot be always allowed
+DECISIONS: Final = ["approve", "approve_n", "feedback", "retry", "stop", "allow_tool"]  # a waiting step's
+ON_FINISH: Final = DECISIONS[:5]  # finish cannot be always allowed
 GOAL: Final = "goal write a poem to poem.txt"
 MODAL: Final = 9  # Discord's callback type of an interaction answered with a modal
 
@@ -65,6 +65,9 @@ class Driver(Protocol):
 
     async def start_goal(self, who: Who, text: str) -> str:
         """Send `text` as a command; the id of the session it started (settled)."""
+
+    async def send(self, who: Who, text: str) -> str:
+        """Send `text` as a command (settled); what the user was answered."""
 
     def buttons(self, sid: str, step_no: int) -> list[str]:
         """The actions the step's message offers now."""
@@ -157,6 +160,14 @@ class TestPlatformDriver:
         assert outcome.session_id is not None, outcome.message
         await self.settle()
         return outcome.session_id
+
+    async def send(self, who: Who, text: str) -> str:
+        outcome = await self.core.service.handle_text(
+            self.actor(who), Place(platform="test", channel="C1"), text
+        )
+        self._told.append((who, outcome.message))
+        await self.settle()
+        return outcome.message
 
     def _step(self, sid: str, step_no: int, as_posted: bool = False) -> StepView:
         message = self.chat.step_message(sid, step_no)
@@ -269,6 +280,12 @@ class ToyDriver:
         assert match, self.told(who)
         return match.group(1)
 
+    async def send(self, who: Who, text: str) -> str:
+        told = len(self.told(who))
+        await self.adapter.on_text(self.USERS[who], "C1", text)
+        await self.settle()
+        return "\n".join(self.told(who)[told:])
+
     def _thread(self, sid: str, root: bool = False) -> list[list[str]]:
         """The versions of each message in the session's thread (`root`: its root message too)."""
         messages = self.wire.messages
@@ -363,6 +380,13 @@ class SlackDriver:
 
     async def start_goal(self, who: Who, text: str) -> str:
         return await start_goal(self.bot, text, self.USERS[who])
+
+    async def send(self, who: Who, text: str) -> str:
+        told = len(self.api.ephemerals_to(self.USERS[who]))
+        sent = await self.bot.send.command(text, user=self.USERS[who])
+        assert sent.status == 200, sent.body
+        await self.bot.settle()
+        return "\n".join(self.api.ephemerals_to(self.USERS[who])[told:])
 
     def buttons(self, sid: str, step_no: int) -> list[str]:
         """The actions offered (each button's action id must be the one Slack routes its action by)."""
@@ -482,6 +506,15 @@ class DiscordDriver:
         match = re.search(r"Session `(\w+)`", replies[0].content) if len(replies) == 1 else None
         assert match, [m.content for m in replies]
         return match.group(1)
+
+    async def send(self, who: Who, text: str) -> str:
+        said = await self.api.say(self.USERS[who], text)
+        await self.settle()
+        return "\n".join(
+            m.all_text()
+            for m in self.api.messages.values()
+            if (m.current.get("message_reference") or {}).get("message_id") == str(said.id)
+        )
 
     def buttons(self, sid: str, step_no: int) -> list[str]:
         return [_action(b.get("custom_id")) for b in self.bot.step(sid, step_no).buttons()]
@@ -919,6 +952,51 @@ async def test_j_autogpts_other_commands_show_their_results(
     assert f"Tweeted: {x.tweets[0].id}" in tweeted
     session = await stored(d, sid)
     assert session.usage.cost_usd >= 0.04 + 0.1 * 0.006  # an image and a tenth of a minute, charged
+
+
+async def test_k_steering_goals_ask_again_and_fork(driver: Driver, llm: ScriptedLLM) -> None:
+    """Typed `goals ID add`, the Ask again button and `fork ID` on every platform: the same grammar,
+    the same answers, the change said in the session's thread."""
+    d, owner = driver, driver.label("owner")
+    llm.script(
+        "execution_reply",
+        agent_reply("delete_file", {"filename": "poem.txt"}),
+        agent_reply("write_to_file", {"filename": "poem.txt", "text": "roses"}),
+        agent_reply("read_file", {"filename": "poem.txt"}),
+        agent_reply("read_file", {"filename": "poem.txt"}, text="in the fork"),
+    )
+    sid = await d.start_goal("owner", GOAL)
+    said = await d.send("owner", f"goals {sid} add make it rhyme")
+    assert "Goal 2 added" in said, said
+    assert any("make it rhyme" in text and "added goal 2" in text for text in d.shown(sid)), d.shown(sid)
+    refused = await d.send("stranger", f"goals {sid} remove 1")
+    assert f"Only {owner} or an admin" in refused, refused
+
+    await d.press(sid, 1, "retry", "owner")
+    assert d.buttons(sid, 1) == [] and "asked again" in d.step_text(sid, 1)
+    assert d.buttons(sid, 2) == DECISIONS and "write_to_file" in d.step_text(sid, 2)
+    assert "added goal 2" in json.dumps(llm.requests_of("execution_reply")[-1]["messages"])
+    await d.press(sid, 2, "approve", "owner")
+    session = await stored(d, sid)
+    assert (
+        session.goals == ["write a poem to poem.txt", "make it rhyme"]
+        and session.steps[0].decided_by == owner
+    )
+    assert [s.status for s in session.steps] == [StepStatus.RETRIED, StepStatus.DONE, StepStatus.PENDING]
+
+    forked = await d.send("owner", f"fork {sid}")
+    match = re.search(
+        rf"Session `?(\w+)`? (?:forked from|for .*\n\s*Forked from session) {sid} at step 2", forked
+    )
+    assert match, forked
+    new = await stored(d, match.group(1))
+    assert new.forked_from == sid and [s.status for s in new.steps[:2]] == [
+        StepStatus.RETRIED,
+        StepStatus.DONE,
+    ]
+    assert (workspace(d, new.id) / "poem.txt").read_text() == "roses"
+    assert new.pending_step is not None and new.pending_step.thoughts.text == "in the fork"
+    assert d.buttons(new.id, 3) == DECISIONS
 
 
 # ---------------------------------------------------------------------------- the toy as a platform

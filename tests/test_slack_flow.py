@@ -62,6 +62,7 @@ async def test_goal_to_finish_through_approve_clicks(bot: SlackBot, llm: Scripte
         ids.APPROVE,
         ids.APPROVE_N,
         ids.FEEDBACK,
+        ids.RETRY,
         ids.STOP,
         ids.ALLOW_TOOL,
     ]

@@ -52,8 +52,8 @@ EXIT_CODES: tuple[tuple[int, str], ...] = (
 COMMAND_WAIT_S = 2.0  # on Ctrl-C, how long a command that is running may take to have its result recorded
 
 PROMPT = (
-    "Enter 'y' to authorise command, 'y -N' to run N continuous commands,{always} 'n' to exit program, "
-    "or enter feedback for {name}..."
+    "Enter 'y' to authorise command, 'y -N' to run N continuous commands,{always} 'r' to ask again, "
+    "'n' to exit program, or enter feedback for {name}..."
 )
 ALWAYS = " 'a' to always allow {tool} in this session,"
 NO_LLM = (
@@ -228,8 +228,8 @@ APPROVE_N = re.compile(r"^y\s*-\s*(\d+)$", re.IGNORECASE)
 
 
 def parse_decision(line: str) -> tuple[str, int, str | None] | None:
-    """AutoGPT's keys: y, y -N, n (or exit), and a (always allow the command here); any other
-    text is feedback; empty is invalid."""
+    """AutoGPT's keys: y, y -N, n (or exit), a (always allow the command here) and r (set the
+    step aside and ask the agent again); any other text is feedback; empty is invalid."""
     text = line.strip()
     if not text:
         return None
@@ -242,6 +242,8 @@ def parse_decision(line: str) -> tuple[str, int, str | None] | None:
         return ("stop", 1, None)
     if low in ("a", "always"):
         return ("allow_tool", 1, None)
+    if low in ("r", "retry"):
+        return ("retry", 1, None)
     return ("feedback", 1, text)
 
 

@@ -17,6 +17,7 @@ FEEDBACK: Final = "autogpt_feedback"
 STOP: Final = "autogpt_stop"
 PAUSE: Final = "autogpt_pause"
 ALLOW_TOOL: Final = "autogpt_allow_tool"
+RETRY: Final = "autogpt_retry"
 HOME_STOP: Final = "autogpt_home_stop"
 
 #: the core's decision action -> the button's action id (unique within a message's buttons)
@@ -27,9 +28,10 @@ ACTION_IDS: Final[dict[str, str]] = {
     "stop": STOP,
     "pause": PAUSE,
     "allow_tool": ALLOW_TOOL,
+    "retry": RETRY,
 }
 DECISIONS: Final = frozenset(
-    {APPROVE, APPROVE_N, STOP, PAUSE, ALLOW_TOOL}
+    {APPROVE, APPROVE_N, STOP, PAUSE, ALLOW_TOOL, RETRY}
 )  # decided at once (feedback opens a form)
 
 FEEDBACK_VIEW: Final = "autogpt_feedback_modal"  # the modal's callback_id

@@ -9,7 +9,7 @@ import weakref
 from typing import Any
 
 from bot.llm import tokens
-from bot.models import Session, Step, StepStatus
+from bot.models import GoalChange, Session, SessionState, Step, StepStatus
 from bot.tools.base import Tool
 
 REPLY_FORMAT = {
@@ -96,6 +96,9 @@ def _step_messages(step: Step, result_tokens: int | None) -> list[dict[str, Any]
     if step.shared:  # files the user shared just before this step
         shared = step.shared if result_tokens is None else tokens.truncate(step.shared, limit, note="")
         msgs.insert(0, {"role": "user", "content": shared})
+    if step.steered:  # what the user changed of the goals just before this step
+        steered = step.steered if result_tokens is None else tokens.truncate(step.steered, limit, note="")
+        msgs.insert(0, {"role": "user", "content": steered})
     follow = [n if result_tokens is None else _fit(n, limit // 4, "note") for n in step.notes]
     if step.feedback is not None:
         feedback = step.feedback if result_tokens is None else _fit(step.feedback, limit, "feedback")
@@ -120,10 +123,11 @@ class _Seen:
         self.ref = weakref.ref(step, _forget(id(step)))
         self.key = key
         self.whole = _Counted(_step_messages(step, None))
-        said = self.whole.msgs[1 if step.shared else 0]["content"]
+        said = self.whole.msgs[bool(step.shared) + bool(step.steered)]["content"]
         self.longest = max(
             len(said),
             len(step.shared or ""),
+            len(step.steered or ""),
             len(step.feedback or ""),
             len(step.result or ""),
             4 * max((len(n) for n in step.notes), default=0),
@@ -154,7 +158,15 @@ _CUTS_KEPT = 4
 
 
 def _history_item(step: Step, result_tokens: int) -> _Counted:
-    key = (step.status, step.result, step.feedback, tuple(step.notes), step.shared, step.args_file)
+    key = (
+        step.status,
+        step.result,
+        step.feedback,
+        tuple(step.notes),
+        step.shared,
+        step.steered,
+        step.args_file,
+    )
     seen = _SEEN.get(id(step))
     if seen is None or seen.ref() is not step or seen.key != key:
         seen = _SEEN[id(step)] = _Seen(step, key)
@@ -172,6 +184,24 @@ def _history_item(step: Step, result_tokens: int) -> _Counted:
 def step_messages(step: Step, result_tokens: int) -> list[dict[str, Any]]:
     """A step as the agent sees it in its history, each part cut to fit `result_tokens`."""
     return list(_history_item(step, result_tokens).msgs)
+
+
+def goal_changes_text(changes: list[GoalChange]) -> str:
+    """What the agent is told of changes a human made to its goals since its last step."""
+    lines = ["Your user changed your goals since your last step:"]
+    for c in changes:
+        match c.action:
+            case "add":
+                lines.append(f'- added goal {c.index}: "{c.after}"')
+            case "remove":
+                lines.append(f'- removed goal {c.index}, which was: "{c.before}"')
+            case "edit":
+                lines.append(f'- changed goal {c.index} from "{c.before}" to "{c.after}"')
+    lines.append(
+        "The GOALS above are your goals now. Adjust your plan to them: drop work that served only a "
+        "removed goal, and take up what a new or changed goal asks."
+    )
+    return "\n".join(lines)
 
 
 def step_summary(step: Step) -> str:
@@ -195,9 +225,11 @@ def execution_messages(
     memories: list[str],
     budget_line: str,
     shared: dict[str, Any] | None = None,
+    steered: str | None = None,
 ) -> list[dict[str, Any]]:
     """The execution agent's prompt, guaranteed to fit `token_limit - reply_tokens`. `shared`:
-    the message about files the user shared since the last cycle (bot/inbox.py), if any."""
+    the message about files the user shared since the last cycle (bot/inbox.py), if any;
+    `steered`: what the user changed of the goals since then (`goal_changes_text`)."""
     head = [
         {"role": "system", "content": system_prompt(session, tools, token_limit)},
         {"role": "system", "content": task_block(session, token_limit)},
@@ -207,7 +239,8 @@ def execution_messages(
         share = max(50, token_limit // 6 // len(memories))  # memories take at most a sixth
         mem = "\n".join(f"- {_fit(m, share, 'memory')}" for m in memories)
         tail.append({"role": "system", "content": f"This reminds you of these events from your past:\n{mem}"})
-    keep = [shared] if shared is not None else []
+    keep = [{"role": "user", "content": steered}] if steered else []
+    keep += [shared] if shared is not None else []
     keep.append({"role": "system", "content": budget_line})
     keep.append(
         {
@@ -221,7 +254,8 @@ def execution_messages(
     # (built newest first, and given up as soon as it cannot fit: a long session costs no more)
     left = budget - tokens.upper_bound(head + tail)
     whole: list[dict[str, Any]] = []
-    for step in reversed(session.steps):
+    past = session.history
+    for step in reversed(past):
         if left < 0:
             break
         item = _history_item(step, max(100, budget // 3))
@@ -237,7 +271,7 @@ def execution_messages(
     result_tokens = max(100, room // 3)
     history: list[dict[str, Any]] = []
     kept = 0
-    for step in reversed(session.steps):
+    for step in reversed(past):
         item = _history_item(step, result_tokens)
         need = item.count()
         if need > room - 120:  # keep room for the summary line of older steps
@@ -245,7 +279,7 @@ def execution_messages(
         history[:0] = item.msgs
         room -= need
         kept += 1
-    older = session.steps[: len(session.steps) - kept]
+    older = past[: len(past) - kept]
     if older:
         lines = [step_summary(s) for s in older[-MAX_SUMMARY_LINES:]]
         if len(older) > MAX_SUMMARY_LINES:
@@ -290,15 +324,20 @@ def creation_messages(session: Session, token_limit: int, reply_tokens: int) -> 
     from the last result that do not overlap the incomplete ones."""
     objective = "; ".join(session.goals)
     budget = token_limit - reply_tokens - 300
-    if not session.steps:
+    past = session.history
+    if not past or (session.forked_from is not None and session.state == SessionState.PLANNING):
+        taken = ""
+        if past:  # a session forked at an earlier step: plan again, from what was done so far
+            lines = "\n".join(step_summary(x) for x in past[-MAX_SUMMARY_LINES:])
+            taken = f"These steps have been taken already:\n{_fit(lines, budget // 3, 'list')}\n"
         prompt = (
-            f"You are a task creation AI. Your objective: {_fit(objective, budget // 2)}\n"
+            f"You are a task creation AI. Your objective: {_fit(objective, budget // 2)}\n{taken}"
             "Create the list of tasks that an autonomous agent with file tools should carry out, in "
             "order, to reach the objective. Keep it short: at most 7 concrete tasks.\n"
             'Reply with JSON: {"tasks": ["first task", "second task"]}'
         )
     else:
-        step = session.steps[-1]
+        step = past[-1]
         result = step.result if step.result is not None else f"human feedback: {step.feedback}"
         current = session.tasks[0] if session.tasks else step.command.name
         incomplete = "; ".join(session.tasks[1:MAX_TASKS_SHOWN]) or "(none)"

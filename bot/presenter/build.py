@@ -54,6 +54,7 @@ def step_view(session: Session, step: Step, settings: Settings) -> StepView:
                     count=settings.approve_next_n,
                 ),
                 DecisionOption(action="feedback", label="Feedback"),
+                DecisionOption(action="retry", label="Ask again"),
                 STOP,
             ]
             if step.command.name != FINISH:

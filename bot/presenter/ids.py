@@ -12,7 +12,7 @@ from typing import Final
 from bot.grammar import SESSION_ID_PATTERN
 
 MAX_ID: Final = 100
-ACTIONS: Final = ("approve", "approve_n", "allow_tool", "feedback", "stop", "pause")
+ACTIONS: Final = ("approve", "approve_n", "allow_tool", "feedback", "retry", "stop", "pause")
 #: a regular expression of a button id (for a platform library that routes clicks by pattern)
 TEMPLATE: Final = (
     rf"autogpt:(?P<action>{'|'.join(ACTIONS)}):(?P<sid>{SESSION_ID_PATTERN})"

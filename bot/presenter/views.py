@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from bot.models import Outcome, Thoughts
 
-Action = Literal["approve", "approve_n", "allow_tool", "feedback", "stop", "pause"]
+Action = Literal["approve", "approve_n", "allow_tool", "feedback", "retry", "stop", "pause"]
 
 
 class DecisionOption(BaseModel):

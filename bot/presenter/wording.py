@@ -63,7 +63,8 @@ def decided(view: StepView) -> Line | None:
     if not view.decided_by:
         return None
     decision = view.decision or "decided"
-    mood: Mood = {"gave feedback": "feedback", "stopped": "stopped"}.get(decision, "approved")  # type: ignore[assignment]
+    moods = {"gave feedback": "feedback", "stopped": "stopped", "asked again": "feedback"}
+    mood: Mood = moods.get(decision, "approved")  # type: ignore[assignment]
     return Line(mood, decision, who=view.decided_by, at=view.decided_at)
 
 
@@ -144,9 +145,45 @@ def describe(session: Session) -> str:
             "Always allowed here: "
             + ", ".join(f"{g.tool} (by {g.by}, {g.at:%Y-%m-%d %H:%M} UTC)" for g in session.grants)
         )
+    if session.forked_from:
+        parts.append(f"Forked from session {session.forked_from} at step {session.forked_at or 0}")
+    if session.goal_changes:
+        last = session.goal_changes[-1]
+        parts.append(
+            f"Goals changed {len(session.goal_changes)} times, last by {last.by} "
+            f"({last.at:%Y-%m-%d %H:%M} UTC)"
+        )
     if session.reason:
         parts.append("Reason: " + session.reason)
     return "\n".join(parts)
+
+
+CHANGES_SHOWN = 5
+
+
+def goals_text(session: Session) -> str:
+    """`goals ID`: a session's goals, numbered, and who changed them lately."""
+    lines = [f"Goals of session {session.id}:"]
+    lines += [f"{i}. {g}" for i, g in enumerate(session.goals, 1)]
+    changes = session.goal_changes[-CHANGES_SHOWN:]
+    if changes:
+        lines.append("Changed:")
+        for c in changes:
+            what = {
+                "add": f'added goal {c.index} "{_clip(c.after)}"',
+                "remove": f'removed goal {c.index} "{_clip(c.before)}"',
+                "edit": f'changed goal {c.index} to "{_clip(c.after)}"',
+            }[c.action]
+            told = "" if c.told else " (the agent is told at its next step)"
+            lines.append(f"- {c.at:%Y-%m-%d %H:%M} UTC {c.by} {what}, after step {c.after_step}{told}")
+    if not session.state.terminal:
+        lines.append(f"Change them with: goals {session.id} add <goal> | remove N | edit N <goal>")
+    return "\n".join(lines)
+
+
+def _clip(text: str | None, limit: int = 60) -> str:
+    text = " ".join((text or "").split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def spoken_summary(session: Session) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import shutil
 from pathlib import Path
 
 from pydantic import BaseModel, Field
@@ -35,6 +36,16 @@ class DirArgs(BaseModel):
 
 def workspace_of(data_dir: Path, session_id: str) -> Path:
     return data_dir / "workspaces" / session_id
+
+
+def copy_workspace(data_dir: Path, source_id: str, target_id: str) -> int:
+    """A session's workspace copied into another's (a fork): files and folders as they are now;
+    links are copied as links, never followed out of it. Returns the files copied."""
+    source, target = workspace_of(data_dir, source_id), workspace_of(data_dir, target_id)
+    if not source.is_dir():
+        return 0
+    shutil.copytree(source, target, symlinks=True, dirs_exist_ok=True)
+    return sum(len(files) for _, _, files in os.walk(target))
 
 
 def safe_path(workspace: Path, name: str) -> Path:

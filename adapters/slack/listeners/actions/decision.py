@@ -1,4 +1,5 @@
-"""The Approve, Approve next N, Always allow, Stop and (in a run on its own) Pause buttons of a step.
+"""The Approve, Approve next N, Always allow, Ask again, Stop and (in a run on its own) Pause
+buttons of a step.
 
 A button carries only ids; the core decides atomically (a second click, or a click on an old
 step, changes nothing) and edits the step message in place. A refusal is told to the clicking
@@ -10,7 +11,7 @@ from adapters.slack.deps import NOT_UNDERSTOOD, Click, SlackDeps, on_click
 from bot.decisions import Decision
 
 
-@on_click("approve", "approve_n", "allow_tool", "stop", "pause")
+@on_click("approve", "approve_n", "allow_tool", "retry", "stop", "pause")
 async def decision_button(deps: SlackDeps, click: Click) -> None:
     if click.button is None:
         await deps.tell(click.channel, click.user, NOT_UNDERSTOOD, click.thread)
