@@ -186,6 +186,7 @@ def apply(fields: dict[str, Any], profile: ChannelProfile | None) -> dict[str, A
         memory_scope=profile.memory_scope,
         tool_policy=profile.tool_policy,
         mcp_servers=profile.mcp_servers,
+        budget_usd=profile.budget_usd,
     )
     if snapshot.model_dump(exclude={"channel"}, exclude_none=True):
         out["profile"] = snapshot
@@ -211,14 +212,25 @@ def merged_policy(settings: Settings, words: dict[str, str]) -> dict[str, str]:
 
 
 def session_settings(settings: Settings, session: Session) -> Settings:
-    """The settings a session works with: `settings`, with its profile's approval policy and
-    models (the same object when its profile changes nothing)."""
+    """The settings a session works with: `settings`, with its profile's approval policy, models
+    and MCP servers (those it leaves out are denied: `SERVER__*=deny`); the same object when
+    its profile changes nothing."""
     profile = session.profile
     if profile is None:
         return settings
     update: dict[str, Any] = {}
     if profile.tool_policy:
         update["tool_policy"] = merged_policy(settings, dict(profile.tool_policy))
+    if profile.mcp_servers is not None and (settings.mcp_servers or settings.mcp_config is not None):
+        from bot.mcp_servers import SEPARATOR
+
+        off = {
+            f"{c.name}{SEPARATOR}*": "deny"
+            for c in settings.mcp_server_list()
+            if c.name not in profile.mcp_servers
+        }
+        if off:
+            update["tool_policy"] = {**update.get("tool_policy", settings.tool_policy), **off}
     if profile.smart_llm:
         update["smart_llm"] = profile.smart_llm
     if profile.fast_llm:

@@ -267,6 +267,21 @@ async def test_tools_are_offered_with_the_prefix_and_run_in_a_session(
         assert any("echo: hello" in json.dumps(v.model_dump()) for v in chat.of(sid, "result"))
         assert "echo: hello" in json.dumps(llm.requests_of("execution_reply")[1]["messages"])
 
+        # a channel's profile says which servers are on there: the others' tools are not offered
+        quiet = Place(platform="test", channel="C-quiet")
+        manager = ME.model_copy(update={"manages_channel": True})
+        for servers, on in (("none", False), ("demo", True)):
+            assert (await core.service.handle_text(manager, quiet, f"profile set mcp_servers {servers}")).ok
+            llm.script("execution_reply", agent_reply("demo__echo", {"text": "hi"}))
+            outcome = await core.service.handle_text(ME, quiet, "goal say hi")
+            assert outcome.ok and outcome.session_id, outcome.message
+            await core.runner.idle(20)
+            prompt = json.dumps(llm.requests_of("execution_reply")[-1]["messages"])
+            assert ("demo__echo: Say the text back" in prompt) is on
+            step = (await stored(core, outcome.session_id)).steps[0]
+            assert (step.status == StepStatus.PENDING) is on, step
+            assert on or "not allowed here" in step.notes[0]
+
 
 async def test_read_only_runs_in_continuous_mode_and_destructive_waits(
     tmp_path: Path, llm: ScriptedLLM

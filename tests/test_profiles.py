@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from bot.core import Core
-from bot.models import Actor, Place, SessionState, StepStatus
+from bot.decisions import Decision, Transition, decide
+from bot.models import Actor, Place, Session, SessionProfile, SessionState, StepStatus, Usage
 from bot.presenter.views import ProfileView, Shown
 from bot.settings import Settings
 from tests.conftest import started_core
@@ -116,6 +117,37 @@ async def test_bad_profile_values_are_refused_clearly(core: Core, text: str, say
     assert not outcome.ok and says in outcome.message, outcome.message
     assert "Traceback" not in outcome.message and str(core.settings.data_dir) not in outcome.message
     assert await core.store.get_profile("test:T1:C1") is None
+
+
+def test_resuming_at_the_budget_adds_the_profiles_budget_not_the_settings(tmp_path: Path) -> None:
+    settings = Settings(_env_file=None, data_dir=tmp_path, session_budget_usd=5.0)  # type: ignore[call-arg]
+    session = Session(
+        id="k3f9qa",
+        owner="U1",
+        place=PLACE,
+        goals=["g"],
+        state=SessionState.PAUSED,
+        pause_kind="limit",
+        budget_usd=0.5,
+        profile=SessionProfile(channel="test:T1:C1", budget_usd=0.5),
+        usage=Usage(cost_usd=0.49),
+    )
+    owner = Actor(platform="test", user_id="U1")
+    resumed = decide(session, owner, Decision(action="resume"), settings, datetime.now(UTC))
+    assert isinstance(resumed, Transition) and resumed.session.budget_usd == pytest.approx(0.99)
+    session.profile = None  # a session started elsewhere gets the setting's allotment
+    resumed = decide(session, owner, Decision(action="resume"), settings, datetime.now(UTC))
+    assert isinstance(resumed, Transition) and resumed.session.budget_usd == pytest.approx(5.49)
+
+
+async def test_a_profiles_fast_model_gets_the_fast_token_limit(settings: Settings, llm: ScriptedLLM) -> None:
+    async with started_core(settings, fast_token_limit=1000, max_goal_chars=20_000) as (core, _):
+        assert (await core.service.handle_text(ADMIN, PLACE, "profile set fast_llm gpt-4.1-mini")).ok
+        llm.script("execution_reply", agent_reply("list_files", {"directory": "."}))
+        await started(core, OWNER, "goal " + "describe every word of this long goal " * 400)
+        creation = llm.requests_of("task_list")[0]
+        assert creation["model"] == "gpt-4.1-mini"
+        assert len(json.dumps(creation["messages"])) < 4 * 1000  # fitted to FAST_TOKEN_LIMIT
 
 
 # ---------------------------------------------------------------------------- sessions use it
