@@ -555,11 +555,27 @@ class Settings(BaseConfig):
 
     # --- General
     redis_url: SecretStr | None = _f(
-        None, "General", "redis://host:6379/0; empty: SQLite under DATA_DIR (one process only)"
+        None,
+        "General",
+        "redis://host:6379/0; empty (and no REDIS_SENTINEL): SQLite under DATA_DIR (one process only)",
     )
     redis_prefix: str = _f("autogpt:", "General", "Prefix of every Redis key")
     redis_max_connections: int = _f(
         100, "General", "Redis connections one process opens at most; more commands at once wait", ge=1
+    )
+    # --- Redis Cluster and Sentinel (bot/store/redis_client.py makes every Redis client from these)
+    redis_cluster: bool = _f(
+        False,
+        "General",
+        "REDIS_URL is one node of a Redis Cluster (the client finds the others and follows the slots); "
+        "database 0 only. On a cluster REDIS_MAX_CONNECTIONS is per node",
+    )
+    redis_sentinel: str | None = _f(
+        None,
+        "General",
+        "MASTER@host:port,host:port,...: find the Redis master MASTER through these Sentinels (and "
+        "follow a failover); REDIS_URL then gives only the password and database (redis://:pw@/0) "
+        "and may be empty",
     )
     data_dir: Path = _f(Path("./data"), "General", "Folder for SQLite files, workspaces and the archive")
     allowed_user_ids: CommaList = _f(
@@ -577,6 +593,28 @@ class Settings(BaseConfig):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = _f("INFO", "General", "Log level")
     ops_host: str = _f("0.0.0.0", "General", "Address of /healthz and /metrics (autogpt-bot run)")
     ops_port: int = _f(9102, "General", "Port of /healthz and /metrics (0: any free port)", ge=0, le=65535)
+
+    @field_validator("redis_sentinel")
+    @classmethod
+    def _sentinel_spec(cls, v: str | None) -> str | None:
+        if v is None or not v.strip():
+            return None
+        sentinel_spec(v)  # raises ValueError saying what is wrong
+        return v.strip()
+
+    @model_validator(mode="after")
+    def _one_redis_topology(self) -> Settings:
+        if self.redis_cluster and self.redis_sentinel:
+            raise ValueError(
+                "REDIS_CLUSTER and REDIS_SENTINEL are exclusive: a Redis Cluster fails over by itself"
+            )
+        return self
+
+    @property
+    def redis_configured(self) -> bool:
+        """The session store (and MEMORY_BACKEND=redis) use Redis: REDIS_URL or REDIS_SENTINEL is set."""
+        url = self.redis_url.get_secret_value().strip() if self.redis_url is not None else ""
+        return bool(url or self.redis_sentinel)
 
     @field_validator("model_prices")
     @classmethod
@@ -844,6 +882,24 @@ LEGACY_KEYS: dict[str, str] = {
     "ELEVENLABS_VOICE_1_ID": "ELEVENLABS_VOICE_ID",
     "ELEVENLABS_VOICE_2_ID": "ELEVENLABS_VOICE_ID",
 }
+
+
+def sentinel_spec(text: str) -> tuple[str, list[tuple[str, int]]]:
+    """REDIS_SENTINEL's `MASTER@host:port,host:port` as (master name, [(host, port), ...]); a
+    sentinel without a port is on 26379. ValueError says what is wrong."""
+    master, at, nodes = text.strip().partition("@")
+    if not at or not master.strip():
+        raise ValueError("give MASTER@host:port,host:port (the master's name, then the Sentinels)")
+    found: list[tuple[str, int]] = []
+    for item in filter(None, (n.strip() for n in nodes.split(","))):
+        host, _, port = item.rpartition(":") if ":" in item else (item, "", "26379")
+        host = host.strip("[]")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"{item!r} is not a Sentinel's host:port")
+        found.append((host, int(port)))
+    if not found:
+        raise ValueError("no Sentinel given after the master's name (MASTER@host:port,host:port)")
+    return master.strip(), found
 
 
 def env_file_used(cwd: Path | None = None) -> Path | None:

@@ -17,6 +17,7 @@ from bot.core import Core
 from bot.settings import Settings
 from tests.fakes.chat import TestPlatform
 from tests.fakes.llm_server import ScriptedLLM
+from tests.redis_servers import redis_cluster
 
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/14")
 
@@ -59,16 +60,30 @@ def make_settings(tmp_path: Path, llm: ScriptedLLM, **overrides: Any) -> Setting
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]
 
 
+@pytest.fixture(scope="session")
+def redis_cluster_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real three-master Redis Cluster on local ports (7100-7199), started once per test process
+    when a test asks for it, stopped at the end; the URL of one of its nodes."""
+    with redis_cluster(tmp_path_factory.mktemp("redis-cluster")) as url:
+        yield url
+
+
 @pytest.fixture(params=["redis", "sqlite"])
 def store_kind(request: pytest.FixtureRequest) -> str:
+    """The session store of `settings`; a test may parametrize it with "redis-cluster" too."""
     return str(request.param)
 
 
 @pytest.fixture
-def settings(tmp_path: Path, llm: ScriptedLLM, store_kind: str, redis_prefix: str) -> Settings:
+def settings(
+    tmp_path: Path, llm: ScriptedLLM, store_kind: str, redis_prefix: str, request: pytest.FixtureRequest
+) -> Settings:
     extra: dict[str, Any] = {}
     if store_kind == "redis":
         extra = {"redis_url": REDIS_URL, "redis_prefix": redis_prefix}
+    elif store_kind == "redis-cluster":
+        url = request.getfixturevalue("redis_cluster_url")
+        extra = {"redis_url": url, "redis_cluster": True, "redis_prefix": redis_prefix}
     return make_settings(tmp_path, llm, **extra)
 
 

@@ -1,7 +1,7 @@
-"""Three real `autogpt-bot run` processes serve one Slack team on one Redis: sessions are started
-through different processes, one process is killed with `kill -9` mid-cycle, and every session
-still finishes, every cycle is posted once, and no command runs twice. A click on a step that
-one process posted is handled by another.
+"""Three real `autogpt-bot run` processes serve one Slack team on one Redis (and once on a real
+Redis Cluster): sessions are started through different processes, one process is killed with
+`kill -9` mid-cycle, and every session still finishes, every cycle is posted once, and no command
+runs twice. A click on a step that one process posted is handled by another.
 
 The scripted agent appends one line per cycle to its own workspace file: the line of cycle k is
 "k" (k = the assistant messages already in its history + 1), so the file says which commands
@@ -71,16 +71,21 @@ async def wait_for(what: str, check: Any, within: float, poll: float = 0.1) -> A
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("redis_kind", ["redis", "redis-cluster"])
 async def test_three_processes_one_killed_mid_cycle(
-    tmp_path: Path, llm: ScriptedLLM, redis_prefix: str
+    tmp_path: Path, llm: ScriptedLLM, redis_prefix: str, redis_kind: str, request: pytest.FixtureRequest
 ) -> None:
+    """On one Redis, and on a real three-master Redis Cluster (REDIS_CLUSTER=true)."""
     llm.default["execution_reply"] = one_line_per_cycle
     llm.delay = 0.3
     data = tmp_path / "data"
-    store = RedisStore(REDIS_URL, redis_prefix)
+    on_cluster = redis_kind == "redis-cluster"
+    url = request.getfixturevalue("redis_cluster_url") if on_cluster else REDIS_URL
+    store = RedisStore(url, redis_prefix, cluster=on_cluster)
     await store.open()
     async with FakeSlackAPI() as api:
-        env = cluster_env(api, llm.base_url, REDIS_URL, redis_prefix, data, lease_seconds=2)
+        extra = {"REDIS_CLUSTER": "true"} if on_cluster else {}
+        env = cluster_env(api, llm.base_url, url, redis_prefix, data, lease_seconds=2, **extra)
         cluster = Cluster(PROCESSES, env, tmp_path / "procs", api)
         try:
             await cluster.start()

@@ -226,7 +226,7 @@ async def test_components_v2_off_is_embeds_as_before(settings: Settings, llm: Sc
         await bot.settle()
         step1 = bot.step(sid, 1)
         assert not step1.flags & V2 and step1.current["embeds"] and step1.field("Thoughts") == "thinking"
-        assert [c["type"] for c in step1.current["components"]] == [1, 1]  # rows of buttons (5 a row) under it
+        assert [c["type"] for c in step1.current["components"]] == [1, 1]  # two rows of buttons (5 a row)
         await approve(bot, step1)
         [result] = bot.of_kind(sid, "Result of step 1")
         [png] = [n for n in result.files if n.endswith(".png")]

@@ -99,13 +99,13 @@ async def test_leader_killed_every_firing_runs_once(
                 await asyncio.sleep(0.1)
 
         await wait_runs(2, 15)
-        leader = raw.get(f"{redis_prefix}lease:scheduler-leader")
+        leader = raw.get(store._lease_key("scheduler-leader"))
         victim = next(p for p, holder in workers if holder == leader)
         os.kill(victim.pid, signal.SIGKILL)  # no goodbye: its lease and jobs just stop
         victim.wait(5)
         before = len(await runs())
         await wait_runs(before + 3, 20)  # the survivor took over and keeps firing
-        assert raw.get(f"{redis_prefix}lease:scheduler-leader") != leader
+        assert raw.get(store._lease_key("scheduler-leader")) != leader
 
         await book.update(schedule.id, lambda s: setattr(s, "paused", True))
         await asyncio.sleep(1.0)

@@ -14,6 +14,8 @@ from uuid import uuid4
 
 import pytest
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
+from redis.crc import key_slot
 
 from bot.models import (
     ChannelProfile,
@@ -124,17 +126,21 @@ def bumper(who: str, gate: Gate) -> Callable[[Session], Awaitable[None]]:
 
 
 # ---------------------------------------------------------------------------------------------- fixtures
-@pytest.fixture(params=["redis", "sqlite"])
+@pytest.fixture(params=["redis", "redis-cluster", "sqlite"])
 async def new_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[StoreFactory]:
-    """A factory of opened stores sharing one backend (same Redis prefix / same SQLite file)."""
+    """A factory of opened stores sharing one backend (same Redis prefix / same SQLite file); the
+    Redis Cluster is a real three-master one (tests/redis_servers.py)."""
     kind = str(request.param)
     prefix = f"test:{uuid4().hex[:8]}:"
     opened: list[SessionStore] = []
+    cluster_url = request.getfixturevalue("redis_cluster_url") if kind == "redis-cluster" else ""
 
     async def factory(finished_ttl_s: float = 86400) -> SessionStore:
         store: SessionStore
         if kind == "redis":
             store = RedisStore(REDIS_URL, prefix=prefix, finished_ttl_s=finished_ttl_s)
+        elif kind == "redis-cluster":
+            store = RedisStore(cluster_url, prefix=prefix, finished_ttl_s=finished_ttl_s, cluster=True)
         else:
             store = SQLiteStore(tmp_path / "live" / "sessions.sqlite3", finished_ttl_s=finished_ttl_s)
         await store.open()
@@ -145,8 +151,8 @@ async def new_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIter
 
     for store in opened:
         await store.close()
-    if kind == "redis":
-        client = aioredis.from_url(REDIS_URL)
+    if kind != "sqlite":
+        client = RedisCluster.from_url(cluster_url) if cluster_url else aioredis.from_url(REDIS_URL)
         keys = [key async for key in client.scan_iter(match=f"{prefix}*", count=1000)]
         if keys:
             await client.delete(*keys)
@@ -603,7 +609,11 @@ async def test_redis_key_layout() -> None:
         await store.create(session)
         await store.acquire_lease("s1", "A", 5)
         await store.add_spend(session.user_key, "2025-01-01", 0.5)
-        key = f"{prefix}session:s1"
+        # the session's keys carry its shard's hash tag ({48} = crc32("s1") % 64), as does the
+        # shard's set of active sessions: one slot, so one script updates them on a cluster
+        key = f"{prefix}session:{{48}}:s1"
+        names = ("steps:{48}:s1", "lease:{48}:s1", "active:{48}")
+        assert {key_slot(f"{prefix}{name}".encode()) for name in names} == {key_slot(key.encode())}
         # the head (`h`, the session's JSON without its steps) and the number of steps (`n`);
         # the steps are a list of their own (see tests/test_store_layout.py)
         assert await raw.hgetall(key) | {"h": ""} == {
@@ -622,8 +632,14 @@ async def test_redis_key_layout() -> None:
         assert 0 < await raw.pttl(key) <= 60_000
         assert 0 < await raw.ttl(f"{prefix}spend:2025-01-01:test:U1") <= 3 * 86400
         assert await raw.zrange(f"{prefix}user:test:U1", 0, -1) == ["s1"]
-        assert await raw.smembers(f"{prefix}active") == set()
-        assert await raw.get(f"{prefix}lease:s1") == "A"
+        assert await raw.smembers(f"{prefix}active:{{48}}") == set()
+        assert await raw.get(f"{prefix}lease:{{48}}:s1") == "A"
+        session.state = SessionState.PAUSED
+        assert await store.cas(session, 2)
+        assert await raw.smembers(f"{prefix}active:{{48}}") == {"s1"}
+        assert await store.doc_create("schedule", "d1", "{}")  # a kind's documents and index: one slot
+        assert await raw.hgetall(f"{prefix}doc:{{schedule}}:d1") == {"v": "1", "d": "{}"}
+        assert await raw.smembers(f"{prefix}docs:{{schedule}}") == {"d1"}
 
 
 async def test_more_commands_at_once_than_pooled_connections_wait_their_turn() -> None:

@@ -185,8 +185,8 @@ async def raw_layout(store: SessionStore, sid: str) -> tuple[str | None, str | N
     """(head, whole JSON of the older layout, step texts) as stored."""
     if isinstance(store, RedisStore):
         client = store.client
-        head, whole = await client.hmget(f"{store.prefix}session:{sid}", ["h", "d"])
-        return head, whole, await client.lrange(f"{store.prefix}steps:{sid}", 0, -1)
+        head, whole = await client.hmget(store._session_key(sid), ["h", "d"])
+        return head, whole, await client.lrange(store._steps_key(sid), 0, -1)
     assert isinstance(store, SQLiteStore)
     rows = await store._rows("SELECT head, data FROM sessions WHERE id = ?", (sid,))
     steps = await store._rows("SELECT data FROM steps WHERE session_id = ? ORDER BY no", (sid,))
@@ -195,7 +195,8 @@ async def raw_layout(store: SessionStore, sid: str) -> tuple[str | None, str | N
 
 
 async def write_old_layout(store: SessionStore, session: Session) -> None:
-    """Store `session` as the previous version did: one JSON text holding everything."""
+    """Store `session` as an older version did: one JSON text holding everything (on Redis under
+    the key names without hash tags, which the store moves when it opens again)."""
     text = session.model_dump_json()
     if isinstance(store, RedisStore):
         client = store.client
@@ -207,6 +208,8 @@ async def write_old_layout(store: SessionStore, session: Session) -> None:
             f"{store.prefix}user:{session.user_key}", {session.id: session.created_at.timestamp()}
         )
         await client.sadd(f"{store.prefix}active", session.id)
+        await store.close()
+        await store.open()
         return
     assert isinstance(store, SQLiteStore)
     await store._run(
@@ -235,6 +238,7 @@ async def test_old_layout_is_read_and_rewritten_on_the_next_commit(
     got = await store.get("old-one")
     assert got == old
     assert [s.id for s in await store.sessions_of("test:U1")] == ["old-one"]
+    assert await store.active_ids() == ["old-one"]
 
     def mutate(s: Session) -> None:
         s.cycles = 3
@@ -251,6 +255,42 @@ async def test_old_layout_is_read_and_rewritten_on_the_next_commit(
     # and the commits after it write only what changed
     again2 = await store.update("old-one", lambda s: setattr(s.steps[0], "feedback", "ok"), current=again)
     assert again2 is not None and (await store.get("old-one")) == again2
+
+
+async def test_redis_keys_of_the_previous_key_layout_are_moved_at_open() -> None:
+    """Keys without hash tags (the layout before Redis Cluster support): sessions with their steps
+    and leases, the active set, and documents with their index, moved when the store opens; a
+    session id left in the old active set without a session is dropped."""
+    store = RedisStore(REDIS_URL, prefix=f"test:{uuid4().hex[:8]}:")
+    await store.open()
+    p = store.prefix
+    try:
+        session = session_with(3, sid="pre-cluster")
+        write = store.write_of(session, 4, whole=True)
+        client = store.client
+        await client.hset(
+            f"{p}session:pre-cluster", mapping={"v": 4, "h": write.head, "n": 3, "u": "test:U1"}
+        )
+        await client.rpush(f"{p}steps:pre-cluster", *(text for _, text in write.steps))
+        await client.set(f"{p}lease:pre-cluster", "old-process", px=30_000)
+        await client.sadd(f"{p}active", "pre-cluster", "long-gone")
+        await client.hset(f"{p}doc:schedule:sch1", mapping={"v": 2, "d": '{"x": 1}'})
+        await client.sadd(f"{p}docs:schedule", "sch1")
+        await store.close()
+        await store.open()
+        got = await store.get("pre-cluster")
+        assert got is not None and got.version == 4 and got.steps == session.steps
+        assert await store.active_ids() == ["pre-cluster"]
+        assert not await store.acquire_lease("pre-cluster", "new-process", 5)  # the lease moved too
+        assert await store.doc_list("schedule") == [(2, '{"x": 1}')]
+        assert await store.doc_cas("schedule", "sch1", 2, "{}")
+        left = [k async for k in client.scan_iter(match=f"{p}*") if "{" not in k]
+        assert left == []
+    finally:
+        keys = [k async for k in store.client.scan_iter(match=f"{store.prefix}*")]
+        if keys:
+            await store.client.delete(*keys)
+        await store.close()
 
 
 async def test_a_sqlite_file_of_the_previous_version_opens_and_migrates(tmp_path: Path) -> None:

@@ -59,6 +59,8 @@ def eval_settings(base: Settings, data_dir: Path, site: EvalSite, challenge: Cha
     update: dict[str, Any] = {
         "data_dir": data_dir,
         "redis_url": None,
+        "redis_sentinel": None,
+        "redis_cluster": False,
         "memory_backend": "no_memory" if base.memory_backend == "no_memory" else "local",
         "memory_scope": "session",
         "wipe_memory_on_start": False,

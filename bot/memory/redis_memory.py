@@ -1,6 +1,9 @@
 """MEMORY_BACKEND=redis: the bot's Redis (REDIS_URL), searched client-side with numpy.
 
 Plain Redis has no vector index, so each scope is one hash and a search loads only that hash.
+The client comes from bot/store/redis_client.py: one Redis, a Redis Cluster or Sentinel. No
+command touches two keys at once (a memory's hash and the set of scopes are written one after the
+other), so each scope's hash may live on any node of a cluster.
 Keys, under REDIS_PREFIX:
   memory:{index}:scope:{scope}  HASH  memory id -> dim (4 bytes LE) + float32 vector + UTF-8 text
   memory:{index}:scopes         SET   the scopes that have memories (what a wipe deletes)
@@ -17,7 +20,7 @@ from bot.memory.base import ScopeCache, VectorMemory
 from bot.memory.embed import Embedder
 from bot.memory.errors import MemoryUnavailable
 from bot.settings import Settings
-from bot.store.redis_store import _where, open_client
+from bot.store.redis_client import RedisTarget, open_redis
 
 _DIM = struct.Struct("<I")
 WIPE_BATCH = 500
@@ -37,13 +40,13 @@ def unpack(value: bytes) -> tuple[int, bytes, str]:
 class RedisMemory(VectorMemory):
     def __init__(self, settings: Settings, embedder: Embedder | None = None) -> None:
         super().__init__(settings, embedder)
-        if settings.redis_url is None or not settings.redis_url.get_secret_value().strip():
+        if not settings.redis_configured:
             raise MemoryUnavailable(
-                "MEMORY_BACKEND=redis needs REDIS_URL (the Redis the bot uses); set it, "
+                "MEMORY_BACKEND=redis needs REDIS_URL or REDIS_SENTINEL (the Redis the bot uses); set it, "
                 "or choose MEMORY_BACKEND=local"
             )
-        self._url = settings.redis_url.get_secret_value().strip()
-        self.where = _where(self._url)
+        self._target = RedisTarget.of(settings)
+        self.where = self._target.where
         self.name = f"Redis memory at {self.where}"
         self.base = f"{settings.redis_prefix}memory:{settings.memory_index}:"
         self._cache = ScopeCache()
@@ -53,12 +56,8 @@ class RedisMemory(VectorMemory):
         return f"{self.base}scope:{scope}"
 
     async def _open(self) -> None:
-        self._client = await open_client(
-            self._url,
-            self.settings.redis_max_connections,
-            decode_responses=False,
-            error=MemoryUnavailable,
-            name=self.name,
+        self._client = await open_redis(
+            self._target, decode_responses=False, error=MemoryUnavailable, name=self.name
         )
 
     async def _close(self) -> None:
@@ -79,10 +78,10 @@ class RedisMemory(VectorMemory):
 
     async def _put(self, scope: str, text: str, vector: np.ndarray) -> None:
         memory_id = await self.client.incr(f"{self.base}seq")
-        async with self.client.pipeline(transaction=True) as pipe:
-            pipe.hset(self._scope_key(scope), str(memory_id), pack(vector, text))
-            pipe.sadd(f"{self.base}scopes", scope)
-            await pipe.execute()
+        # the scope is listed first, so a wipe finds every scope that has memories; two keys of
+        # two slots, so not one transaction (a cluster refuses MULTI across slots)
+        await self.client.sadd(f"{self.base}scopes", scope)
+        await self.client.hset(self._scope_key(scope), str(memory_id), pack(vector, text))
 
     async def _has_any(self, scope: str) -> bool:
         return bool(await self.client.exists(self._scope_key(scope)))

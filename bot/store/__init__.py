@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 from bot.redact import Redactor
 from bot.store.archive import Archive
 from bot.store.base import SessionExists, SessionStore, StoreError
+from bot.store.redis_client import RedisTarget
 from bot.store.redis_store import RedisStore
 from bot.store.sqlite_store import SQLiteStore
 
@@ -26,17 +27,12 @@ __all__ = [
 
 
 def make_store(settings: Settings) -> SessionStore:
-    """Redis when REDIS_URL is set, else SQLite under DATA_DIR (one process only)."""
+    """Redis when REDIS_URL or REDIS_SENTINEL is set (one server, a cluster with REDIS_CLUSTER, or
+    Sentinel), else SQLite under DATA_DIR (one process only)."""
     ttl_s = settings.finished_session_ttl_hours * 3600
-    url = settings.redis_url.get_secret_value() if settings.redis_url is not None else ""
     store: SessionStore
-    if url:
-        store = RedisStore(
-            url,
-            prefix=settings.redis_prefix,
-            finished_ttl_s=ttl_s,
-            max_connections=settings.redis_max_connections,
-        )
+    if settings.redis_configured:
+        store = RedisStore(RedisTarget.of(settings), prefix=settings.redis_prefix, finished_ttl_s=ttl_s)
     else:
         store = SQLiteStore(settings.data_dir / "sessions.sqlite3", finished_ttl_s=ttl_s)
     store.redactor = Redactor.of(settings)

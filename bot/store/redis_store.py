@@ -1,32 +1,51 @@
-"""The session store on Redis: shared by every bot process, atomic through Lua scripts.
+"""The session store on Redis: shared by every bot process, atomic through Lua scripts, on one
+Redis server, a Redis Cluster or a Sentinel-managed master (bot/store/redis_client.py).
 
-Keys, all under the prefix:
-  session:{id}       HASH  v (version), h (head: the session's JSON without its steps), n (number
+Keys, all under the prefix. Every script and multi-key command touches keys of one hash slot, so
+the store runs on a Redis Cluster: a session's keys carry the hash tag of its shard, `{NN}`
+(crc32 of the id mod SHARDS, two digits), and so does the set of active sessions of that shard.
+A tag on the session id alone would leave the active set in a slot of its own, and a commit could
+no longer change a session's state and its membership of the active set in one script.
+  session:{NN}:{id}  HASH  v (version), h (head: the session's JSON without its steps), n (number
                            of steps), u (user key), s (state); d (the whole session's JSON) in a
                            session stored by an older version, until its next commit
-  steps:{id}         LIST  the JSON of each step, in order
-  user:{user_key}    ZSET  session ids scored by created_at (pruned lazily when a session expires)
-  active             SET   ids of sessions not in a terminal state
+  steps:{NN}:{id}    LIST  the JSON of each step, in order
+  lease:{NN}:{id}    STRING the holder, with a PX expiry
+  active:{NN}        SET   ids of the shard's sessions not in a terminal state
+  user:{user_key}    ZSET  session ids scored by created_at: a superset, see below
   spend:{day}:{user} STRING USD spent, INCRBYFLOAT, expires after 3 days
-  lease:{id}         STRING the holder, with a PX expiry
   claim:{key}        STRING "1", with a PX expiry (see `claim`)
+  place:{key}        STRING the session id of a thread, with a PX expiry
+  doc:{KIND}:{id}    HASH  v, d: a document (schedules, profiles, templates); `{KIND}` is a hash tag,
+  docs:{KIND}        SET   ids of the documents of that kind, in the same slot as the documents
 
-A commit (one Lua script) checks the version, writes the head and only the steps that changed
-(LSET, RPUSH, LTRIM), so its cost does not grow with the session's length. A session in the
-older single-JSON layout (`d`) is read as it is and rewritten whole in this layout by its next
-commit. A process of the older version finds no `d` in a rewritten session and takes it as
-missing: it never writes one back without its steps.
+What stays atomic (one script, one slot): a session's creation, every commit (version check,
+head, steps, state, expiry) together with its membership of the active set, its deletion from
+the active set, a lease's take/renew/release, a document's creation with its index entry and its
+compare-and-set, and a day's spend with its expiry. The per-user index is updated by commands of
+its own: an id is added before the session is created (so it is never missing from it) and
+dropped when `sessions_of` finds no such session (or another user's) and the entry is older than
+INDEX_GRACE_S, or when the session is deleted.
+
+A commit checks the version, writes the head and only the steps that changed (LSET, RPUSH,
+LTRIM), so its cost does not grow with the session's length. A session in the older single-JSON
+layout (`d`) is read as it is and rewritten whole in this layout by its next commit. Keys of the
+previous key layout (no hash tags: `session:{id}`, `steps:{id}`, `lease:{id}`, `active`,
+`doc:KIND:{id}`, `docs:KIND`) are moved to these names when the store opens on a single Redis
+(`_migrate`, a SCAN of the prefix's keys; a Redis Cluster never held them). Processes of the
+previous version must be stopped before this one starts: they would not see the moved keys.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
-from urllib.parse import urlsplit
 
-import redis.asyncio as aioredis
+from pydantic import SecretStr
 from redis.commands.core import AsyncScript
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
@@ -34,11 +53,13 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from bot.models import Session, SessionState
 from bot.store.base import SessionExists, SessionStore, StoreError, decode_session, opened
+from bot.store.redis_client import AnyRedis, RedisTarget, open_redis
 
 SPEND_TTL_S = 3 * 86400
-POOL_WAIT_S = 20.0  # how long a command waits for a free connection of a full pool
+SHARDS = 64  # hash tags of the session keys: never change it on a store that holds sessions
+INDEX_GRACE_S = 60.0  # a per-user index entry without its session is dropped only after this
 
-# KEYS: session, steps, user index, active set.  ARGV: head, user key, state, created_at score, id,
+# KEYS: session, steps, active set of its shard.  ARGV: head, user key, state, (unused), id,
 # terminal ("1"/"0"), finished ttl in ms, number of steps, then the JSON of each step.
 _CREATE = """
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
@@ -47,17 +68,16 @@ redis.call('HSET', KEYS[1], 'v', '1', 'h', ARGV[1], 'n', ARGV[8], 'u', ARGV[2], 
 for i = 9, #ARGV, 512 do
   redis.call('RPUSH', KEYS[2], unpack(ARGV, i, math.min(i + 511, #ARGV)))
 end
-redis.call('ZADD', KEYS[3], ARGV[4], ARGV[5])
 if ARGV[6] == '1' then
   redis.call('PEXPIRE', KEYS[1], ARGV[7])
   redis.call('PEXPIRE', KEYS[2], ARGV[7])
 else
-  redis.call('SADD', KEYS[4], ARGV[5])
+  redis.call('SADD', KEYS[3], ARGV[5])
 end
 return 1
 """
 
-# KEYS: session, steps, active set.  ARGV: expected version, head, state, terminal ("1"/"0"),
+# KEYS: session, steps, active set of its shard.  ARGV: expected version, head, state, terminal ("1"/"0"),
 # finished ttl in ms, id, steps stored before (-1: replace them all), number of steps, then
 # (position, JSON) of each step to write, ascending.
 # Returns 1 when written, 0 when the version is not the expected one, -1 when the version is
@@ -145,100 +165,125 @@ redis.call('SADD', KEYS[2], ARGV[1])
 return 1
 """
 
+# KEYS: document, index of its kind.  ARGV: id.
+_DOC_DELETE = """
+redis.call('SREM', KEYS[2], ARGV[1])
+return redis.call('DEL', KEYS[1])
+"""
+
 # KEYS: lease.  ARGV: holder.
 _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
 
+# KEYS: session, steps, active set of its shard.  ARGV: id.  Returns the user key, or false.
+_DELETE = """
+local u = redis.call('HGET', KEYS[1], 'u')
+redis.call('DEL', KEYS[1], KEYS[2])
+redis.call('SREM', KEYS[3], ARGV[1])
+return u
+"""
 
-def _where(url: str) -> str:
-    """host:port (or the socket path) of a Redis URL, never its credentials."""
-    try:
-        parts = urlsplit(url)
-        if parts.scheme == "unix":
-            return parts.path or "unix socket"
-        return f"{parts.hostname or 'localhost'}:{parts.port or 6379}"
-    except ValueError:
-        return "the configured address"
+# KEYS: a day's spend.  ARGV: USD, ttl in s.
+_SPEND = """
+local total = redis.call('INCRBYFLOAT', KEYS[1], ARGV[1])
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+return total
+"""
+
+# The previous key layout's session keys moved to this one's (a single Redis only: a script may
+# touch keys of any slot there).  KEYS: old session, old steps, old lease, new session, new steps,
+# new lease, old active set, new active set.  ARGV: id.
+_MIGRATE_SESSION = """
+if redis.call('EXISTS', KEYS[1]) == 1 and redis.call('EXISTS', KEYS[4]) == 0 then
+  redis.call('RENAME', KEYS[1], KEYS[4])
+  if redis.call('EXISTS', KEYS[2]) == 1 then redis.call('RENAME', KEYS[2], KEYS[5]) end
+  if redis.call('EXISTS', KEYS[3]) == 1 then redis.call('RENAME', KEYS[3], KEYS[6]) end
+end
+if redis.call('SREM', KEYS[7], ARGV[1]) == 1 and redis.call('EXISTS', KEYS[4]) == 1 then
+  redis.call('SADD', KEYS[8], ARGV[1])
+end
+return 1
+"""
+
+# KEYS: old document, new document, old index, new index.  ARGV: id.
+_MIGRATE_DOC = """
+if redis.call('EXISTS', KEYS[1]) == 1 and redis.call('EXISTS', KEYS[2]) == 0 then
+  redis.call('RENAME', KEYS[1], KEYS[2])
+end
+redis.call('SREM', KEYS[3], ARGV[1])
+if redis.call('EXISTS', KEYS[2]) == 1 then redis.call('SADD', KEYS[4], ARGV[1]) end
+return 1
+"""
+
+
+def shard(session_id: str) -> str:
+    """The hash tag of a session's keys: `{NN}`, the same in every process and version."""
+    return f"{{{zlib.crc32(session_id.encode('utf-8')) % SHARDS:02d}}}"
+
+
+def _glob(text: str) -> str:
+    """`text` with the characters SCAN MATCH treats as a pattern escaped."""
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
 
 
 def _ms(seconds: float) -> int:
     return max(1, round(seconds * 1000))
 
 
-def connect(url: str, max_connections: int, *, decode_responses: bool) -> aioredis.Redis:
-    """A client on a pool of at most `max_connections`, where a command waits for a free
-    connection (up to POOL_WAIT_S) instead of failing: redis-py's default pool raises "Too many
-    connections" at once, which under load lost commands and failed sessions."""
-    pool = aioredis.BlockingConnectionPool.from_url(
-        url,
-        max_connections=max_connections,
-        timeout=POOL_WAIT_S,
-        decode_responses=decode_responses,
-        socket_connect_timeout=5,
-        socket_timeout=10,
-    )
-    return aioredis.Redis.from_pool(pool)
-
-
-async def open_client(
-    url: str,
-    max_connections: int,
-    *,
-    decode_responses: bool,
-    error: type[StoreError] = StoreError,
-    name: str | None = None,
-) -> aioredis.Redis:
-    """A connected client (it answered PING), or `error` saying why not, never the URL's password."""
-    where = _where(url)
-    name = name or f"Redis at {where}"
-    try:
-        client = connect(url, max_connections, decode_responses=decode_responses)
-    except ValueError:  # a malformed URL; its text may hold a password, so it is not shown
-        raise error(f"REDIS_URL is not a valid Redis URL ({where})") from None
-    try:
-        await client.ping()
-    except (RedisError, OSError) as exc:
-        await client.aclose()
-        raise error(f"{name} is not answering: {exc}") from exc
-    return client
-
-
 class RedisStore(SessionStore):
     def __init__(
-        self, url: str, prefix: str = "autogpt:", finished_ttl_s: float = 86400, max_connections: int = 100
+        self,
+        url: str | RedisTarget,
+        prefix: str = "autogpt:",
+        finished_ttl_s: float = 86400,
+        max_connections: int = 100,
+        *,
+        cluster: bool = False,
+        sentinel: str | None = None,
     ) -> None:
-        self._url = url
-        self.max_connections = max_connections
+        """`url` a Redis URL (with `cluster`/`sentinel` as REDIS_CLUSTER/REDIS_SENTINEL say), or
+        a whole `RedisTarget`."""
+        self.target = (
+            url
+            if isinstance(url, RedisTarget)
+            else RedisTarget(
+                url=SecretStr(url), cluster=cluster, sentinel=sentinel, max_connections=max_connections
+            )
+        )
+        self.max_connections = self.target.max_connections
         self.prefix = prefix
         self.finished_ttl_s = finished_ttl_s
-        self.where = _where(url)
-        self._client: aioredis.Redis | None = None
+        self.where = self.target.where
+        self._client: AnyRedis | None = None
         self._scripts: dict[str, AsyncScript] = {}
 
     # ------------------------------------------------------------------ keys and plumbing
     def _session_key(self, session_id: str) -> str:
-        return f"{self.prefix}session:{session_id}"
+        return f"{self.prefix}session:{shard(session_id)}:{session_id}"
 
     def _steps_key(self, session_id: str) -> str:
-        return f"{self.prefix}steps:{session_id}"
+        return f"{self.prefix}steps:{shard(session_id)}:{session_id}"
+
+    def _lease_key(self, session_id: str) -> str:
+        return f"{self.prefix}lease:{shard(session_id)}:{session_id}"
+
+    def _active_key(self, session_id: str) -> str:
+        """The active set of the session's shard (the same slot as the session's keys)."""
+        return f"{self.prefix}active:{shard(session_id)}"
+
+    def _active_keys(self) -> list[str]:
+        return [f"{self.prefix}active:{{{n:02d}}}" for n in range(SHARDS)]
 
     def _user_key(self, user_key: str) -> str:
         return f"{self.prefix}user:{user_key}"
 
-    @property
-    def _active_key(self) -> str:
-        return f"{self.prefix}active"
-
     def _spend_key(self, user_key: str, day: str) -> str:
         return f"{self.prefix}spend:{day}:{user_key}"
 
-    def _lease_key(self, session_id: str) -> str:
-        return f"{self.prefix}lease:{session_id}"
-
     @property
-    def client(self) -> aioredis.Redis:
+    def client(self) -> AnyRedis:
         return opened(self._client, f"Redis store at {self.where}")
 
     @contextmanager
@@ -262,7 +307,51 @@ class RedisStore(SessionStore):
     async def open(self) -> None:
         if self._client is not None:
             return
-        self._client = await open_client(self._url, self.max_connections, decode_responses=True)
+        self._client = await open_redis(self.target, decode_responses=True)
+        if not self.target.cluster:
+            try:
+                with self._guard("moving the keys of the previous layout"):
+                    await self._migrate()
+            except StoreError:
+                await self.close()
+                raise
+
+    async def _migrate(self) -> None:
+        """Move the keys of the previous key layout (no hash tags) to this one's names: SCANs the
+        prefix's `session:*` and `docs:*` keys; nothing to do costs the two SCANs."""
+        client = self.client
+        old_active = f"{self.prefix}active"
+        marker = f"{self.prefix}session:"
+        async for key in client.scan_iter(match=_glob(marker) + "*", count=1000):
+            session_id = key[len(marker) :]
+            if session_id.startswith("{"):
+                continue  # this layout's
+            await self._script(_MIGRATE_SESSION)(
+                keys=[
+                    key,
+                    f"{self.prefix}steps:{session_id}",
+                    f"{self.prefix}lease:{session_id}",
+                    self._session_key(session_id),
+                    self._steps_key(session_id),
+                    self._lease_key(session_id),
+                    old_active,
+                    self._active_key(session_id),
+                ],
+                args=[session_id],
+            )
+        await client.delete(old_active)  # ids left in it had no session
+        index = f"{self.prefix}docs:"
+        async for key in client.scan_iter(match=_glob(index) + "*", count=1000):
+            kind = key[len(index) :]
+            if kind.startswith("{"):
+                continue
+            for doc_id in await client.smembers(key):
+                old_doc = f"{self.prefix}doc:{kind}:{doc_id}"
+                await self._script(_MIGRATE_DOC)(
+                    keys=[old_doc, *self._doc_keys(kind, doc_id)[:1], key, self._doc_keys(kind, doc_id)[1]],
+                    args=[doc_id],
+                )
+            await client.delete(key)
 
     async def close(self) -> None:
         client, self._client = self._client, None
@@ -278,12 +367,16 @@ class RedisStore(SessionStore):
         terminal = session.state.terminal
         write = self.write_of(session, 1, whole=True)
         with self._guard("create"):
+            # the user's index first: an id in it without a session is dropped later (sessions_of);
+            # a session missing from it would not count against MAX_SESSIONS_PER_USER
+            await self.client.zadd(
+                self._user_key(session.user_key), {session.id: session.created_at.timestamp()}
+            )
             created = await self._script(_CREATE)(
                 keys=[
                     self._session_key(session.id),
                     self._steps_key(session.id),
-                    self._user_key(session.user_key),
-                    self._active_key,
+                    self._active_key(session.id),
                 ],
                 args=[
                     write.head,
@@ -334,7 +427,11 @@ class RedisStore(SessionStore):
         while True:
             with self._guard("cas"):
                 done = await self._script(_SAVE)(
-                    keys=[self._session_key(session.id), self._steps_key(session.id), self._active_key],
+                    keys=[
+                        self._session_key(session.id),
+                        self._steps_key(session.id),
+                        self._active_key(session.id),
+                    ],
                     args=[
                         str(expected_version),
                         write.head,
@@ -356,47 +453,64 @@ class RedisStore(SessionStore):
             return True
         return False
 
+    async def _load_many(self, ids: list[str]) -> list[list[Any]]:
+        """What `_LOAD` returns for each id: in one pipeline on one Redis; on a cluster, where a
+        pipeline cannot run scripts, concurrently (each to its slot's node)."""
+        load = self._script(_LOAD)
+        if self.target.cluster:
+            return list(await asyncio.gather(*(load(keys=self._load_keys(sid)) for sid in ids)))
+        pipe = self.client.pipeline(transaction=False)
+        for session_id in ids:
+            await load(keys=self._load_keys(session_id), client=pipe)
+        return list(await pipe.execute())
+
     async def sessions_of(self, user_key: str) -> list[Session]:
         index = self._user_key(user_key)
-        load = self._script(_LOAD)
         with self._guard("sessions_of"):
-            ids: list[str] = await self.client.zrevrange(index, 0, -1)
-            if not ids:
+            entries: list[tuple[str, float]] = await self.client.zrevrange(index, 0, -1, withscores=True)
+            if not entries:
                 return []
-            pipe = self.client.pipeline(transaction=False)
-            for session_id in ids:
-                await load(keys=self._load_keys(session_id), client=pipe)
-            found: list[list[Any]] = await pipe.execute()
-            gone = [sid for sid, data in zip(ids, found, strict=True) if not data[0] and not data[1]]
-            if gone:
-                await self.client.zrem(index, *gone)
-        sessions = (self._decode(sid, data) for sid, data in zip(ids, found, strict=True))
-        return [s for s in sessions if s is not None]
+            ids = [sid for sid, _ in entries]
+            found = await self._load_many(ids)
+        sessions: list[Session] = []
+        stale: list[str] = []
+        old = time.time() - INDEX_GRACE_S
+        for (sid, score), data in zip(entries, found, strict=True):
+            session = self._decode(sid, data)
+            if session is not None and session.user_key == user_key:
+                sessions.append(session)
+            elif score < old:  # gone, or another user's id (its create failed): not one under way
+                stale.append(sid)
+        if stale:
+            with self._guard("sessions_of"):
+                await self.client.zrem(index, *stale)
+        return sessions
 
     async def active_ids(self) -> list[str]:
         with self._guard("active_ids"):
-            members: set[str] = await self.client.smembers(self._active_key)
-        return sorted(members)
+            pipe = self.client.pipeline(transaction=False)
+            for key in self._active_keys():
+                pipe.smembers(key)
+            shards: list[set[str]] = await pipe.execute()
+        return sorted(set().union(*shards))
 
     async def delete(self, session_id: str) -> None:
-        key = self._session_key(session_id)
         with self._guard("delete"):
-            user_key = await self.client.hget(key, "u")
-            pipe = self.client.pipeline(transaction=True)
-            pipe.delete(key, self._steps_key(session_id))
-            pipe.srem(self._active_key, session_id)
-            if user_key is not None:
-                pipe.zrem(self._user_key(user_key), session_id)
-            await pipe.execute()
+            user_key = await self._script(_DELETE)(
+                keys=[
+                    self._session_key(session_id),
+                    self._steps_key(session_id),
+                    self._active_key(session_id),
+                ],
+                args=[session_id],
+            )
+            if user_key:
+                await self.client.zrem(self._user_key(user_key), session_id)
 
     # ------------------------------------------------------------------ spend
     async def add_spend(self, user_key: str, day: str, usd: float) -> float:
-        key = self._spend_key(user_key, day)
         with self._guard("add_spend"):
-            pipe = self.client.pipeline(transaction=True)
-            pipe.incrbyfloat(key, usd)
-            pipe.expire(key, SPEND_TTL_S)
-            total, _ = await pipe.execute()
+            total = await self._script(_SPEND)(keys=[self._spend_key(user_key, day)], args=[usd, SPEND_TTL_S])
         return float(total)
 
     async def get_spend(self, user_key: str, day: str) -> float:
@@ -441,7 +555,11 @@ class RedisStore(SessionStore):
 
     # ------------------------------------------------------------------ documents
     def _doc_keys(self, kind: str, doc_id: str) -> list[str]:
-        return [f"{self.prefix}doc:{kind}:{doc_id}", f"{self.prefix}docs:{kind}"]
+        """A document and the index of its kind: `{KIND}` a hash tag, so both are in one slot."""
+        return [f"{self.prefix}doc:{{{kind}}}:{doc_id}", self._docs_key(kind)]
+
+    def _docs_key(self, kind: str) -> str:
+        return f"{self.prefix}docs:{{{kind}}}"
 
     async def doc_create(self, kind: str, doc_id: str, data: str) -> bool:
         with self._guard("doc_create"):
@@ -459,7 +577,7 @@ class RedisStore(SessionStore):
 
     async def doc_list(self, kind: str) -> list[tuple[int, str]]:
         with self._guard("doc_list"):
-            ids = sorted(await self.client.smembers(f"{self.prefix}docs:{kind}"))
+            ids = sorted(await self.client.smembers(self._docs_key(kind)))
             if not ids:
                 return []
             pipe = self.client.pipeline(transaction=False)
@@ -471,11 +589,7 @@ class RedisStore(SessionStore):
     async def doc_delete(self, kind: str, doc_id: str) -> bool:
         key, index = self._doc_keys(kind, doc_id)
         with self._guard("doc_delete"):
-            pipe = self.client.pipeline(transaction=True)
-            pipe.delete(key)
-            pipe.srem(index, doc_id)
-            deleted, _ = await pipe.execute()
-        return bool(deleted)
+            return bool(await self.client.eval(_DOC_DELETE, 2, key, index, doc_id))
 
     # ------------------------------------------------------------------ benchmarks
     async def stored_bytes(self, session_id: str) -> int:
