@@ -25,7 +25,7 @@ from pydantic import BaseModel
 from bot.models import Session, StepStatus
 from bot.presenter.wording import NOT_RECORDED
 from bot.redact import NO_SECRETS, Redactor
-from bot.store.archive import Archive
+from bot.store.archive import SessionArchive
 from bot.store.base import SessionStore
 
 Kind = Literal["session_started", "session_ended", "decision", "grant", "goal_change", "command", "spend"]
@@ -223,7 +223,9 @@ def records_of(session: Session, since: datetime) -> list[AuditRecord]:
     return out
 
 
-async def sessions_since(store: SessionStore, archive: Archive, since: datetime) -> AsyncIterator[Session]:
+async def sessions_since(
+    store: SessionStore, archive: SessionArchive, since: datetime
+) -> AsyncIterator[Session]:
     """The sessions an export covers: archived ones that finished at or after `since`, then the
     live ones (under way, or finished and not archived yet)."""
     seen: set[str] = set()
@@ -261,7 +263,7 @@ def lines(records: Iterator[AuditRecord] | list[AuditRecord], fmt: str, header: 
 
 async def export(
     store: SessionStore,
-    archive: Archive,
+    archive: SessionArchive,
     since: datetime,
     fmt: str,
     out: TextIO,

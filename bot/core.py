@@ -25,8 +25,8 @@ from bot.schedules import ScheduleBook, ScheduleRunner
 from bot.service import Service
 from bot.settings import Settings
 from bot.store import make_archive, make_store
-from bot.store.archive import Archive
-from bot.store.base import SessionStore
+from bot.store.archive import SessionArchive
+from bot.store.base import OpenError, SessionStore, StoreError
 from bot.tools import ToolRegistry, default_registry
 
 log = logging.getLogger(__name__)
@@ -51,7 +51,7 @@ class Core:
         self,
         settings: Settings,
         store: SessionStore,
-        archive: Archive,
+        archive: SessionArchive,
         llm: LLMClient,
         tools: ToolRegistry | None = None,
         memory: Memory | None = None,
@@ -93,23 +93,29 @@ class Core:
 
     @classmethod
     async def start(cls, settings: Settings, store: SessionStore | None = None) -> Core:
-        """Open the store and the archive (raising StoreError with a clear message if unreachable)."""
+        """Open the store, the archive and the memory. A store that cannot be opened raises its
+        StoreError; the archive or the memory, an OpenError naming it ("Cannot open the memory
+        (...)"), its secrets redacted."""
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         store = store or make_store(settings)
         await store.open()
         archive = make_archive(settings)
         try:
             await archive.open()
-        except Exception:
+        except Exception as exc:
             await store.close()
+            if isinstance(exc, StoreError):
+                raise OpenError("archive", Redactor.of(settings).text(str(exc))) from exc
             raise
         llm = LLMClient(settings, metrics=Metrics())
         try:
             memory = await open_memory(settings, client=llm.client)
-        except Exception:
+        except Exception as exc:
             await llm.close()
             await archive.close()
             await store.close()
+            if isinstance(exc, StoreError):
+                raise OpenError("memory", Redactor.of(settings).text(str(exc))) from exc
             raise
         core = cls(settings, store, archive, llm, memory=memory)
         await core.mcp.start()

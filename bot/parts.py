@@ -12,7 +12,7 @@ if TYPE_CHECKING:
     from bot.metrics import Metrics
     from bot.redact import Redactor
     from bot.settings import Settings
-    from bot.store.archive import Archive
+    from bot.store.archive import SessionArchive
     from bot.store.base import SessionStore
     from bot.tools import ToolRegistry
 
@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 class Parts:
     settings: Settings
     store: SessionStore
-    archive: Archive
+    archive: SessionArchive
     llm: LLMClient
     tools: ToolRegistry
     memory: Memory
@@ -40,7 +40,7 @@ class UsesParts:
 
     settings: Settings = _part("settings")
     store: SessionStore = _part("store")
-    archive: Archive = _part("archive")
+    archive: SessionArchive = _part("archive")
     llm: LLMClient = _part("llm")
     tools: ToolRegistry = _part("tools")
     memory: Memory = _part("memory")

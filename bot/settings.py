@@ -587,6 +587,13 @@ class Settings(BaseConfig):
         24.0, "General", "Hours a finished session stays in the live store (it is archived first)", gt=0
     )
     archive_retention_days: int = _f(90, "General", "Days finished sessions are kept in the archive", ge=1)
+    archive_url: SecretStr | None = _f(
+        None,
+        "General",
+        "postgresql://user:password@host:5432/db: finished sessions are archived in PostgreSQL, one "
+        "archive for several processes and for reporting (?search_path=SCHEMA for a schema of its "
+        "own); empty: SQLite under DATA_DIR",
+    )
     lease_seconds: float = _f(
         30.0, "General", "Lease a process holds on a session while it works on it", gt=0
     )
@@ -692,6 +699,13 @@ class Settings(BaseConfig):
             # the client sends the key in an Authorization header, which credentials in the URL
             # would contradict (aiohttp refuses the request)
             raise ValueError("must not hold credentials (user:password@host); put the key in OPENAI_API_KEY")
+        return v
+
+    @field_validator("archive_url")
+    @classmethod
+    def _postgresql_url(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is not None and urlsplit(v.get_secret_value()).scheme not in ("postgresql", "postgres"):
+            raise ValueError("must be a postgresql:// URL (postgresql://user:password@host:5432/db)")
         return v
 
     # --- derived

@@ -17,7 +17,7 @@ from bot.grammar import MAX_USAGE_DAYS
 from bot.models import Session, UsageRecord
 from bot.presenter.views import UsageDay, UsageRow, UsageView
 from bot.presenter.wording import NOT_RECORDED
-from bot.store.archive import Archive
+from bot.store.archive import SessionArchive
 from bot.store.base import SessionStore
 
 MAX_ROWS = 15  # rows of a section; the rest are summed in one "others" row
@@ -63,7 +63,7 @@ def _wanted(record: UsageRecord, query: UsageQuery, since: datetime) -> bool:
 
 
 async def collect(
-    store: SessionStore, archive: Archive, query: UsageQuery, now: datetime | None = None
+    store: SessionStore, archive: SessionArchive, query: UsageQuery, now: datetime | None = None
 ) -> list[UsageRecord]:
     """The sessions a report covers: archived ones, and live ones in the store (which win: they
     are the newer copy)."""
@@ -180,7 +180,7 @@ def build(records: list[UsageRecord], query: UsageQuery, now: datetime | None = 
 
 
 async def report(
-    store: SessionStore, archive: Archive, query: UsageQuery, now: datetime | None = None
+    store: SessionStore, archive: SessionArchive, query: UsageQuery, now: datetime | None = None
 ) -> UsageView:
     now = now or datetime.now(UTC)
     return build(await collect(store, archive, query, now), query, now)

@@ -3,6 +3,8 @@ a started core with the test chat platform."""
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import contextlib
 import os
 import uuid
@@ -20,6 +22,9 @@ from tests.fakes.llm_server import ScriptedLLM
 from tests.redis_servers import redis_cluster
 
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/14")
+# PostgreSQL for ARCHIVE_URL: each test gets a schema of its own there (`pg_url`); `.ci/run`
+# starts a server when none answers
+POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
 
 @pytest.fixture(scope="session")
@@ -110,3 +115,39 @@ def chat(core: Core) -> TestPlatform:
     platform = core.platforms["test"]
     assert isinstance(platform, TestPlatform)
     return platform
+
+
+async def _execute(sql: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(POSTGRES_URL, timeout=5)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+def _postgres(sql: str) -> None:
+    """`sql` on the test PostgreSQL, on a thread of its own (a fixture may be set up while an
+    event loop runs)."""
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, _execute(sql)).result()
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """ARCHIVE_URL of a fresh schema in the test PostgreSQL (TEST_POSTGRES_URL), dropped after.
+    Without a PostgreSQL the test is skipped, except in CI (`CI` set), where that fails it."""
+    schema = f"test_{uuid.uuid4().hex[:12]}"
+    try:
+        _postgres(f"CREATE SCHEMA {schema}")
+    except (OSError, TimeoutError) as exc:
+        reason = f"no PostgreSQL answers at {POSTGRES_URL} (TEST_POSTGRES_URL; .ci/run starts one): {exc}"
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    sep = "&" if "?" in POSTGRES_URL else "?"
+    try:
+        yield f"{POSTGRES_URL}{sep}search_path={schema}"
+    finally:
+        _postgres(f"DROP SCHEMA {schema} CASCADE")

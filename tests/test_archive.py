@@ -1,16 +1,22 @@
-"""The archive of finished sessions, on a real SQLite file."""
+"""The archive of finished sessions, on a real SQLite file and on a real PostgreSQL (ARCHIVE_URL,
+a schema of its own per test): the same tests, the same behaviour."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
 from bot.models import CommandCall, Place, Session, SessionState, Step, StepStatus, Thoughts, Usage
-from bot.store import Archive, StoreError
+from bot.redact import Redactor
+from bot.store import Archive, SessionArchive, StoreError
+from bot.store.pg_archive import PgArchive
+
+Maker = Callable[..., SessionArchive]  # an archive on the test's one file or schema
 
 NOW = datetime.now(UTC)
 
@@ -48,9 +54,18 @@ def finished_session(
     )
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def make(request: pytest.FixtureRequest, tmp_path: Path) -> Maker:
+    """Archives on one place: a SQLite file, or a fresh PostgreSQL schema (`pg_url`)."""
+    if request.param == "sqlite":
+        return lambda **kw: Archive(tmp_path / "data" / "archive.sqlite3", **kw)
+    url = request.getfixturevalue("pg_url")
+    return lambda **kw: PgArchive(url, **kw)
+
+
 @pytest.fixture
-async def archive(tmp_path: Path) -> AsyncIterator[Archive]:
-    a = Archive(tmp_path / "data" / "archive.sqlite3")
+async def archive(make: Maker) -> AsyncIterator[SessionArchive]:
+    a = make()
     await a.open()
     try:
         yield a
@@ -58,7 +73,7 @@ async def archive(tmp_path: Path) -> AsyncIterator[Archive]:
         await a.close()
 
 
-async def test_save_and_get_round_trip(archive: Archive) -> None:
+async def test_save_and_get_round_trip(archive: SessionArchive) -> None:
     session = finished_session("s1")
     await archive.save(session)
     got = await archive.get("s1")
@@ -67,7 +82,7 @@ async def test_save_and_get_round_trip(archive: Archive) -> None:
     assert await archive.get("missing") is None
 
 
-async def test_save_is_an_upsert(archive: Archive) -> None:
+async def test_save_is_an_upsert(archive: SessionArchive) -> None:
     session = finished_session("s1", cost=0.1)
     await archive.save(session)
     session.usage.cost_usd = 0.3
@@ -79,7 +94,7 @@ async def test_save_is_an_upsert(archive: Archive) -> None:
     assert await archive.spend_of("test:U1", NOW - timedelta(days=1)) == pytest.approx(0.3)
 
 
-async def test_list_for_newest_first_per_user(archive: Archive) -> None:
+async def test_list_for_newest_first_per_user(archive: SessionArchive) -> None:
     for sid, age in [("mid", 2), ("new", 1), ("old", 3)]:
         await archive.save(finished_session(sid, created_days_ago=age))
     await archive.save(finished_session("theirs", owner="U2"))
@@ -91,7 +106,7 @@ async def test_list_for_newest_first_per_user(archive: Archive) -> None:
     assert await archive.list_for("test:nobody") == []
 
 
-async def test_spend_of_sums_sessions_created_since(archive: Archive) -> None:
+async def test_spend_of_sums_sessions_created_since(archive: SessionArchive) -> None:
     await archive.save(finished_session("a", created_days_ago=0.5, cost=0.25))
     await archive.save(finished_session("b", created_days_ago=2, cost=0.5))
     await archive.save(finished_session("c", created_days_ago=10, cost=4.0))
@@ -103,7 +118,7 @@ async def test_spend_of_sums_sessions_created_since(archive: Archive) -> None:
     assert await archive.spend_of("test:nobody", NOW - timedelta(days=30)) == 0.0
 
 
-async def test_purge_drops_sessions_past_retention(archive: Archive) -> None:
+async def test_purge_drops_sessions_past_retention(archive: SessionArchive) -> None:
     await archive.save(finished_session("recent", finished_days_ago=89))
     await archive.save(finished_session("stale", created_days_ago=120, finished_days_ago=100))
     assert await archive.purge() == 1
@@ -112,15 +127,14 @@ async def test_purge_drops_sessions_past_retention(archive: Archive) -> None:
     assert await archive.purge() == 0
 
 
-async def test_survives_reopen_and_open_purges(tmp_path: Path) -> None:
-    path = tmp_path / "archive.sqlite3"
-    first = Archive(path)
+async def test_survives_reopen_and_open_purges(make: Maker) -> None:
+    first = make()
     await first.open()
     await first.save(finished_session("keep", finished_days_ago=1))
     await first.save(finished_session("aging", finished_days_ago=10))
     await first.close()
 
-    second = Archive(path, retention_days=5)  # a shorter retention: open() purges
+    second = make(retention_days=5)  # a shorter retention: open() purges
     await second.open()
     try:
         assert (await second.get("keep")) is not None
@@ -130,9 +144,9 @@ async def test_survives_reopen_and_open_purges(tmp_path: Path) -> None:
         await second.close()
 
 
-async def test_closed_archive_raises_store_error(tmp_path: Path) -> None:
+async def test_closed_archive_raises_store_error(make: Maker) -> None:
     with pytest.raises(StoreError, match="not open"):
-        await Archive(tmp_path / "a.sqlite3").get("x")
+        await make().get("x")
 
 
 @pytest.mark.parametrize("kind", ["archive", "store"])
@@ -152,3 +166,125 @@ async def test_several_processes_opening_one_new_file_at_once_all_succeed(tmp_pa
         finally:
             for f in files:
                 await f.close()
+
+
+# ---------------------------------------------------------------------------- both backends, more
+
+
+async def test_usage_since_filters_and_keeps_the_order_of_saving(archive: SessionArchive) -> None:
+    for sid in ("b", "a", "c"):  # one moment: ties keep the order they were first saved in
+        same = finished_session(sid)
+        same.created_at = NOW - timedelta(hours=1)
+        await archive.save(same)
+    await archive.save(finished_session("old", created_days_ago=5))
+    await archive.save(finished_session("theirs", owner="U2", platform="slack", cost=0.5))
+    await archive.save(finished_session("b"))  # saved again: it keeps its place among the ties
+    got = await archive.usage_since(NOW - timedelta(days=1))
+    assert [r.id for r in got] == ["a", "c", "b", "theirs"]
+    assert got[0].owner == "U1" and got[0].channel == "C1" and got[0].usage.cost_usd == pytest.approx(0.1)
+    assert got[0].created_at == NOW - timedelta(hours=1) and got[0].created_at.tzinfo is not None
+    assert [r.id for r in await archive.usage_since(NOW - timedelta(days=1), platform="slack")] == ["theirs"]
+    assert [r.id for r in await archive.usage_since(NOW - timedelta(days=9), user_key="test:U1")] == [
+        "old",
+        "a",
+        "c",
+        "b",
+    ]
+    assert await archive.usage_since(NOW - timedelta(days=9), channel="C9") == []
+
+
+async def test_finished_since_reads_every_session_a_batch_at_a_time(
+    archive: SessionArchive, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bot.store import archive as sqlite_archive
+    from bot.store import pg_archive
+
+    for module in (sqlite_archive, pg_archive):
+        monkeypatch.setattr(module, "BATCH", 2)  # a batch boundary falls between equal times
+    tied = NOW - timedelta(hours=2)
+    for sid in ("s3", "s1", "s2", "s4"):
+        s = finished_session(sid)
+        s.finished_at = tied
+        await archive.save(s)
+    await archive.save(finished_session("late", finished_days_ago=0))
+    await archive.save(finished_session("early", finished_days_ago=3))
+    got = [s.id async for s in archive.finished_since(NOW - timedelta(days=1))]
+    assert got == ["s1", "s2", "s3", "s4", "late"]
+
+
+async def test_saved_transcripts_are_redacted_the_same_way(make: Maker) -> None:
+    secret = "sk-live-archive-secret-91"
+    archive = make(redactor=Redactor([("OPENAI_API_KEY", secret)]))
+    await archive.open()
+    try:
+        session = finished_session("s1")
+        session.goals = [f"use {secret}"]
+        session.owner_name = f"bob {secret}"
+        session.steps[0].result = f"the key is {secret}\x00 and a NUL"
+        await archive.save(session)
+        got = await archive.get("s1")
+        assert got is not None and secret not in got.model_dump_json()
+        assert got.goals == ["use [redacted OPENAI_API_KEY]"]
+        assert got.steps[0].result is not None
+        assert got.steps[0].result.startswith("the key is [redacted OPENAI_API_KEY]")
+        # PostgreSQL cannot hold U+0000: it is kept as U+FFFD there
+        assert got.steps[0].result.endswith(("\x00 and a NUL", "\ufffd and a NUL"))
+        (record,) = await archive.usage_since(NOW - timedelta(days=1))
+        assert record.owner_name == "bob [redacted OPENAI_API_KEY]"
+    finally:
+        await archive.close()
+
+
+async def test_two_processes_share_one_archive(make: Maker) -> None:
+    """Two bot processes on one archive (one PostgreSQL database, or one SQLite file on a shared
+    volume) open it at once, and each sees the sessions the other finished."""
+    first, second = make(), make()
+    await asyncio.gather(first.open(), second.open())
+    try:
+        await first.save(finished_session("from-a", cost=0.25))
+        await second.save(finished_session("from-b", created_days_ago=1, cost=0.5))
+        for archive in (first, second):
+            assert {"from-a", "from-b"} <= {s.id for s in await archive.list_for("test:U1")}
+            assert (await archive.get("from-a")) is not None and (await archive.get("from-b")) is not None
+            assert await archive.spend_of("test:U1", NOW - timedelta(days=2)) == pytest.approx(0.75)
+        stopped = finished_session("from-a")
+        stopped.state = SessionState.STOPPED
+        await second.save(stopped)  # the other's session, saved again: one row, the newer copy
+        got = await first.get("from-a")
+        assert got is not None and got.state == SessionState.STOPPED
+        assert len(await first.usage_since(NOW - timedelta(days=2))) == 2
+    finally:
+        await first.close()
+        await second.close()
+
+
+# ---------------------------------------------------------------------------- PostgreSQL
+
+
+def test_archive_url_picks_postgresql(tmp_path: Path) -> None:
+    from bot.settings import Settings
+    from bot.store import make_archive
+
+    url = "postgresql://bot:hunter2-archive@db.internal:5433/bot?search_path=autogpt"
+    settings = Settings(_env_file=None, data_dir=tmp_path, archive_url=url, archive_retention_days=7)  # type: ignore[call-arg]
+    archive = make_archive(settings)
+    assert isinstance(archive, PgArchive) and archive.retention_days == 7
+    assert archive.where == "db.internal:5433/bot" and "hunter2" not in repr(settings)
+    assert isinstance(make_archive(Settings(_env_file=None, data_dir=tmp_path)), Archive)  # type: ignore[call-arg]
+    with pytest.raises(ValueError, match="must be a postgresql:// URL"):
+        Settings(_env_file=None, archive_url="mysql://u:p@h/db")  # type: ignore[call-arg]
+
+
+async def test_a_postgresql_that_does_not_answer_or_refuses_is_a_clear_error(pg_url: str) -> None:
+    dead = PgArchive("postgresql://bot:hunter2-archive@127.0.0.1:1/bot")
+    with pytest.raises(StoreError) as err:
+        await dead.open()
+    assert str(err.value).startswith("PostgreSQL at 127.0.0.1:1/bot is not answering: ")
+    assert "hunter2" not in str(err.value)
+    nodb = PgArchive(urlunsplit(urlsplit(pg_url)._replace(path="/no_such_db_17")))
+    with pytest.raises(StoreError, match=r'refused: database "no_such_db_17" does not exist'):
+        await nodb.open()
+    bad = PgArchive("postgresql://bot:hunter2-archive@127.0.0.1:99999/bot")
+    with pytest.raises(StoreError, match="not a valid PostgreSQL URL") as err:
+        await bad.open()
+    assert "hunter2" not in str(err.value)

@@ -170,6 +170,28 @@ def test_dead_redis_is_one_clear_line(tmp_path: Path) -> None:
     assert proc.stdout == ""
 
 
+@pytest.mark.parametrize("part", ["memory", "archive"])
+def test_a_memory_or_archive_that_cannot_be_opened_is_named(tmp_path: Path, part: str) -> None:
+    """Start-up names what could not be opened: the memory or the archive, not "the session
+    store" (the archive's URL holds a password: it is not shown)."""
+    data = tmp_path / "data"
+    env = {"OPENAI_API_KEY": "sk-x", "DATA_DIR": str(data)}
+    if part == "memory":
+        (data / "memory.sqlite3").mkdir(parents=True)  # SQLite cannot open a folder
+        expected = (
+            "Cannot open the memory (local memory memory.sqlite3 failed (open): unable to open database file)"
+        )
+    else:
+        env["ARCHIVE_URL"] = "postgresql://bot:hunter2-archive@127.0.0.1:1/bot"
+        expected = "Cannot open the archive (PostgreSQL at 127.0.0.1:1/bot is not answering: "
+    for command in ("list", "usage") if part == "archive" else ("list",):  # `usage` opens no memory
+        proc = cli(tmp_path, command, **env)
+        assert proc.returncode == 1
+        line = one_line(proc.stderr)
+        assert line.startswith(expected) and "session store" not in line and "hunter2" not in line
+        assert str(tmp_path) not in line and proc.stdout == ""
+
+
 def test_resume_of_an_unknown_session(tmp_path: Path, llm: ScriptedLLM) -> None:
     proc = cli(
         tmp_path,

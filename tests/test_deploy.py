@@ -299,11 +299,15 @@ def test_compose_bot_environment(compose: dict[str, Any]) -> None:
     environment = bot["environment"]
     if isinstance(environment, list):
         environment = dict(item.split("=", 1) for item in environment)
+    environment = {key: interpolate(str(value)) for key, value in environment.items()}
     check_settings(environment, "docker-compose.yml")
     url = urlsplit(environment["REDIS_URL"])
     assert url.hostname == "redis" and (url.port or 6379) == 6379
     mounts = {v.split(":")[1] for v in bot["volumes"]}
     assert environment["DATA_DIR"] in mounts
+    # replicas (`--scale`) share the bot-data volume: memory in Redis (unless .env picks another
+    # backend), not one local SQLite file for all
+    assert environment["MEMORY_BACKEND"] == "redis"
 
 
 def test_compose_runs_the_console_like_autogpt(compose: dict[str, Any]) -> None:

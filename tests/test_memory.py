@@ -10,7 +10,9 @@ import hashlib
 import json
 import re
 import socket
+import sqlite3
 import threading
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -329,6 +331,37 @@ async def test_no_memory(tmp_path: Path, llm: ScriptedLLM) -> None:
     register(registry)
     assert registry.available(settings) == []
     assert registry.get("memory_add", settings) is None
+
+
+async def test_two_opens_of_one_new_memory_file_wait_out_a_held_write_lock(
+    tmp_path: Path, llm: ScriptedLLM
+) -> None:
+    """Two processes on one DATA_DIR start together. While another connection holds the new
+    file's write lock, SQLite refuses the switch to WAL at once with "database is locked" instead
+    of waiting (this is what made one of two processes die at start). Each open retries, as the
+    SQLite store's does: both succeed once the lock is let go, and share the memories."""
+    from bot.memory.local import LocalMemory
+
+    settings = make_settings(tmp_path, llm)
+    path = tmp_path / "memory.sqlite3"
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    holder.execute("CREATE TABLE held (x)")
+    asyncio.get_running_loop().call_later(0.5, holder.execute, "COMMIT")
+    first, second = LocalMemory(settings, path=path), LocalMemory(settings, path=path)
+    try:
+        started = time.monotonic()
+        results = await asyncio.gather(first.open(), second.open(), return_exceptions=True)
+        assert [r for r in results if isinstance(r, BaseException)] == []
+        assert time.monotonic() - started >= 0.4  # they waited for the lock
+        s = sess("s1", "u1")
+        await first.add(s, CAT)
+        found, _ = await second.search(s, "a cat on a mat")
+        assert found == [CAT]
+    finally:
+        holder.close()
+        await first.close()
+        await second.close()
 
 
 def test_redis_backend_needs_redis_url(tmp_path: Path, llm: ScriptedLLM) -> None:

@@ -8,10 +8,12 @@ import csv
 import io
 import json
 import sqlite3
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
 
 from adapters.slack import ids
 from bot.core import Core
@@ -92,6 +94,17 @@ async def seed(core: Core) -> None:
     await core.store.create(
         session("eeeeee", "U1", "C1", spent(gpt_4o=(1, 100, 10, 0.005)), state=SessionState.RUNNING, cycles=1)
     )
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def core(settings: Settings, request: pytest.FixtureRequest) -> AsyncIterator[Core]:
+    """The started core, with the archive on SQLite (the default) or on PostgreSQL (ARCHIVE_URL,
+    a fresh schema): the reports read both the same."""
+    updates = (
+        {"archive_url": SecretStr(request.getfixturevalue("pg_url"))} if request.param == "postgresql" else {}
+    )
+    async with started_core(settings, **updates) as (c, _):
+        yield c
 
 
 def rows(view: UsageView, name: str) -> dict[str, tuple[int, int, float]]:

@@ -28,7 +28,7 @@ from bot.models import Actor, Place, Session, SessionState, StepStatus, utcnow
 from bot.presenter.build import step_view, summary_view, tasks_view
 from bot.presenter.wording import STATES
 from bot.settings import Settings, env_file_used
-from bot.store.base import SessionStore, StoreError
+from bot.store.base import OpenError, SessionStore, StoreError
 
 EXIT_FINISHED = 0
 EXIT_ERROR = 1
@@ -283,6 +283,9 @@ async def open_core(settings: Settings, need_llm: bool = True) -> Core | int:
         return EXIT_CONFIG
     try:
         return await Core.start(settings)
+    except OpenError as exc:  # the archive or the memory: it says which
+        print(exc, file=sys.stderr)
+        return EXIT_ERROR
     except StoreError as exc:
         print(f"Cannot open the session store: {exc}", file=sys.stderr)
         return EXIT_ERROR

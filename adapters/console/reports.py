@@ -16,23 +16,32 @@ from bot.presenter import wording
 from bot.redact import Redactor
 from bot.settings import Settings
 from bot.store import SQLiteStore, make_archive, make_store
-from bot.store.archive import Archive
-from bot.store.base import SessionStore, StoreError
+from bot.store.archive import SessionArchive
+from bot.store.base import OpenError, SessionStore, StoreError
 
 
 @asynccontextmanager
-async def opened(settings: Settings) -> AsyncIterator[tuple[SessionStore, Archive]]:
-    """The session store and the archive, open (StoreError when one cannot be opened)."""
+async def opened(settings: Settings) -> AsyncIterator[tuple[SessionStore, SessionArchive]]:
+    """The session store and the archive, open (StoreError when one cannot be opened; OpenError
+    when it is the archive)."""
     store, archive = make_store(settings), make_archive(settings)
     await store.open()
     try:
-        await archive.open()
+        try:
+            await archive.open()
+        except StoreError as exc:
+            raise OpenError("archive", exc) from exc
         try:
             yield store, archive
         finally:
             await archive.close()
     finally:
         await store.close()
+
+
+def store_failure(exc: StoreError) -> str:
+    """One line on what could not be read: the archive says so itself, else the session store."""
+    return str(exc) if isinstance(exc, OpenError) else f"Cannot read the session store: {exc}"
 
 
 def _redactor(settings: Settings, extra: list[Any]) -> Redactor:
@@ -59,7 +68,7 @@ async def usage_command(
         async with opened(settings) as (store, archive):
             view = await usage.report(store, archive, query)
     except StoreError as exc:
-        print(redactor.text(f"Cannot read the session store: {exc}"), file=sys.stderr)
+        print(redactor.text(store_failure(exc)), file=sys.stderr)
         return EXIT_ERROR
     print(redactor.text(wording.usage_text(view)), file=out)
     return EXIT_FINISHED
@@ -94,7 +103,7 @@ async def export_command(
         async with opened(settings) as (store, archive):
             count = await audit.export(store, archive, moment, fmt, target, redactor)
     except StoreError as exc:
-        print(redactor.text(f"Cannot read the session store: {exc}"), file=sys.stderr)
+        print(redactor.text(store_failure(exc)), file=sys.stderr)
         return EXIT_ERROR
     finally:
         if output is not None:

@@ -32,7 +32,7 @@ from bot.grammar import GoalCommand
 from bot.models import Session, StepStatus
 from bot.redact import mask_url
 from bot.settings import Settings
-from bot.store.base import StoreError
+from bot.store.base import OpenError, StoreError
 from bot.tools import default_registry
 from bot.tools.files import workspace_of
 
@@ -61,6 +61,7 @@ def eval_settings(base: Settings, data_dir: Path, site: EvalSite, challenge: Cha
         "redis_url": None,
         "redis_sentinel": None,
         "redis_cluster": False,
+        "archive_url": None,  # the runs are archived in their own DATA_DIR, not a shared archive
         "memory_backend": "no_memory" if base.memory_backend == "no_memory" else "local",
         "memory_scope": "session",
         "wipe_memory_on_start": False,
@@ -117,6 +118,9 @@ async def run_challenge(
             return result
         try:
             core = await Core.start(s)
+        except OpenError as exc:  # the memory or the archive: it says which
+            result.reasons = [str(exc)]
+            return result
         except StoreError as exc:
             result.reasons = [f"could not open the run's store: {exc}"]
             return result

@@ -42,6 +42,7 @@ class LocalMemory(VectorMemory):
     ) -> None:
         super().__init__(settings, embedder)
         self.file = SQLiteFile(Path(path or settings.data_dir / "memory.sqlite3"))
+        self.file.label = "local memory"  # its errors name the memory, not "SQLite file"
         self.path = self.file.path
         self.index = settings.memory_index
         self.name = f"local memory {self.path.name}"
@@ -52,10 +53,13 @@ class LocalMemory(VectorMemory):
         return self.client  # type: ignore[no-any-return]
 
     async def _open(self) -> None:
+        """Open the file as the SQLite store and archive open theirs: WAL, a busy timeout, and an
+        open that SQLite refuses at once with "database is locked" (another process making the
+        same new file WAL, or creating its table, at that moment) retried."""
         try:
-            await self.file._connect(_SCHEMA)  # WAL, a busy timeout, a retried first open
+            await self.file._connect(_SCHEMA)
         except StoreError as exc:
-            raise MemoryUnavailable(f"cannot open {self.name}: {exc}") from exc
+            raise MemoryUnavailable(str(exc)) from exc  # "local memory memory.sqlite3 failed (open): ..."
         self._client = self.file.db
 
     async def _close(self) -> None:

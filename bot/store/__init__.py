@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from bot.redact import Redactor
-from bot.store.archive import Archive
+from bot.store.archive import Archive, SessionArchive
 from bot.store.base import SessionExists, SessionStore, StoreError
 from bot.store.redis_client import RedisTarget
 from bot.store.redis_store import RedisStore
@@ -18,6 +18,7 @@ __all__ = [
     "Archive",
     "RedisStore",
     "SQLiteStore",
+    "SessionArchive",
     "SessionExists",
     "SessionStore",
     "StoreError",
@@ -39,7 +40,14 @@ def make_store(settings: Settings) -> SessionStore:
     return store
 
 
-def make_archive(settings: Settings) -> Archive:
+def make_archive(settings: Settings) -> SessionArchive:
+    """PostgreSQL when ARCHIVE_URL is set (one archive for several processes), else SQLite under
+    DATA_DIR."""
+    url = settings.archive_url.get_secret_value() if settings.archive_url is not None else ""
+    if url:
+        from bot.store.pg_archive import PgArchive  # asyncpg is imported only when it is used
+
+        return PgArchive(url, retention_days=settings.archive_retention_days, redactor=Redactor.of(settings))
     return Archive(
         settings.data_dir / "archive.sqlite3",
         retention_days=settings.archive_retention_days,

@@ -1,4 +1,5 @@
-"""The archive: finished sessions with their full transcript and spend, on SQLite.
+"""The archive: finished sessions with their full transcript and spend, on SQLite (the default,
+under DATA_DIR) or on PostgreSQL (`ARCHIVE_URL`: `bot/store/pg_archive.py`).
 
 Live sessions expire from the store some hours after they finish; the engine saves each one here
 first, so history and usage can still be read for `retention_days`.
@@ -6,6 +7,8 @@ first, so history and usage can still be read for `retention_days`.
 Besides the whole session (`data`), a row keeps what usage reports read (its channel, team,
 owner's name and `Usage`, per model) in columns of their own, so a report never decodes a
 transcript. A file made before those columns gets them when it is opened, filled in from `data`.
+`SessionArchive` is what both backends share: the interface, and the row a session is saved as
+(redacted the same way on both).
 """
 
 from __future__ import annotations
@@ -13,7 +16,9 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -52,14 +57,141 @@ _ADDED_COLUMNS = {
 BATCH = 200  # sessions read at once by `finished_since`
 
 
+def aware(moment: datetime) -> datetime:
+    """`moment` with a time zone; a naive datetime is taken as UTC."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+
+
 def _ts(moment: datetime) -> float:
     """Seconds since the epoch; a naive datetime is taken as UTC."""
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.timestamp()
+    return aware(moment).timestamp()
 
 
-class Archive(SQLiteFile):
+@dataclass(frozen=True)
+class ArchiveRow:
+    """One archived session as every backend stores it: its transcript, goals and owner's name
+    redacted, and the columns reports read."""
+
+    id: str
+    user_key: str
+    platform: str
+    state: str
+    goals: str  # a JSON list
+    cycles: int
+    cost_usd: float
+    created_at: datetime
+    finished_at: datetime
+    data: str  # the session's JSON
+    channel: str
+    team: str | None
+    owner_name: str | None
+    usage: str  # its Usage's JSON
+
+
+def usage_record(
+    sid: str,
+    key: str,
+    platform: str,
+    name: str | None,
+    channel: str | None,
+    team: str | None,
+    cycles: int,
+    created: datetime,
+    usage: str | None,
+    cost: float,
+) -> UsageRecord:
+    """A report's record of one archived row (a row from before spend per model was recorded
+    has only its total)."""
+    spent = Usage.model_validate_json(usage) if usage else Usage(cost_usd=float(cost))
+    return UsageRecord(
+        id=sid,
+        user_key=key,
+        platform=platform,
+        owner=key.split(":", 1)[1] if ":" in key else key,
+        owner_name=name,
+        channel=channel or "",
+        team=team,
+        cycles=int(cycles),
+        created_at=created,
+        usage=spent,
+    )
+
+
+class SessionArchive(ABC):
+    """Finished sessions, kept `retention_days` after they finished: the interface the engine,
+    the service and the reports use. `open` creates what is missing and purges."""
+
+    retention_days: int
+    redactor: Redactor
+
+    def row(self, session: Session) -> ArchiveRow:
+        """What `save` stores of `session`, the same (and redacted the same way) on every backend."""
+        return ArchiveRow(
+            id=session.id,
+            user_key=session.user_key,
+            platform=session.place.platform,
+            state=str(session.state),
+            goals=self.redactor.text(json.dumps(session.goals, ensure_ascii=False)),
+            cycles=session.cycles,
+            cost_usd=session.usage.cost_usd,
+            created_at=aware(session.created_at),
+            finished_at=aware(session.finished_at or session.updated_at),
+            data=self.redactor.text(session.model_dump_json()),
+            channel=session.place.channel,
+            team=session.place.team,
+            owner_name=self.redactor.text(session.owner_name) if session.owner_name else None,
+            usage=session.usage.model_dump_json(),
+        )
+
+    def cutoff(self) -> float:
+        """Seconds since the epoch: a session that finished before then is purged."""
+        return time.time() - self.retention_days * 86400
+
+    @abstractmethod
+    async def open(self) -> None: ...
+
+    @abstractmethod
+    async def close(self) -> None: ...
+
+    @abstractmethod
+    async def save(self, session: Session) -> None:
+        """Insert or replace the archived copy of a session."""
+
+    @abstractmethod
+    async def get(self, session_id: str) -> Session | None: ...
+
+    @abstractmethod
+    async def list_for(self, user_key: str, limit: int = 20) -> list[Session]:
+        """A user's archived sessions, newest first."""
+
+    @abstractmethod
+    async def spend_of(self, user_key: str, since: datetime) -> float:
+        """USD spent by a user's archived sessions created at or after `since`."""
+
+    @abstractmethod
+    async def usage_since(
+        self,
+        since: datetime,
+        platform: str | None = None,
+        user_key: str | None = None,
+        channel: str | None = None,
+    ) -> list[UsageRecord]:
+        """What the sessions created at or after `since` used (of one platform, user or channel
+        when given), oldest first, without their transcripts."""
+
+    @abstractmethod
+    def finished_since(self, since: datetime) -> AsyncIterator[Session]:
+        """Every archived session that finished at or after `since`, oldest first, read a batch
+        at a time (for an export: each holds its whole transcript)."""
+
+    @abstractmethod
+    async def purge(self) -> int:
+        """Delete sessions that finished more than `retention_days` ago; returns how many."""
+
+
+class Archive(SQLiteFile, SessionArchive):
+    """The archive on SQLite: `DATA_DIR/archive.sqlite3`, the default."""
+
     label = "archive"
 
     def __init__(self, path: Path, retention_days: int = 90, redactor: Redactor = NO_SECRETS) -> None:
@@ -95,7 +227,7 @@ class Archive(SQLiteFile):
     # ------------------------------------------------------------------ sessions
     async def save(self, session: Session) -> None:
         """Insert or replace the archived copy of a session."""
-        finished = session.finished_at or session.updated_at
+        r = self.row(session)
         with self._guard("save"):
             await self._run(
                 "INSERT INTO archive (id, user_key, platform, state, goals, cycles, cost_usd, created_at,"
@@ -107,20 +239,20 @@ class Archive(SQLiteFile):
                 " finished_at = excluded.finished_at, data = excluded.data, channel = excluded.channel,"
                 " team = excluded.team, owner_name = excluded.owner_name, usage = excluded.usage",
                 (
-                    session.id,
-                    session.user_key,
-                    session.place.platform,
-                    str(session.state),
-                    self.redactor.text(json.dumps(session.goals, ensure_ascii=False)),
-                    session.cycles,
-                    session.usage.cost_usd,
-                    _ts(session.created_at),
-                    _ts(finished),
-                    self.redactor.text(session.model_dump_json()),
-                    session.place.channel,
-                    session.place.team,
-                    self.redactor.text(session.owner_name) if session.owner_name else None,
-                    session.usage.model_dump_json(),
+                    r.id,
+                    r.user_key,
+                    r.platform,
+                    r.state,
+                    r.goals,
+                    r.cycles,
+                    r.cost_usd,
+                    r.created_at.timestamp(),
+                    r.finished_at.timestamp(),
+                    r.data,
+                    r.channel,
+                    r.team,
+                    r.owner_name,
+                    r.usage,
                 ),
             )
 
@@ -167,24 +299,12 @@ class Archive(SQLiteFile):
                 f" cost_usd FROM archive WHERE {' AND '.join(where)} ORDER BY created_at, rowid",
                 params,
             )
-        out = []
-        for sid, key, plat, name, chan, team, cycles, created, usage, cost in rows:
-            spent = Usage.model_validate_json(usage) if usage else Usage(cost_usd=float(cost))
-            out.append(
-                UsageRecord(
-                    id=sid,
-                    user_key=key,
-                    platform=plat,
-                    owner=key.split(":", 1)[1] if ":" in key else key,
-                    owner_name=name,
-                    channel=chan or "",
-                    team=team,
-                    cycles=int(cycles),
-                    created_at=datetime.fromtimestamp(created, UTC),
-                    usage=spent,
-                )
+        return [
+            usage_record(
+                sid, key, plat, name, chan, team, cycles, datetime.fromtimestamp(created, UTC), usage, cost
             )
-        return out
+            for sid, key, plat, name, chan, team, cycles, created, usage, cost in rows
+        ]
 
     async def finished_since(self, since: datetime) -> AsyncIterator[Session]:
         """Every archived session that finished at or after `since`, oldest first, read a batch
@@ -202,6 +322,5 @@ class Archive(SQLiteFile):
 
     async def purge(self) -> int:
         """Delete sessions that finished more than `retention_days` ago; returns how many."""
-        cutoff = time.time() - self.retention_days * 86400
         with self._guard("purge"):
-            return await self._run("DELETE FROM archive WHERE finished_at < ?", (cutoff,))
+            return await self._run("DELETE FROM archive WHERE finished_at < ?", (self.cutoff(),))

@@ -36,6 +36,15 @@ class SessionExists(StoreError):
     pass
 
 
+class OpenError(StoreError):
+    """A part of the bot (the archive, the memory) could not be opened at start; the message
+    names it: "Cannot open the archive (PostgreSQL at db:5432/bot is not answering: ...)"."""
+
+    def __init__(self, part: str, reason: object) -> None:
+        super().__init__(f"Cannot open the {part} ({reason})")
+        self.part = part
+
+
 C = TypeVar("C")
 
 
