@@ -95,12 +95,20 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--version", action="version", version=f"autogpt-bot {version()}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
-    sub.add_parser(
+    r = sub.add_parser(
         "run",
         help="start every adapter that has credentials (the console when none has)",
         description=RUN_HELP,
         epilog=exit_codes_text(),
         formatter_class=raw,
+    )
+    r.add_argument(
+        "--role",
+        dest="process_role",
+        choices=("all", "ingress", "worker"),
+        help="all (the default, or ROLE): receive and drive; ingress: hold the chat connections, "
+        "acknowledge and enqueue, never drive; worker: drive queued sessions and post through the "
+        "Web APIs, no chat connection (ingress and worker share a Redis: deploy/scaling.md)",
     )
     sub.add_parser("check-config", help="print the effective settings, secrets masked")
     c = sub.add_parser(
@@ -221,6 +229,13 @@ async def run_chat(settings: Settings, wanted: list[tuple[type[ChatAdapter], Bas
         if problem := cls.problem(config):
             print(problem, file=sys.stderr)
             return EXIT_CONFIG
+    if settings.role != "all" and settings.redis_url is None:
+        print(
+            f"--role {settings.role} needs REDIS_URL: the ingress and the workers share the work "
+            "queue and the sessions in one Redis (deploy/scaling.md).",
+            file=sys.stderr,
+        )
+        return EXIT_CONFIG
     core = await open_core(settings)
     if isinstance(core, int):
         return core
@@ -232,6 +247,7 @@ async def run_chat(settings: Settings, wanted: list[tuple[type[ChatAdapter], Bas
     try:
         for cls, config in wanted:
             adapter = cls(core, config)  # type: ignore[call-arg]
+            adapter.post_only = settings.role == "worker"  # a worker receives nothing
             await adapter.start()
             started.append(adapter)
         resumed = await core.resume_all()
@@ -242,7 +258,8 @@ async def run_chat(settings: Settings, wanted: list[tuple[type[ChatAdapter], Bas
         # loop stalled, which is what the slowest chat acknowledgements were waiting for.
         gc.freeze()
         names = ", ".join(cls.name.capitalize() for cls, _ in wanted)
-        print(f"autogpt-bot is running on {names} ({resumed} sessions resumed).", file=sys.stderr)
+        role = "" if settings.role == "all" else f" as {settings.role}"
+        print(f"autogpt-bot is running on {names}{role} ({resumed} sessions resumed).", file=sys.stderr)
         await stop.wait()
         print("Stopping: sessions are saved and continue at the next start.", file=sys.stderr)
         return 0
@@ -253,6 +270,8 @@ async def run_chat(settings: Settings, wanted: list[tuple[type[ChatAdapter], Bas
         for sig in signals:
             loop.remove_signal_handler(sig)
         await ops.stop()
+        if settings.role == "worker":  # its drives end (and are handed over) while it can still post
+            await core.close_queue()
         for adapter in reversed(started):
             await adapter.stop()
         await core.close()
@@ -364,6 +383,10 @@ def main(argv: list[str] | None = None) -> int:
             for line in asyncio.run(profile_lines(settings)):  # the channels' own defaults
                 print(f"# {line}".rstrip())
             return 0
+        # the role is `run`'s: every other command (the console, list, stop) drives here itself
+        role = getattr(ns, "process_role", None) or (settings.role if ns.command in (None, "run") else "all")
+        if role != settings.role:
+            settings = settings.model_copy(update={"role": role})
         wanted = wanted_adapters(configs) if ns.command in (None, "run") else []
         chat = bool(wanted)
         logs.setup(settings, quiet=not chat, extra=configs)
@@ -394,6 +417,9 @@ def main(argv: list[str] | None = None) -> int:
         # `run` (and no command): the chat adapters that have credentials; the console otherwise.
         if chat:
             return asyncio.run(run_chat(settings, wanted))
+        if settings.role != "all":
+            print(f"--role {settings.role} needs a chat adapter with credentials.", file=sys.stderr)
+            return EXIT_CONFIG
         if not sys.stdin.isatty():
             return asyncio.run(run_not_configured(settings))
         return asyncio.run(run_console(settings, ConsoleArgs(), redact=configs))

@@ -3,6 +3,17 @@ sessions through the Slack adapter in HTTP mode.
 
     python -m bench.load [--processes 2] [--sessions 500] [--delay 0.5] [--cycles 3]
                          [--redis-url redis://127.0.0.1:6379/14]
+    python -m bench.load --ingress 1 --workers 2 [--platform slack] ...
+
+With `--ingress N --workers K` the processes are split by role (`autogpt-bot run --role ...`):
+commands and clicks go to the N ingress processes only, the K workers drive the sessions from the
+work queue (bot/queue.py) and post through the Web API. Reported on top: CPU per cycle of the
+ingress and of the workers apart, RSS of each, the queue wait (enqueue to the start of the
+drive, median and p99, from the workers' `autogpt_queue_wait_seconds` histograms), sessions
+still held by a worker at the end (none should be: only manual sessions waiting for a click are
+left), and the throughput against the CPU bound (the cycles/s the machine's cores could pay at
+the measured CPU per cycle) as well as against the LLM bound (the ideal below). Only Slack
+(HTTP mode) is driven by this benchmark: `--platform discord` says so and stops.
 
 - The scripted LLM runs in its own process (this module with `--llm-server`: a `ScriptedLLM`
   with `.delay` set and a default agent that appends a line per cycle and finishes at cycle C).
@@ -192,15 +203,21 @@ class Load:
     ) -> dict[str, Any]:
         a = self.args
         redis_pid = int(rstats.info("server")["process_id"])
+        bots = {
+            "ingress": [p.pid for p in cluster.procs if p.role == "ingress"],
+            "workers": [p.pid for p in cluster.procs if p.role == "worker"],
+        }
         pids = {
-            "bots": [p.pid for p in cluster.procs],
+            **({"bots": [p.pid for p in cluster.procs]} if not a.ingress else bots),
             "llm": [llm_pid],
             "driver": [os.getpid()],  # this process: the fake Slack Web API and the load
             "redis": [redis_pid],
         }
         cpu0 = {part: sum(map(cpu_s, ps)) for part, ps in pids.items()}
-        s, k = a.sessions, a.processes
-        senders = [cluster.sender(i) for i in range(k)]
+        s = a.sessions
+        # commands and clicks go to the processes that receive: all of them, or the ingress ones
+        senders = [cluster.sender(p.index) for p in cluster.procs if p.role in ("all", "ingress")]
+        k = len(senders)
         manual_n = max(2, min(20, s // 25))
         marks = {max(1, s // 4): "S/4", max(1, s // 2): "S/2", s: "S"}
         ops0, bytes0 = redis_stats(rstats)
@@ -282,6 +299,12 @@ class Load:
         ops1, bytes1 = redis_stats(rstats)
         cpu1 = {part: sum(map(cpu_s, ps)) for part, ps in pids.items()}
         self.sample_rss("end", cluster)
+        queue = queue_figures(cluster)
+        for _ in range(50):  # drives that posted their summary may still be winding down
+            if queue.get("sessions_held_by_workers_at_end", 0) == 0:
+                break
+            await asyncio.sleep(0.2)
+            queue = queue_figures(cluster)
 
         load_threads = [t for t in step_at if t not in manual_threads]
         cycles = sum(len(step_at[t]) for t in load_threads)
@@ -292,8 +315,11 @@ class Load:
         ideal = s / (3 * a.delay)
         cpu = {part: cpu1[part] - cpu0[part] for part in pids}
         cores = os.cpu_count() or 1
+        per_cycle_s = sum(cpu.values()) / max(1, cycles)
+        cpu_bound = cores / max(1e-9, per_cycle_s)
         return {
-            "processes": k,
+            "processes": len(cluster.procs),
+            "roles": [p.role for p in cluster.procs],
             "sessions": s,
             "delay_s": a.delay,
             "cycles_per_session": a.cycles,
@@ -325,17 +351,62 @@ class Load:
             "cpu_busy": round(sum(cpu.values()) / wall / cores, 3),  # of all the machine's cores
             "cores": cores,
             # what the cores could sustain at this CPU cost per cycle, if nothing else ran
-            "cpu_bound_cycles_per_s": round(cores / max(1e-9, sum(cpu.values()) / max(1, cycles)), 1),
+            "cpu_bound_cycles_per_s": round(cpu_bound, 1),
+            "cpu_bound_ratio": round(cycles / wall / cpu_bound, 3),
+            **queue,
             "violations": len(api.violations),
             "failures": self.failed[:20],
         }
+
+
+def histogram_quantile(q: float, buckets: list[tuple[float, float]]) -> float:
+    """Prometheus's histogram_quantile over cumulative (upper bound, count) buckets."""
+    buckets = sorted(buckets)
+    if not buckets or buckets[-1][1] <= 0:
+        return float("nan")
+    rank = q * buckets[-1][1]
+    lower, below = 0.0, 0.0
+    for upper, count in buckets:
+        if count >= rank:
+            if upper == float("inf"):
+                return lower
+            return lower + (upper - lower) * (rank - below) / max(1e-12, count - below)
+        lower, below = upper, count
+    return lower
+
+
+def queue_figures(cluster: Cluster) -> dict[str, Any]:
+    """From the workers' /metrics: queue wait (median, p99), kicks reclaimed, sessions still held."""
+    workers = [p for p in cluster.procs if p.role == "worker"]
+    if not workers:
+        return {}
+    buckets: dict[float, float] = collections.defaultdict(float)
+    reclaimed = driving = 0.0
+    for p in workers:
+        for name, value in p.metrics().items():
+            if name.startswith("autogpt_queue_wait_seconds_bucket{"):
+                bound = name.split('le="', 1)[1].split('"', 1)[0]
+                buckets[float("inf") if bound == "+Inf" else float(bound)] += value
+            elif name == "autogpt_queue_reclaimed_total":
+                reclaimed += value
+            elif name == "autogpt_queue_driving":
+                driving += value
+    pairs = list(buckets.items())
+    return {
+        "queue_wait_ms_median": round(1000 * histogram_quantile(0.5, pairs), 1),
+        "queue_wait_ms_p99": round(1000 * histogram_quantile(0.99, pairs), 1),
+        "queue_kicks": int(max((v for b, v in pairs if b == float("inf")), default=0)),
+        "queue_reclaimed": int(reclaimed),
+        "sessions_held_by_workers_at_end": int(driving),
+    }
 
 
 def table(r: dict[str, Any]) -> str:
     rows = [
         (
             "processes x sessions",
-            f"{r['processes']} x {r['sessions']} (delay {r['delay_s']} s, {r['cycles_per_session']} cycles)",
+            f"{r['processes']} ({', '.join(r['roles'])}) x {r['sessions']} "
+            f"(delay {r['delay_s']} s, {r['cycles_per_session']} cycles)",
         ),
         ("wall", f"{r['wall_s']} s, {r['cycles']} cycles, {r['finished']} sessions finished"),
         (
@@ -373,7 +444,19 @@ def table(r: dict[str, Any]) -> str:
         (
             "CPU busy",
             f"{100 * r['cpu_busy']:.0f} % of {r['cores']} cores; at this cost the cores sustain at most "
-            f"{r['cpu_bound_cycles_per_s']} cycles/s",
+            f"{r['cpu_bound_cycles_per_s']} cycles/s (CPU bound): {100 * r['cpu_bound_ratio']:.0f} % of it",
+        ),
+        *(
+            [
+                (
+                    "queue wait",
+                    f"median {r['queue_wait_ms_median']} ms, p99 {r['queue_wait_ms_p99']} ms "
+                    f"({r['queue_kicks']} kicks, {r['queue_reclaimed']} reclaimed; "
+                    f"{r['sessions_held_by_workers_at_end']} sessions held by workers at the end)",
+                )
+            ]
+            if "queue_wait_ms_median" in r
+            else []
         ),
         *[(f"RSS at {label} (MiB)", ", ".join(map(str, v))) for label, v in r["rss_mib"].items()],
         ("payload violations", str(r["violations"])),
@@ -423,7 +506,15 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                 LOG_LEVEL="WARNING",
                 CONTINUOUS_LIMIT=str(args.cycles + 2),
             )
-            cluster = Cluster(args.processes, env, work, api)
+            roles = ["ingress"] * args.ingress + ["worker"] * args.workers if args.ingress else None
+            cluster = Cluster(
+                len(roles) if roles else args.processes,
+                env,
+                work,
+                api,
+                roles=roles,
+                nice={"worker": args.worker_nice},
+            )
             await cluster.start(within=60)
             gc.freeze()  # as the bot does: full collections here would delay the acks being timed
             try:
@@ -449,7 +540,18 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--processes", type=int, default=2)
+    p.add_argument("--processes", type=int, default=2, help="processes of ROLE=all (without --ingress)")
+    p.add_argument("--ingress", type=int, default=0, metavar="N", help="N ingress processes (ROLE=ingress)")
+    p.add_argument("--workers", type=int, default=2, metavar="K", help="with --ingress: K worker processes")
+    p.add_argument("--platform", choices=("slack", "discord"), default="slack")
+    p.add_argument(
+        "--worker-nice",
+        type=int,
+        default=10,
+        metavar="N",
+        help="with --ingress: run the workers at this niceness, so that the ingress gets the CPU "
+        "first on one machine (as CPU requests do for pods); 0: as equals",
+    )
     p.add_argument("--sessions", type=int, default=500)
     p.add_argument("--delay", type=float, default=0.5, help="seconds the scripted LLM takes per answer")
     p.add_argument("--cycles", type=int, default=3, help="cycles per session (the last one finishes)")
@@ -460,6 +562,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.llm_server:
         llm_server(args.llm_server, args.delay, args.cycles)
         return 0
+
+    if args.platform == "discord":
+        print(
+            "bench.load drives Slack (HTTP mode) only; Discord's ingress and workers are covered by "
+            "tests/test_roles.py",
+            file=sys.stderr,
+        )
+        return 2
 
     def interrupt(*_: Any) -> None:
         raise KeyboardInterrupt

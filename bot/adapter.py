@@ -47,6 +47,10 @@ class ChatAdapter(ABC):
     name: ClassVar[str]
     settings_class: ClassVar[type[BaseSettings] | None] = None  # the adapter's own settings
     metrics: Metrics | None = None  # given by Core.add_platform: failed API calls are counted
+    # `autogpt-bot run --role worker` sets it before `start`: connect nothing that receives (no
+    # socket, HTTP endpoint or gateway), only what posts, updates and uploads (the Web API); the
+    # sessions this process drives were received by an ingress process
+    post_only: bool = False
 
     # ------------------------------------------------------------------ set-up (class level)
 
@@ -63,7 +67,8 @@ class ChatAdapter(ABC):
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:  # noqa: B027 - an adapter with nothing to connect keeps it
-        """Connect (or listen) and add this adapter to the core; raise AdapterStartError."""
+        """Connect (or listen) and add this adapter to the core; raise AdapterStartError. With
+        `post_only`, only log in to the API it posts through, then add it to the core."""
 
     async def stop(self) -> None:  # noqa: B027
         """Stop receiving, let handlers that already acknowledged finish, disconnect."""

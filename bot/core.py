@@ -19,6 +19,7 @@ from bot.metrics import Metrics
 from bot.models import Session
 from bot.parts import Parts
 from bot.presenter.views import NoticeView
+from bot.queue import KickQueue
 from bot.redact import Redactor
 from bot.runner import Runner
 from bot.schedules import ScheduleBook, ScheduleRunner
@@ -87,6 +88,8 @@ class Core:
         # MCP tool servers (MCP_SERVERS, MCP_CONFIG): connected by `start`, their tools join
         # self.tools while they are up; a session that calls one that went down is told here
         self.mcp = McpServers(settings, self.tools, self.redactor, notify=self._mcp_notice)
+        # ROLE=ingress or worker: kicks go through the work queue in Redis (bot/queue.py)
+        self.queue: KickQueue | None = None
 
     async def _mcp_notice(self, session: Session, text: str) -> None:
         await self.engine.post(session, NoticeView(session_id=session.id, level="warning", text=text))
@@ -118,6 +121,14 @@ class Core:
                 raise OpenError("memory", Redactor.of(settings).text(str(exc))) from exc
             raise
         core = cls(settings, store, archive, llm, memory=memory)
+        if settings.role != "all":
+            queue = KickQueue(settings, store, core.metrics, consumer=core.engine.holder)
+            try:
+                await queue.open()
+            except Exception:
+                await core.close()
+                raise
+            core.queue = core.runner.queue = queue
         await core.mcp.start()
         core.scheduler.start()
         if settings.execute_local_commands:
@@ -139,8 +150,15 @@ class Core:
 
     def start_background(self) -> None:
         """For a long-running process: take part in running the schedules, and pick up sessions
-        whose process died (their lease lapsed) every lease period."""
+        whose process died (their lease lapsed) every lease period. A worker (ROLE=worker) takes
+        kicks from the queue instead, which reclaims a dead worker's; an ingress does neither: it
+        drives nothing, and its schedules fire on a worker."""
+        if self.settings.role == "ingress":
+            return
         self.leader.start()
+        if self.queue is not None:
+            self.queue.serve(self.engine.drive, self.engine.recover, lambda: self.leader.leader)
+            return
         self.scheduler.add_job(
             self.resume_all,
             "interval",
@@ -152,7 +170,10 @@ class Core:
         )
 
     async def resume_all(self) -> int:
-        """After a start: drive again every session that was being worked on."""
+        """After a start: drive again every session that was being worked on. With the work
+        queue (ROLE=ingress or worker) nothing: each worker sweeps once it serves."""
+        if self.queue is not None:
+            return 0
         ids = await self.engine.recover()
         for session_id in ids:
             self.runner.kick(session_id)
@@ -160,11 +181,18 @@ class Core:
             log.info("resuming %d sessions", len(ids))
         return len(ids)
 
+    async def close_queue(self) -> None:
+        """Stop taking kicks and driving (a worker stops this before its adapters, so that no
+        drive posts through a closed client); `close` does it too."""
+        if self.queue is not None:
+            await self.queue.close()
+
     async def close(self) -> None:
         """Stop everything; a part that does not stop within CLOSE_TIMEOUT_S is logged and left,
         so shutting down can never hang the process."""
         for name, step in (
             ("schedules", self.leader.stop),
+            ("work queue", self.close_queue),
             ("sessions", self.runner.stop),
             ("MCP servers", self.mcp.close),
             ("LLM client", self.llm.close),

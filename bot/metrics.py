@@ -19,6 +19,8 @@ from bot.models import ACTIVE, Session, SessionState, Usage
 PREFIX = "autogpt"
 # seconds from a proposal to a human decision: people take seconds to hours
 DECISION_BUCKETS = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 900.0, 1800.0, 3600.0, 14400.0, 86400.0)
+# seconds a kick waits in the work queue: milliseconds when workers keep up, minutes when they do not
+QUEUE_WAIT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 
 
 class Metrics:
@@ -62,6 +64,28 @@ class Metrics:
             registry=r,
         )
         self.store_up = gauge("store_up", "1 when the session store answered the last scrape, else 0")
+        # the work queue (ROLE=ingress/worker, bot/queue.py): read from Redis at each scrape, so
+        # every process shows the same depth; an autoscaler takes any one (or the max)
+        self.queue_depth = gauge(
+            "queue_depth", "Kicks in the work queue: waiting or being driven (read at scrape)"
+        )
+        self.queue_pending = gauge(
+            "queue_pending", "Kicks taken by a worker and not yet acknowledged (read at scrape)"
+        )
+        self.queue_oldest_age = gauge(
+            "queue_oldest_age_seconds",
+            "Age of the oldest kick in the work queue, 0 when empty (read at scrape)",
+        )
+        self.queue_driving = gauge("queue_driving", "Sessions this worker is driving now (read at scrape)")
+        self.queue_wait = Histogram(
+            f"{PREFIX}_queue_wait_seconds",
+            "Seconds from a kick's enqueueing to the start of its drive, in this worker",
+            buckets=QUEUE_WAIT_BUCKETS,
+            registry=r,
+        )
+        self.queue_reclaimed = counter(
+            "queue_reclaimed", "Kicks this worker took over from a worker that held them too long (dead)"
+        )
 
     # ------------------------------------------------------------------ recording
 

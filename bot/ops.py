@@ -93,6 +93,11 @@ async def refresh_sessions(core: Core) -> None:
     except Exception as exc:
         log.warning("metrics: could not read the sessions from the store: %s", exc)
         core.metrics.store_up.set(0)
+    if core.queue is not None:
+        try:
+            await asyncio.wait_for(core.queue.observe(), SCRAPE_TIMEOUT_S)
+        except Exception as exc:
+            log.warning("metrics: could not read the work queue: %s", exc)
 
 
 class OpsServer:

@@ -14,6 +14,7 @@ import logging
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from bot.engine import Engine
+from bot.queue import KickQueue
 
 log = logging.getLogger(__name__)
 
@@ -27,8 +28,14 @@ class Runner:
         self._jobs: dict[str, asyncio.Future[None]] = {}
         self._tasks: dict[str, asyncio.Task[object]] = {}  # the task driving each session here
         self._again: set[str] = set()
+        # ROLE=ingress or worker: every kick goes through the work queue (bot/queue.py) and a
+        # worker's queue drives it; none is driven here
+        self.queue: KickQueue | None = None
 
     def kick(self, session_id: str) -> None:
+        if self.queue is not None:
+            self.queue.kick(session_id)
+            return
         if session_id in self._jobs:
             self._again.add(session_id)
             return

@@ -597,6 +597,17 @@ class Settings(BaseConfig):
     lease_seconds: float = _f(
         30.0, "General", "Lease a process holds on a session while it works on it", gt=0
     )
+    # --- Scale-out: receiving apart from driving (bot/queue.py, deploy/scaling.md)
+    role: Literal["all", "ingress", "worker"] = _f(
+        "all",
+        "General",
+        "What `autogpt-bot run` does (--role wins): all (receive and drive, one kind of process), "
+        "ingress (hold the chat connections, ack and enqueue; never drive) or worker (drive queued "
+        "sessions, post through the Web APIs; no chat connection); ingress and worker need REDIS_URL",
+    )
+    worker_concurrency: int = _f(
+        200, "General", "Sessions one worker drives at once (ROLE=worker); more wait in the queue", ge=1
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = _f("INFO", "General", "Log level")
     ops_host: str = _f("0.0.0.0", "General", "Address of /healthz and /metrics (autogpt-bot run)")
     ops_port: int = _f(9102, "General", "Port of /healthz and /metrics (0: any free port)", ge=0, le=65535)

@@ -105,6 +105,23 @@ def test_load_benchmark_runs_and_reports() -> None:
         assert row in printed
 
 
+def test_load_benchmark_with_an_ingress_and_a_worker() -> None:
+    """The same tiny run split by role: commands and clicks to the ingress, drives on the worker."""
+    r, printed = run_module(
+        "bench.load",
+        *("--ingress", "1", "--workers", "1", "--sessions", "4", "--cycles", "2"),
+        *("--delay", "0.05", "--timeout", "60", "--redis-url", REDIS_URL),
+        marker="LOAD",
+        timeout=120,
+    )
+    assert r["roles"] == ["ingress", "worker"] and r["finished"] == 4 and r["failures"] == []
+    assert set(r["cpu_ms_per_cycle"]) == {"ingress", "workers", "llm", "driver", "redis"}
+    assert r["cpu_ms_per_cycle"]["workers"] > r["cpu_ms_per_cycle"]["ingress"] > 0
+    assert r["queue_kicks"] >= 4 and r["queue_wait_ms_p99"] >= r["queue_wait_ms_median"] > 0
+    assert r["sessions_held_by_workers_at_end"] == 0 and 0 < r["cpu_bound_ratio"] <= 1
+    assert "queue wait" in printed
+
+
 def test_sandbox_benchmark_runs_and_reports() -> None:
     done = subprocess.run(
         [sys.executable, str(ROOT / "bench" / "sandbox.py"), "--runs", "3", "--backends", "bwrap,docker"],

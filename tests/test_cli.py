@@ -231,3 +231,17 @@ def test_env_template_is_generated_and_lists_every_key(tmp_path: Path) -> None:
     lines = template.splitlines()
     for key in SETTING_KEYS:
         assert any(line.startswith(f"# {key}=") for line in lines), key
+
+
+def test_run_role_ingress_or_worker_needs_redis_and_says_so(tmp_path: Path) -> None:
+    proc = cli(
+        tmp_path,
+        "run",
+        "--role",
+        "worker",
+        OPENAI_API_KEY="sk-test",
+        DISCORD_BOT_TOKEN="MTIz.fake.token",
+    )
+    assert proc.returncode == 2
+    assert one_line(proc.stderr).startswith("--role worker needs REDIS_URL")
+    assert cli(tmp_path, "run", "--role", "boss").returncode == 2  # argparse's usage error

@@ -532,16 +532,40 @@ def test_bot_pods_are_locked_down_with_writable_data_and_tmp(
 def test_only_one_process_connects_to_discord(manifests: dict[str, list[dict[str, Any]]]) -> None:
     """Every process connected with the same Discord token receives every event."""
     data = config_data(manifests)
+    roles = set()
     for name, deployment in objects(manifests, "Deployment").items():
         env = {e["name"]: e.get("value") for e in bot_container(deployment).get("env", [])}
+        role = env.get("ROLE", data.get("ROLE", "all"))
+        roles.add(role)
+        if role == "worker":  # no gateway: it posts through REST, so it keeps the token
+            assert "DISCORD_BOT_TOKEN" not in env, f"{name}: workers post Discord sessions too"
+            continue
         if deployment["spec"]["replicas"] > 1:
             assert env.get("DISCORD_BOT_TOKEN") == "", f"{name}: several replicas must not connect to Discord"
         elif env.get("DISCORD_BOT_TOKEN") != "":
             assert deployment["spec"]["strategy"]["type"] == "Recreate", f"{name}: never two at once"
             assert env.get("SLACK_BOT_TOKEN") == "" and env.get("SLACK_APP_TOKEN") == ""
-            assert env.get("REDIS_PREFIX", data["REDIS_PREFIX"]) != data["REDIS_PREFIX"], (
-                "the Discord process keeps its sessions apart from processes that cannot post them"
-            )
+            if role == "all":
+                assert env.get("REDIS_PREFIX", data["REDIS_PREFIX"]) != data["REDIS_PREFIX"], (
+                    "the Discord process keeps its sessions apart from processes that cannot post them"
+                )
+            else:  # an ingress: the workers post its sessions, so they share them
+                assert "REDIS_PREFIX" not in env, f"{name}: the workers must see its sessions"
+    assert {"all", "ingress", "worker"} <= roles
+
+
+def test_workers_scale_on_the_queue(manifests: dict[str, list[dict[str, Any]]]) -> None:
+    """The worker Deployment is the autoscaler's target, on the queue's metrics as /metrics names them."""
+    from bot.metrics import Metrics
+
+    exposed = Metrics().render().decode()
+    (hpa,) = objects(manifests, "HorizontalPodAutoscaler").values()
+    target = hpa["spec"]["scaleTargetRef"]
+    deployment = objects(manifests, "Deployment")[target["name"]]
+    env = {e["name"]: e.get("value") for e in bot_container(deployment).get("env", [])}
+    assert env["ROLE"] == "worker"
+    names = [m["external"]["metric"]["name"] for m in hpa["spec"]["metrics"]]
+    assert names and all(f"# TYPE {n} gauge" in exposed for n in names), names
 
 
 def test_redis_statefulset_persists_with_aof(manifests: dict[str, list[dict[str, Any]]]) -> None:

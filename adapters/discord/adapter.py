@@ -188,6 +188,9 @@ class DiscordAdapter(ChatAdapter):
             await client.close()
             raise DiscordStartError(f"Cannot reach Discord at {s.api_url}: {describe(exc)}") from exc
         self.core.add_platform(self)
+        if self.post_only:  # a worker: REST only, through the logged-in client; no gateway
+            log.info("Discord: posting as %s (REST only, no gateway)", client.user)
+            return
         self._connection = asyncio.create_task(client.connect(reconnect=True), name="discord-gateway")
         ready = asyncio.create_task(client.wait_until_ready())
         await asyncio.wait(
@@ -256,6 +259,8 @@ class DiscordAdapter(ChatAdapter):
         client = self._client
         if client is None:
             return False
+        if self.post_only:  # logged in; nothing to receive
+            return not client.is_closed()
         ws = client.ws
         return client.is_ready() and not client.is_closed() and ws is not None and ws.open
 

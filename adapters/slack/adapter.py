@@ -215,6 +215,9 @@ class SlackAdapter(ChatAdapter):
             await self._close_session()
             raise SlackStartError(self._start_failure(exc, "SLACK_BOT_TOKEN")) from exc
         self.core.add_platform(self)
+        if self.post_only:  # a worker: the Web API only; an ingress process receives
+            log.info("Slack: posting as %s to %s (Web API only)", auth.get("user"), auth.get("team"))
+            return
         if self.mode == "http":
             endpoint = SlackEndpoint(self.app, _secret(self.settings.signing_secret))
             self._runner = web.AppRunner(endpoint.web_app(PATH), access_log=None)
@@ -252,6 +255,8 @@ class SlackAdapter(ChatAdapter):
         """Whether Slack can reach us: the Socket Mode connection is up, or the HTTP server listens."""
         if self._socket is not None:
             return bool(await self._socket.client.is_connected())
+        if self.post_only:  # nothing receives here: up once started (the Web API answered)
+            return self.client.session is not None
         return self._runner is not None
 
     async def stop(self) -> None:

@@ -24,6 +24,8 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -90,6 +92,22 @@ class BotProcess:
     proc: subprocess.Popen[bytes]
     port: int
     log: Path
+    ops_port: int = 0
+    role: str = "all"
+
+    def metrics(self) -> dict[str, float]:
+        """This process's /metrics, as {name{labels}: value} (an empty dict when it is gone)."""
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.ops_port}/metrics", timeout=5) as r:
+                text = r.read().decode()
+        except OSError:
+            return {}
+        found: dict[str, float] = {}
+        for line in text.splitlines():
+            if line and not line.startswith("#"):
+                name, _, value = line.rpartition(" ")
+                found[name] = float(value)
+        return found
 
     @property
     def url(self) -> str:
@@ -120,12 +138,31 @@ class BotProcess:
         return 0
 
 
+def _niced(n: int) -> Callable[[], None] | None:
+    if not n:
+        return None
+    return lambda: os.nice(n) and None
+
+
 class Cluster:
-    def __init__(self, size: int, env: dict[str, str], workdir: Path, api: FakeSlackAPI) -> None:
+    def __init__(
+        self,
+        size: int,
+        env: dict[str, str],
+        workdir: Path,
+        api: FakeSlackAPI,
+        roles: list[str] | None = None,
+        nice: dict[str, int] | None = None,
+    ) -> None:
+        """`roles`: each process's ROLE (all, ingress, worker); all of them `all` by default.
+        `nice`: a role's niceness (e.g. {"worker": 10}: the ingress gets the CPU first, as CPU
+        shares would give it in pods of their own)."""
+        self.nice = nice or {}
         self.size = size
         self.env = env
         self.workdir = workdir
         self.api = api
+        self.roles = roles or ["all"] * size
         self.procs: list[BotProcess] = []
 
     def _spawn(self, index: int) -> BotProcess:
@@ -133,7 +170,9 @@ class Cluster:
         cwd = self.workdir / f"proc{index}"
         cwd.mkdir(parents=True, exist_ok=True)
         log = cwd / "output.log"
-        env = dict(self.env, SLACK_HTTP_PORT=str(port))
+        env = dict(self.env, SLACK_HTTP_PORT=str(port), ROLE=self.roles[index])
+        if env.get("OPS_PORT") == "0":  # a port of its own, known here: /metrics can be read
+            env["OPS_PORT"] = str(free_port())
         with log.open("wb") as out:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "adapters.cli", "run"],
@@ -143,8 +182,9 @@ class Cluster:
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # a Ctrl-C of the test does not reach it twice
+                preexec_fn=_niced(self.nice.get(self.roles[index], 0)),
             )
-        return BotProcess(index, proc, port, log)
+        return BotProcess(index, proc, port, log, int(env.get("OPS_PORT") or 0), self.roles[index])
 
     async def start(self, within: float = 30.0) -> Cluster:
         self.procs = [self._spawn(i) for i in range(self.size)]
