@@ -181,7 +181,7 @@ async def test_ddgs_for_real_without_internet_is_a_clear_error(tmp_path: Path) -
 
 
 async def test_ddgs_results_and_num_results(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import ddgs
+    from ddgs.ddgs import DDGS  # the class itself: `ddgs.DDGS` is a proxy until it is first used
 
     calls: list[dict[str, Any]] = []
 
@@ -192,7 +192,7 @@ async def test_ddgs_results_and_num_results(tmp_path: Path, monkeypatch: pytest.
             for i in range(1, 16)
         ]
 
-    monkeypatch.setattr(ddgs.DDGS, "text", fake_text)
+    monkeypatch.setattr(DDGS, "text", fake_text)
     out = await run_search(settings_for(tmp_path), {"query": "python asyncio", "num_results": 4})
     assert calls == [{"query": "python asyncio", "max_results": 4, "backend": "duckduckgo"}]
     assert "4. Page 4\n   URL: https://ddg.example/4\n   About python asyncio 4" in out
@@ -200,31 +200,31 @@ async def test_ddgs_results_and_num_results(tmp_path: Path, monkeypatch: pytest.
 
 
 async def test_ddgs_rate_limit_and_no_results(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import ddgs
+    from ddgs.ddgs import DDGS  # the class itself: `ddgs.DDGS` is a proxy until it is first used
     from ddgs.exceptions import DDGSException, RatelimitException
 
     def rate_limited(self: Any, query: str, **kwargs: Any) -> list[dict[str, Any]]:
         raise RatelimitException("https://html.duckduckgo.com/html 202 Ratelimit")
 
-    monkeypatch.setattr(ddgs.DDGS, "text", rate_limited)
+    monkeypatch.setattr(DDGS, "text", rate_limited)
     with pytest.raises(ToolError, match="DuckDuckGo is rate limiting us"):
         await run_search(settings_for(tmp_path), {"query": "x"})
 
     def nothing(self: Any, query: str, **kwargs: Any) -> list[dict[str, Any]]:
         raise DDGSException("No results found.")
 
-    monkeypatch.setattr(ddgs.DDGS, "text", nothing)
+    monkeypatch.setattr(DDGS, "text", nothing)
     assert await run_search(settings_for(tmp_path), {"query": "zzqx"}) == 'No results found for "zzqx".'
 
 
 async def test_ddgs_hang_times_out(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import ddgs
+    from ddgs.ddgs import DDGS  # the class itself: `ddgs.DDGS` is a proxy until it is first used
 
     def slow(self: Any, query: str, **kwargs: Any) -> list[dict[str, Any]]:
         time.sleep(1.5)
         return []
 
-    monkeypatch.setattr(ddgs.DDGS, "text", slow)
+    monkeypatch.setattr(DDGS, "text", slow)
     started = time.monotonic()
     with pytest.raises(ToolError, match=r"DuckDuckGo search did not answer within 0.3 s"):
         await run_search(settings_for(tmp_path, web_search_timeout_s=0.3), {"query": "x"})
