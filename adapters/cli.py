@@ -270,8 +270,12 @@ async def run_chat(settings: Settings, wanted: list[tuple[type[ChatAdapter], Bas
         for sig in signals:
             loop.remove_signal_handler(sig)
         await ops.stop()
-        if settings.role == "worker":  # its drives end (and are handed over) while it can still post
-            await core.close_queue()
+        # In this order: nothing new comes in; the drives wind down (a worker's are handed over)
+        # while the adapters can still post what they say on the way out; then the adapters stop
+        # (a drive posting through a closed Discord client failed with "Session is closed")
+        for adapter in reversed(started):
+            await adapter.stop_receiving()
+        await core.stop_driving()
         for adapter in reversed(started):
             await adapter.stop()
         await core.close()

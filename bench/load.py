@@ -1,9 +1,10 @@
 """Load benchmark: K `autogpt-bot run` processes on one Redis serve S concurrent continuous
-sessions through the Slack adapter in HTTP mode.
+sessions through the Slack adapter in HTTP mode, or through Discord.
 
     python -m bench.load [--processes 2] [--sessions 500] [--delay 0.5] [--cycles 3]
                          [--redis-url redis://127.0.0.1:6379/14]
     python -m bench.load --ingress 1 --workers 2 [--platform slack] ...
+    python -m bench.load --platform discord [--ingress 1 --workers 2] ...
 
 With `--ingress N --workers K` the processes are split by role (`autogpt-bot run --role ...`):
 commands and clicks go to the N ingress processes only, the K workers drive the sessions from the
@@ -12,8 +13,20 @@ ingress and of the workers apart, RSS of each, the queue wait (enqueue to the st
 drive, median and p99, from the workers' `autogpt_queue_wait_seconds` histograms), sessions
 still held by a worker at the end (none should be: only manual sessions waiting for a click are
 left), and the throughput against the CPU bound (the cycles/s the machine's cores could pay at
-the measured CPU per cycle) as well as against the LLM bound (the ideal below). Only Slack
-(HTTP mode) is driven by this benchmark: `--platform discord` says so and stops.
+the measured CPU per cycle) as well as against the LLM bound (the ideal below).
+
+`--platform discord` runs the same scenario through the fake Discord (tests/fakes/discord: the
+gateway and the REST API, in this process as the fake Slack Web API is). Discord allows one gateway
+connection per shard and the bot does not shard, so exactly one process receives: with
+`--ingress 1 --workers K` the ingress holds the gateway and the workers post through the REST API
+(`--ingress` above 1 is refused); without `--ingress` the old mode is one ROLE=all process that
+receives and drives (every ROLE=all process would connect to the gateway and answer each event
+again, and one without it receives nothing), so `--processes` above 1 is said and run as 1.
+Sessions start by mentions (`goal --continuous C ...`), `/autogpt list` is the command sent
+every 100 ms, clicks are button interactions on the manual sessions' step messages; an
+acknowledgement is the time until the interaction's callback (or the mention's answer: the
+session's root message, a reply to it) reached the fake. Reported the same, with Discord's REST
+calls per cycle by route, and the gateway connections made (one).
 
 - The scripted LLM runs in its own process (this module with `--llm-server`: a `ScriptedLLM`
   with `.delay` set and a default agent that appends a line per cycle and finishes at cycle C).
@@ -65,16 +78,18 @@ import threading
 import time
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import redis
+from aiohttp import web
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # `python bench/load.py`: `tests` (the fakes) is not installed
     sys.path.insert(0, str(REPO))
 
 from adapters.slack import ids  # noqa: E402
-from tests.fakes.cluster import Cluster, cluster_env, free_port  # noqa: E402
+from tests.fakes.cluster import Cluster, cluster_env, discord_env, free_port  # noqa: E402
+from tests.fakes.discord import CHANNEL_ID, FakeDiscord, Interaction, Message  # noqa: E402
 from tests.fakes.llm_server import ReplyLike, ScriptedLLM, agent_reply, tasks_reply  # noqa: E402
 from tests.fakes.slack_api import FakeSlackAPI, Posted  # noqa: E402
 
@@ -198,21 +213,24 @@ class Load:
     def sample_rss(self, label: str, cluster: Cluster) -> None:
         self.rss[label] = [p.rss_kib() for p in cluster.procs]
 
-    async def run(
-        self, api: FakeSlackAPI, cluster: Cluster, rstats: redis.Redis, llm_pid: int
-    ) -> dict[str, Any]:
-        a = self.args
-        redis_pid = int(rstats.info("server")["process_id"])
+    def pids(self, cluster: Cluster, rstats: redis.Redis, llm_pid: int) -> dict[str, list[int]]:
+        """The processes whose CPU is measured, by part."""
         bots = {
             "ingress": [p.pid for p in cluster.procs if p.role == "ingress"],
             "workers": [p.pid for p in cluster.procs if p.role == "worker"],
         }
-        pids = {
-            **({"bots": [p.pid for p in cluster.procs]} if not a.ingress else bots),
+        return {
+            **({"bots": [p.pid for p in cluster.procs]} if not self.args.ingress else bots),
             "llm": [llm_pid],
-            "driver": [os.getpid()],  # this process: the fake Slack Web API and the load
-            "redis": [redis_pid],
+            "driver": [os.getpid()],  # this process: the fake chat API and the load
+            "redis": [int(rstats.info("server")["process_id"])],
         }
+
+    async def run(
+        self, api: FakeSlackAPI, cluster: Cluster, rstats: redis.Redis, llm_pid: int
+    ) -> dict[str, Any]:
+        a = self.args
+        pids = self.pids(cluster, rstats, llm_pid)
         cpu0 = {part: sum(map(cpu_s, ps)) for part, ps in pids.items()}
         s = a.sessions
         # commands and clicks go to the processes that receive: all of them, or the ingress ones
@@ -296,6 +314,37 @@ class Load:
         await probing
         await starting
         await asyncio.gather(*clicks)
+        calls_by_method = collections.Counter(c.method for c in api.calls)
+        return await self.report(
+            cluster,
+            rstats,
+            pids,
+            cpu0,
+            (ops0, bytes0),
+            wall,
+            {t: times for t, times in step_at.items() if t not in manual_threads},
+            finished,
+            {"slack_calls_per_cycle": calls_by_method},
+            len(api.violations),
+        )
+
+    async def report(
+        self,
+        cluster: Cluster,
+        rstats: redis.Redis,
+        pids: dict[str, list[int]],
+        cpu0: dict[str, float],
+        redis0: tuple[int, int],
+        wall: float,
+        step_at: dict[Any, list[float]],
+        finished: set[Any],
+        calls: dict[str, collections.Counter[str]],
+        violations: int,
+    ) -> dict[str, Any]:
+        """The figures, once the load's sessions ended: `step_at` has, for each continuous
+        session's thread, when each step was posted; `calls` the chat API's calls by method."""
+        a = self.args
+        s = a.sessions
         ops1, bytes1 = redis_stats(rstats)
         cpu1 = {part: sum(map(cpu_s, ps)) for part, ps in pids.items()}
         self.sample_rss("end", cluster)
@@ -306,18 +355,18 @@ class Load:
             await asyncio.sleep(0.2)
             queue = queue_figures(cluster)
 
-        load_threads = [t for t in step_at if t not in manual_threads]
-        cycles = sum(len(step_at[t]) for t in load_threads)
+        cycles = sum(len(times) for times in step_at.values())
         overhead: list[float] = []
-        for t in load_threads:
-            times = sorted(step_at[t])
-            overhead += [(b - a_) - 3 * a.delay for a_, b in itertools.pairwise(times)]
+        for times in step_at.values():
+            ordered = sorted(times)
+            overhead += [(b - a_) - 3 * a.delay for a_, b in itertools.pairwise(ordered)]
         ideal = s / (3 * a.delay)
         cpu = {part: cpu1[part] - cpu0[part] for part in pids}
         cores = os.cpu_count() or 1
         per_cycle_s = sum(cpu.values()) / max(1, cycles)
         cpu_bound = cores / max(1e-9, per_cycle_s)
         return {
+            "platform": a.platform,
             "processes": len(cluster.procs),
             "roles": [p.role for p in cluster.procs],
             "sessions": s,
@@ -325,7 +374,7 @@ class Load:
             "cycles_per_session": a.cycles,
             "wall_s": round(wall, 2),
             "cycles": cycles,
-            "finished": len(set(load_threads) & finished),
+            "finished": len(set(step_at) & finished),
             "cycles_per_s": round(cycles / wall, 2),
             "ideal_cycles_per_s": round(ideal, 2),
             "throughput_ratio": round(cycles / wall / ideal, 3),
@@ -340,12 +389,16 @@ class Load:
             "commands": len(self.acks["command"]),
             "clicks": len(self.acks["click"]),
             "acks_over_3s": sum(self.slow.values()),
-            "redis_ops_per_cycle": round((ops1 - ops0) / max(1, cycles), 1),
-            "redis_bytes_per_cycle": round((bytes1 - bytes0) / max(1, cycles)),
-            "rss_mib": {label: [round(v / 1024, 1) for v in vals] for label, vals in self.rss.items()},
-            "slack_calls_per_cycle": {
-                method: round(n / max(1, cycles), 2)
-                for method, n in collections.Counter(c.method for c in api.calls).most_common()
+            "redis_ops_per_cycle": round((ops1 - redis0[0]) / max(1, cycles), 1),
+            "redis_bytes_per_cycle": round((bytes1 - redis0[1]) / max(1, cycles)),
+            "rss_mib": {  # in the order of the marks (the starts end in any order)
+                label: [round(v / 1024, 1) for v in self.rss[label]]
+                for label in ("S/4", "S/2", "S", "end")
+                if label in self.rss
+            },
+            **{
+                key: {method: round(n / max(1, cycles), 2) for method, n in counted.most_common()}
+                for key, counted in calls.items()
             },
             "cpu_ms_per_cycle": {part: round(1000 * v / max(1, cycles), 2) for part, v in cpu.items()},
             "cpu_busy": round(sum(cpu.values()) / wall / cores, 3),  # of all the machine's cores
@@ -354,9 +407,179 @@ class Load:
             "cpu_bound_cycles_per_s": round(cpu_bound, 1),
             "cpu_bound_ratio": round(cycles / wall / cpu_bound, 3),
             **queue,
-            "violations": len(api.violations),
+            "violations": violations,
             "failures": self.failed[:20],
         }
+
+
+# ---------------------------------------------------------------------------- Discord
+
+
+LOAD_USER: Final = 300000000000000000  # + i: the user who starts load session i
+MANUAL_USER: Final = 310000000000000000  # + j: the user of step-by-step session j
+PROBE_USER: Final = 320000000000000000
+ANSWER_WAIT_S: Final = 30.0  # a mention or an interaction not answered by then is a failure
+IDS: Final = re.compile(r"itoken-\d+|\d{5,}")  # in a REST path: snowflakes, interaction tokens
+
+
+class LoadDiscord(FakeDiscord):
+    """The fake Discord (gateway and REST API, in this process as the fake Slack Web API is),
+    also noting when each message was created, and when each mention was answered (the bot's
+    reply to it reached the fake: the acknowledgement a user sees)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.created: list[tuple[float, Message]] = []
+        self.answered_at: dict[int, float] = {}
+        self._answer_waiters: dict[int, asyncio.Event] = {}
+
+    async def _r_create(
+        self, request: web.Request, body: dict[str, Any], files: dict[str, bytes], cid: str
+    ) -> web.Response:
+        at = time.monotonic()
+        response = await super()._r_create(request, body, files, cid)
+        if response.status == 200 and isinstance(response.body, bytes):
+            message = self.messages.get(int(json.loads(response.body)["id"]))
+            if message is not None:
+                self.created.append((at, message))
+                ref = (body.get("message_reference") or {}).get("message_id")
+                if ref is not None and int(ref) not in self.answered_at:
+                    self.answered_at[int(ref)] = at
+                    self._answer_waiters.pop(int(ref), asyncio.Event()).set()
+        return response
+
+    async def answer_to(self, said: Message, within: float) -> float:
+        """When `said` (a mention) was answered (time.monotonic()); TimeoutError after `within`."""
+        if said.id not in self.answered_at:
+            waiter = self._answer_waiters.setdefault(said.id, asyncio.Event())
+            await asyncio.wait_for(waiter.wait(), within)
+        return self.answered_at[said.id]
+
+    def calls(self) -> collections.Counter[str]:
+        """REST calls by method and route (ids and interaction tokens as {id})."""
+        return collections.Counter(f"{r.method} {IDS.sub('{id}', r.path)}" for r in self.requests)
+
+
+class DiscordLoad(Load):
+    """The same scenario through Discord: one process holds the gateway (the ingress, or the one
+    ROLE=all process); sessions start by mentions, `list` is the `/autogpt` command, clicks are
+    button interactions, and an acknowledgement is the time until the interaction's callback
+    (or the mention's answer) reached the fake."""
+
+    async def mention(self, kind: str, api: LoadDiscord, user: int, text: str) -> None:
+        sent = time.monotonic()
+        said = await api.say(user, text)
+        try:
+            answered = await api.answer_to(said, ANSWER_WAIT_S)
+        except TimeoutError:
+            self.failed.append(f"{kind}: the mention {text!r} was not answered in {ANSWER_WAIT_S:g} s")
+            return
+        self.note(kind, answered - sent)
+
+    async def interaction(self, kind: str, interaction: Interaction) -> None:
+        try:
+            await interaction.answered(ANSWER_WAIT_S)
+        except TimeoutError:
+            self.failed.append(f"{kind}: interaction {interaction.id} was not answered")
+            return
+        self.note(kind, float(interaction.callback["after_s"]))
+
+    def note(self, kind: str, seconds: float) -> None:
+        self.acks[kind].append(seconds)
+        if seconds > ACK_LIMIT_S:
+            self.slow[kind] += 1
+
+    async def run(  # type: ignore[override]
+        self, api: LoadDiscord, cluster: Cluster, rstats: redis.Redis, llm_pid: int
+    ) -> dict[str, Any]:
+        a = self.args
+        pids = self.pids(cluster, rstats, llm_pid)
+        cpu0 = {part: sum(map(cpu_s, ps)) for part, ps in pids.items()}
+        s = a.sessions
+        manual_n = max(2, min(20, s // 25))
+        marks = {max(1, s // 4): "S/4", max(1, s // 2): "S/2", s: "S"}
+        ops0, bytes0 = redis_stats(rstats)
+        started = time.monotonic()
+        stop_probe = asyncio.Event()
+
+        async def probe() -> None:  # `/autogpt list` every 100 ms
+            while not stop_probe.is_set():
+                await self.interaction("command", await api.slash(PROBE_USER, "autogpt", command="list"))
+                await asyncio.sleep(0.1)
+
+        probing = asyncio.create_task(probe())
+        for j in range(manual_n):  # the step-by-step sessions, approved by clicks
+            await self.mention("command", api, MANUAL_USER + j, "goal approve me")
+        limit = asyncio.Semaphore(START_BURST)
+
+        async def start(i: int) -> None:
+            async with limit:
+                await self.mention("start", api, LOAD_USER + i, f"goal --continuous {a.cycles} load {i}")
+            if i + 1 in marks:
+                self.sample_rss(marks[i + 1], cluster)
+
+        starting = asyncio.gather(*(start(i) for i in range(s)))
+        seen = 0
+        step_at: dict[int, list[float]] = collections.defaultdict(list)
+        finished: set[int] = set()
+        owners: dict[int, int] = {}  # thread -> the user who started its session
+        manual_steps: list[Message] = []
+        clicked: set[int] = set()
+        clicks: list[asyncio.Task[None]] = []
+        deadline = started + a.timeout
+        while True:
+            created = api.created
+            for at, message in created[seen:]:
+                if message.channel_id == CHANNEL_ID:
+                    continue  # a session's root message, or an answer
+                thread = message.channel_id
+                if thread not in owners:  # a thread is opened from the root, which answers a mention
+                    root = api.messages.get(thread)
+                    ref = (root.current.get("message_reference") or {}) if root is not None else {}
+                    said = api.messages.get(int(ref.get("message_id") or 0))
+                    owners[thread] = said.author_id if said is not None else 0
+                title = message.title
+                if title.startswith("Step "):
+                    step_at[thread].append(at)
+                    if owners[thread] >= MANUAL_USER:
+                        manual_steps.append(message)
+                elif title.startswith("Session finished"):
+                    finished.add(thread)
+            seen = len(created)
+            for message in manual_steps:  # approve each pending step of the manual sessions
+                labels = [b.get("label") for b in message.buttons() if not b.get("disabled")]
+                if message.id not in clicked and "Approve" in labels:
+                    clicked.add(message.id)
+                    click = await api.click(message, "Approve", owners[message.channel_id])
+                    clicks.append(asyncio.create_task(self.interaction("click", click)))
+            load = {t for t, user in owners.items() if LOAD_USER <= user < MANUAL_USER}
+            if len(finished & load) >= s and starting.done():
+                break
+            if time.monotonic() > deadline:
+                self.failed.append(f"timeout: {len(finished & load)} of {s} sessions finished")
+                self.failed += self.stuck(rstats, cluster)
+                break
+            await asyncio.sleep(0.05)
+        wall = time.monotonic() - started
+        stop_probe.set()
+        await probing
+        await starting
+        await asyncio.gather(*clicks)
+        load = {t for t, user in owners.items() if LOAD_USER <= user < MANUAL_USER}
+        figures = await self.report(
+            cluster,
+            rstats,
+            pids,
+            cpu0,
+            (ops0, bytes0),
+            wall,
+            {t: step_at[t] for t in load},
+            finished,
+            {"discord_calls_per_cycle": api.calls()},
+            len(api.problems()),
+        )
+        # one: the process that receives (IDENTIFY per gateway connection; a resume is none)
+        return {**figures, "gateway_connections": len(api.identifies)}
 
 
 def histogram_quantile(q: float, buckets: list[tuple[float, float]]) -> float:
@@ -432,10 +655,14 @@ def table(r: dict[str, Any]) -> str:
         ),
         ("acks over 3 s", str(r["acks_over_3s"])),
         ("redis / cycle", f"{r['redis_ops_per_cycle']} commands, {r['redis_bytes_per_cycle']} bytes"),
-        (
-            "Slack calls / cycle",
-            ", ".join(f"{m} {v}" for m, v in r["slack_calls_per_cycle"].items()),
-        ),
+        *[
+            (
+                f"{key.split('_')[0].capitalize()} calls / cycle",
+                ", ".join(f"{m} {v}" for m, v in calls.items()),
+            )
+            for key, calls in r.items()
+            if key.endswith("_calls_per_cycle")
+        ],
         (
             "CPU ms / cycle",
             ", ".join(f"{part} {v}" for part, v in r["cpu_ms_per_cycle"].items())
@@ -495,30 +722,27 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         if not line.startswith("READY "):
             raise RuntimeError(f"the LLM server did not start: {line!r}")
         llm_url = line.split()[1]
+        args.prefix = prefix
+        extra = {"LOG_LEVEL": "WARNING", "CONTINUOUS_LIMIT": str(args.cycles + 2)}
+        roles = ["ingress"] * args.ingress + ["worker"] * args.workers if args.ingress else None
+        size = len(roles) if roles else args.processes
+        nice = {"worker": args.worker_nice}
+        if args.platform == "discord":
+            async with LoadDiscord() as discord_api:
+                env = discord_env(discord_api, llm_url, args.redis_url, prefix, work / "data", 15, **extra)
+                cluster = Cluster(size, env, work, None, roles=roles, nice=nice)
+                await cluster.start(within=60)
+                gc.freeze()  # as the bot does: full collections here would delay the acks being timed
+                try:
+                    return await DiscordLoad(args).run(discord_api, cluster, rstats, llm.pid)
+                finally:
+                    await cluster.stop()
         async with FakeSlackAPI() as api:
-            env = cluster_env(
-                api,
-                llm_url,
-                args.redis_url,
-                prefix,
-                work / "data",
-                lease_seconds=15,
-                LOG_LEVEL="WARNING",
-                CONTINUOUS_LIMIT=str(args.cycles + 2),
-            )
-            roles = ["ingress"] * args.ingress + ["worker"] * args.workers if args.ingress else None
-            cluster = Cluster(
-                len(roles) if roles else args.processes,
-                env,
-                work,
-                api,
-                roles=roles,
-                nice={"worker": args.worker_nice},
-            )
+            env = cluster_env(api, llm_url, args.redis_url, prefix, work / "data", 15, **extra)
+            cluster = Cluster(size, env, work, api, roles=roles, nice=nice)
             await cluster.start(within=60)
-            gc.freeze()  # as the bot does: full collections here would delay the acks being timed
+            gc.freeze()
             try:
-                args.prefix = prefix
                 return await Load(args).run(api, cluster, rstats, llm.pid)
             finally:
                 await cluster.stop()
@@ -540,7 +764,11 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--processes", type=int, default=2, help="processes of ROLE=all (without --ingress)")
+    p.add_argument(
+        "--processes",
+        type=int,
+        help="processes of ROLE=all (without --ingress; default 2, and 1 with --platform discord)",
+    )
     p.add_argument("--ingress", type=int, default=0, metavar="N", help="N ingress processes (ROLE=ingress)")
     p.add_argument("--workers", type=int, default=2, metavar="K", help="with --ingress: K worker processes")
     p.add_argument("--platform", choices=("slack", "discord"), default="slack")
@@ -563,13 +791,26 @@ def main(argv: list[str] | None = None) -> int:
         llm_server(args.llm_server, args.delay, args.cycles)
         return 0
 
-    if args.platform == "discord":
+    if args.platform == "discord" and args.ingress > 1:
         print(
-            "bench.load drives Slack (HTTP mode) only; Discord's ingress and workers are covered by "
-            "tests/test_roles.py",
+            "--platform discord: --ingress must be 1. Discord allows one gateway connection per "
+            "shard and the bot does not shard: one ingress process holds the gateway (a second "
+            "would receive every event again), and the workers post through the REST API.",
             file=sys.stderr,
         )
         return 2
+    if args.processes is None:
+        args.processes = 1 if args.platform == "discord" else 2
+    if args.platform == "discord" and not args.ingress and args.processes != 1:
+        print(
+            "--platform discord without --ingress: one process. Every ROLE=all process with the "
+            "token connects to the gateway and answers each mention and click again, and a process "
+            "without the gateway receives nothing, so on Discord the old mode is one process that "
+            f"receives and drives everything (not {args.processes}); --ingress 1 --workers K "
+            "spreads the driving.",
+            file=sys.stderr,
+        )
+        args.processes = 1
 
     def interrupt(*_: Any) -> None:
         raise KeyboardInterrupt

@@ -70,6 +70,11 @@ class ChatAdapter(ABC):
         """Connect (or listen) and add this adapter to the core; raise AdapterStartError. With
         `post_only`, only log in to the API it posts through, then add it to the core."""
 
+    async def stop_receiving(self) -> None:  # noqa: B027 - an adapter that receives nothing keeps it
+        """Stop receiving (close the socket, endpoint or gateway) and let handlers that already
+        acknowledged finish, but keep what posts: `autogpt-bot run` then lets the drives wind down
+        (they may still post, update and upload) before it calls `stop`. Idempotent."""
+
     async def stop(self) -> None:  # noqa: B027
         """Stop receiving, let handlers that already acknowledged finish, disconnect."""
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from pydantic_settings import BaseSettings
@@ -187,19 +188,32 @@ class Core:
         if self.queue is not None:
             await self.queue.close()
 
-    async def close(self) -> None:
-        """Stop everything; a part that does not stop within CLOSE_TIMEOUT_S is logged and left,
-        so shutting down can never hang the process."""
-        for name, step in (
+    async def stop_driving(self) -> None:
+        """Stop the schedules, the work queue and the sessions being driven here: drives are
+        cancelled and wind down (a command that is ending has its result recorded) within
+        STOP_WAIT_S. `autogpt-bot run` calls it once its adapters stopped receiving and before
+        it stops them, so that what a drive posts while it winds down still reaches the chat;
+        `close` does it too (again, a no-op then)."""
+        await self._stop_parts(
             ("schedules", self.leader.stop),
             ("work queue", self.close_queue),
             ("sessions", self.runner.stop),
+        )
+
+    async def close(self) -> None:
+        """Stop everything; a part that does not stop within CLOSE_TIMEOUT_S is logged and left,
+        so shutting down can never hang the process."""
+        await self.stop_driving()
+        await self._stop_parts(
             ("MCP servers", self.mcp.close),
             ("LLM client", self.llm.close),
             ("memory", self.memory.close),
             ("archive", self.archive.close),
             ("store", self.store.close),
-        ):
+        )
+
+    async def _stop_parts(self, *parts: tuple[str, Callable[[], Awaitable[None]]]) -> None:
+        for name, step in parts:
             try:
                 await asyncio.wait_for(step(), CLOSE_TIMEOUT_S)
             except TimeoutError:

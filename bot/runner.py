@@ -31,6 +31,7 @@ class Runner:
         # ROLE=ingress or worker: every kick goes through the work queue (bot/queue.py) and a
         # worker's queue drives it; none is driven here
         self.queue: KickQueue | None = None
+        self._stopping = False
 
     def kick(self, session_id: str) -> None:
         if self.queue is not None:
@@ -58,6 +59,10 @@ class Runner:
                 self._again.discard(session_id)
                 try:
                     await self.engine.drive(session_id)
+                except asyncio.CancelledError:
+                    if self._stopping:  # `stop` cut the drive short: it wound down, nothing failed
+                        return
+                    raise
                 except Exception:
                     log.exception("session %s: driving failed", session_id)
                 if session_id not in self._again:
@@ -92,6 +97,7 @@ class Runner:
         """Cancel what runs and wait for it to wind down (at most STOP_WAIT_S): a command that is
         ending has its result recorded; one cut short is reported as interrupted when resumed.
         The store is still open meanwhile (Core.close stops this first)."""
+        self._stopping = True
         if self.scheduler.running:
             self.scheduler.shutdown(wait=False)
         await asyncio.sleep(0)

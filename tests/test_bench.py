@@ -122,6 +122,40 @@ def test_load_benchmark_with_an_ingress_and_a_worker() -> None:
     assert "queue wait" in printed
 
 
+def test_load_benchmark_on_discord() -> None:
+    """The tiny split run through Discord: the ingress holds the fake gateway alone, the worker
+    drives and posts through the REST API; more than one ingress is refused."""
+    r, printed = run_module(
+        "bench.load",
+        *("--platform", "discord", "--ingress", "1", "--workers", "1", "--sessions", "4", "--cycles", "2"),
+        *("--delay", "0.05", "--timeout", "60", "--redis-url", REDIS_URL),
+        marker="LOAD",
+        timeout=120,
+    )
+    assert (
+        r["platform"] == "discord" and r["roles"] == ["ingress", "worker"] and r["gateway_connections"] == 1
+    )
+    assert r["finished"] == 4 and r["cycles"] == 8 and r["failures"] == [] and r["violations"] == 0
+    assert r["commands"] > 0 and r["clicks"] > 0 and r["acks_over_3s"] == 0
+    assert r["start_ack_ms_p99"] > 0 and r["command_ack_ms_p99"] > 0 and r["click_ack_ms_p99"] > 0
+    calls = r["discord_calls_per_cycle"]
+    assert calls["POST /channels/{id}/messages"] > 0 and calls["POST /interactions/{id}/{id}/callback"] > 0
+    assert set(r["cpu_ms_per_cycle"]) == {"ingress", "workers", "llm", "driver", "redis"}
+    assert r["cpu_ms_per_cycle"]["workers"] > r["cpu_ms_per_cycle"]["ingress"] > 0
+    assert r["queue_kicks"] >= 4 and r["sessions_held_by_workers_at_end"] == 0
+    for row in ("Discord calls / cycle", "queue wait", "click acks"):
+        assert row in printed
+
+    refused = subprocess.run(
+        [sys.executable, "-m", "bench.load", "--platform", "discord", "--ingress", "2"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert refused.returncode == 2 and "--ingress must be 1" in refused.stderr, refused.stderr
+
+
 def test_sandbox_benchmark_runs_and_reports() -> None:
     done = subprocess.run(
         [sys.executable, str(ROOT / "bench" / "sandbox.py"), "--runs", "3", "--backends", "bwrap,docker"],

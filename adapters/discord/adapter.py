@@ -225,6 +225,18 @@ class DiscordAdapter(ChatAdapter):
         if self._connection is not None:
             await asyncio.wait({self._connection})
 
+    async def stop_receiving(self) -> None:
+        """Leave the gateway (no event arrives any more) and give handlers already running time
+        to finish; the REST client stays logged in, so drives winding down still post."""
+        connection = self._connection
+        if connection is not None and not connection.done():
+            connection.cancel()  # discord.py's connect loop: it would reconnect a closed socket
+            await asyncio.wait({connection}, timeout=STOP_GRACE_S)
+        if self._client is not None and self._client.ws is not None:
+            with contextlib.suppress(Exception):
+                await self._client.ws.close(code=1000)
+        await self._handlers_done()
+
     async def stop(self) -> None:
         """Disconnect, then give handlers already running time to finish."""
         for task in self._typing.values():
@@ -237,6 +249,9 @@ class DiscordAdapter(ChatAdapter):
             done, _ = await asyncio.wait({self._connection}, timeout=STOP_GRACE_S)
             if not done:
                 self._connection.cancel()
+        await self._handlers_done()
+
+    async def _handlers_done(self) -> None:
         if self._client is not None:
             try:
                 await asyncio.wait_for(self._client.handlers.inflight.wait(), STOP_GRACE_S)

@@ -259,8 +259,9 @@ class SlackAdapter(ChatAdapter):
             return self.client.session is not None
         return self._runner is not None
 
-    async def stop(self) -> None:
-        """Stop receiving, then give listeners that already acknowledged time to finish."""
+    async def stop_receiving(self) -> None:
+        """Close the Socket Mode connection or the HTTP endpoint and give listeners that already
+        acknowledged time to finish; the Web API client stays open (drives winding down post)."""
         if self._socket is not None:
             with contextlib.suppress(Exception):
                 await self._socket.close_async()
@@ -272,6 +273,11 @@ class SlackAdapter(ChatAdapter):
             await asyncio.wait_for(self.inflight.wait(), STOP_GRACE_S)
         except TimeoutError:
             log.warning("Slack: %d listeners still running at shutdown", self.inflight.busy)
+
+    async def stop(self) -> None:
+        """Stop receiving, give listeners that already acknowledged time to finish, then close
+        the Web API client."""
+        await self.stop_receiving()
         self._closed = True
         await self.pacer.close()  # nothing runs here any more: no status line is left up
         await self._close_session()

@@ -9,8 +9,10 @@ own, the Web API pointed at a ``FakeSlackAPI`` and the LLM at a scripted server:
         await cluster.start()
         await cluster.sender(1).command("goal --continuous 3 write a poem")
         cluster.kill(0)        # SIGKILL: no goodbye, its leases just lapse
+        await cluster.restart(0)  # the same process again, on the same ports
         await cluster.stop()   # SIGTERM to the others, SIGKILL after a grace period
 
+With ``discord_env(fake_discord, ...)`` instead (and no Slack API) the processes serve Discord.
 ``SignedSender`` of each process (``cluster.sender(i)``) signs requests exactly as Slack does.
 """
 
@@ -31,6 +33,7 @@ from pathlib import Path
 from typing import Final
 
 from bot.settings import Settings
+from tests.fakes.discord import TOKEN, FakeDiscord
 from tests.fakes.slack_api import APP_TOKEN, BOT_TOKEN, SIGNING_SECRET, FakeSlackAPI, SignedSender
 
 REPO: Final = Path(__file__).resolve().parents[2]
@@ -62,17 +65,44 @@ def cluster_env(
     **extra: str,
 ) -> dict[str, str]:
     """The environment every process of a cluster shares (each gets its own SLACK_HTTP_PORT)."""
-    env = clean_environ()
+    env = _bot_env(llm_url, redis_url, redis_prefix, data_dir, lease_seconds)
     env.update(
-        OPENAI_API_KEY="sk-test",
-        OPENAI_BASE_URL=llm_url,
-        SMART_LLM="gpt-4o",
-        FAST_LLM="gpt-4o-mini",
         SLACK_MODE="http",
         SLACK_BOT_TOKEN=BOT_TOKEN,
         SLACK_APP_TOKEN=APP_TOKEN,
         SLACK_SIGNING_SECRET=SIGNING_SECRET,
         SLACK_API_URL=api.base_url,
+    )
+    env.update(extra)
+    return env
+
+
+def discord_env(
+    api: FakeDiscord,
+    llm_url: str,
+    redis_url: str,
+    redis_prefix: str,
+    data_dir: Path,
+    lease_seconds: float = 2.0,
+    **extra: str,
+) -> dict[str, str]:
+    """`cluster_env` for Discord: the bot token, the fake's REST API and gateway; no Slack (so a
+    `Cluster` made with it serves Discord only; at most one of its processes may hold the gateway)."""
+    env = _bot_env(llm_url, redis_url, redis_prefix, data_dir, lease_seconds)
+    env.update(DISCORD_BOT_TOKEN=TOKEN, DISCORD_API_URL=api.api_url, DISCORD_GATEWAY_URL=api.gateway_url)
+    env.update(extra)
+    return env
+
+
+def _bot_env(
+    llm_url: str, redis_url: str, redis_prefix: str, data_dir: Path, lease_seconds: float
+) -> dict[str, str]:
+    env = {k: v for k, v in clean_environ().items() if not k.upper().startswith(("SLACK_", "DISCORD_"))}
+    env.update(
+        OPENAI_API_KEY="sk-test",
+        OPENAI_BASE_URL=llm_url,
+        SMART_LLM="gpt-4o",
+        FAST_LLM="gpt-4o-mini",
         REDIS_URL=redis_url,
         REDIS_PREFIX=redis_prefix,
         DATA_DIR=str(data_dir),
@@ -82,7 +112,6 @@ def cluster_env(
         LLM_TIMEOUT="30",
         OPS_PORT="0",
     )
-    env.update(extra)
     return env
 
 
@@ -150,7 +179,7 @@ class Cluster:
         size: int,
         env: dict[str, str],
         workdir: Path,
-        api: FakeSlackAPI,
+        api: FakeSlackAPI | None,
         roles: list[str] | None = None,
         nice: dict[str, int] | None = None,
     ) -> None:
@@ -165,14 +194,14 @@ class Cluster:
         self.roles = roles or ["all"] * size
         self.procs: list[BotProcess] = []
 
-    def _spawn(self, index: int) -> BotProcess:
-        port = free_port()
+    def _spawn(self, index: int, port: int = 0, ops_port: int = 0) -> BotProcess:
+        port = port or free_port()
         cwd = self.workdir / f"proc{index}"
         cwd.mkdir(parents=True, exist_ok=True)
         log = cwd / "output.log"
         env = dict(self.env, SLACK_HTTP_PORT=str(port), ROLE=self.roles[index])
         if env.get("OPS_PORT") == "0":  # a port of its own, known here: /metrics can be read
-            env["OPS_PORT"] = str(free_port())
+            env["OPS_PORT"] = str(ops_port or free_port())
         with log.open("wb") as out:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "adapters.cli", "run"],
@@ -188,17 +217,33 @@ class Cluster:
 
     async def start(self, within: float = 30.0) -> Cluster:
         self.procs = [self._spawn(i) for i in range(self.size)]
+        await self._ready(self.procs, within)
+        return self
+
+    async def restart(self, index: int, within: float = 30.0) -> BotProcess:
+        """Start process `index` again (after `kill`) on the same ports, as a restarted pod is
+        reached at the same address. The old log is kept as output.N.log (N: the restart)."""
+        old = self.procs[index]
+        assert not old.alive, f"process {index} is still running"
+        n = len(list(old.log.parent.glob("output.*.log"))) + 1
+        old.log.rename(old.log.with_name(f"output.{n}.log"))
+        p = self._spawn(index, old.port, old.ops_port)
+        self.procs[index] = p
+        await self._ready([p], within)
+        return p
+
+    async def _ready(self, procs: list[BotProcess], within: float) -> None:
         deadline = time.monotonic() + within
-        for p in self.procs:
+        for p in procs:
             while READY not in p.output():
                 if not p.alive:
                     raise RuntimeError(f"process {p.index} exited {p.proc.returncode}:\n{p.output()[-3000:]}")
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"process {p.index} did not start:\n{p.output()[-3000:]}")
                 await asyncio.sleep(0.05)
-        return self
 
     def sender(self, index: int) -> SignedSender:
+        assert self.api is not None, "a Slack cluster (cluster_env) has senders"
         return SignedSender(self.procs[index % len(self.procs)].url, self.api)
 
     def kill(self, index: int) -> None:
