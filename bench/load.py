@@ -349,7 +349,7 @@ class Load:
         cpu1 = {part: sum(map(cpu_s, ps)) for part, ps in pids.items()}
         self.sample_rss("end", cluster)
         queue = queue_figures(cluster)
-        for _ in range(50):  # drives that posted their summary may still be winding down
+        for _ in range(250):  # drives that posted their summary may still be winding down
             if queue.get("sessions_held_by_workers_at_end", 0) == 0:
                 break
             await asyncio.sleep(0.2)

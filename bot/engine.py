@@ -53,6 +53,7 @@ MAX_TASKS = 20
 RESULT_VIEW_LIMIT = 1_000_000
 TOOL_TIMEOUT_S = 300.0
 RECORD_GRACE_S = 2.0  # on shutdown, how long a command that is ending may take to be recorded
+RENEW_STOP_S = 2.0  # how long an ending drive waits for its lease renewer to stop
 OWED_WAIT_S = 1.0  # a finished task-list update waits this long at most for the drive's next commit
 PROGRESS_WAIT_S = 5.0  # a drive ends once its last progress (the clearing) was passed on, or after this
 MAX_VISION_IMAGES = 4  # images shown to the model in one cycle (SMART_LLM_VISION)
@@ -143,7 +144,8 @@ class Engine(UsesParts):
         ttl = self.settings.lease_seconds
         if not await self.store.acquire_lease(session_id, self.holder, ttl):
             return None
-        renewer = asyncio.create_task(self._renew(session_id, ttl))
+        stop_renewing = asyncio.Event()
+        renewer = asyncio.create_task(self._renew(session_id, ttl, stop_renewing))
         self._driving.add(session_id)
         self._commits[session_id] = asyncio.Lock()
         try:
@@ -179,9 +181,13 @@ class Engine(UsesParts):
                 if (sender := self._showing.get(session_id)) is not None:  # the last word: cleared
                     with contextlib.suppress(Exception):
                         await asyncio.wait_for(asyncio.shield(sender), PROGRESS_WAIT_S)
+                # the renewer is told, and cancelled; the drive does not wait on it for long: a
+                # cancellation that arrives inside a Redis call can be lost on the way (redis-py
+                # turns it into a pool timeout), and a renewer that went on renewing the lease
+                # held a drive, and its worker's slot, for good
+                stop_renewing.set()
                 renewer.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await renewer
+                await asyncio.wait({renewer}, timeout=RENEW_STOP_S)
                 with contextlib.suppress(Exception):
                     await self.store.release_lease(session_id, self.holder)
 
@@ -219,12 +225,18 @@ class Engine(UsesParts):
         if ref is not None:
             await self._commit(session.id, lambda s: _set_message(s, last.no, ref), current=session)
 
-    async def _renew(self, session_id: str, ttl: float) -> None:
-        while True:
+    async def _renew(self, session_id: str, ttl: float, stop: asyncio.Event) -> None:
+        """Renew the drive's lease every third of its time until `stop` is set (checked after
+        every wait and every call, so a lost cancellation still ends it)."""
+        while not stop.is_set():
             await asyncio.sleep(ttl / 3)
+            if stop.is_set():
+                return
             try:
                 await self.store.acquire_lease(session_id, self.holder, ttl)
             except Exception:
+                if stop.is_set():
+                    return
                 log.warning("session %s: could not renew the lease", session_id, exc_info=True)
 
     async def _advance(self, session: Session) -> None:

@@ -135,6 +135,7 @@ class KickQueue:
 
     async def observe(self) -> None:
         """Depth, pending and the oldest entry's age, into the metrics (at each scrape)."""
+        self.metrics.queue_driving.set(self.busy)  # first: known here, whatever Redis answers
         c = self.client
         depth = int(await c.xlen(self.key))
         pending = await c.xpending(self.key, GROUP)
@@ -145,7 +146,6 @@ class KickQueue:
         if oldest:
             age = max(0.0, time.time() - int(str(oldest[0][0]).split("-")[0]) / 1000)
         self.metrics.queue_oldest_age.set(age)
-        self.metrics.queue_driving.set(self.busy)
 
     # ------------------------------------------------------------------ a worker
 

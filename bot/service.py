@@ -78,6 +78,10 @@ from bot.tools.files import copy_workspace, without_server_paths, workspace_of
 log = logging.getLogger(__name__)
 
 PLACE_TTL_S = 90 * 86400  # a thread keeps pointing at its session this long
+# Sessions being started at once in this process (creating one and opening its thread): a burst
+# of goals waits its turn instead of flooding the event loop, where every other request's
+# acknowledgement would queue behind it.
+STARTS_AT_ONCE = 4
 STORE_DOWN = (
     "The session store is not reachable right now ({}). Nothing was changed; please try again shortly."
 )
@@ -103,6 +107,7 @@ def answers(fn: Callable[P, Awaitable[A]]) -> Callable[P, Awaitable[A]]:
 class Service(UsesParts):
     def __init__(self, parts: Parts, engine: Engine, runner: Runner, schedules: ScheduleBook) -> None:
         super().__init__(parts)
+        self._starting: asyncio.Semaphore | None = None
         self.engine = engine
         self.runner = runner
         self.schedules = schedules
@@ -183,7 +188,24 @@ class Service(UsesParts):
     ) -> Outcome:
         """Start a session for `actor`: checks who may, how many and how much, then opens its thread.
         `files`: attached to the goal; saved in its workspace before it starts, for the agent.
-        `extra`: more of the session's fields (a fork's steps); `title`: what started it."""
+        `extra`: more of the session's fields (a fork's steps); `title`: what started it.
+        At most STARTS_AT_ONCE at a time in this process."""
+        if self._starting is None:
+            self._starting = asyncio.Semaphore(STARTS_AT_ONCE)
+        async with self._starting:
+            return await self._start(actor, place, command, llm_mode, autostart, files, extra, title)
+
+    async def _start(
+        self,
+        actor: Actor,
+        place: Place,
+        command: GoalCommand,
+        llm_mode: str,
+        autostart: bool,
+        files: list[Incoming] | None,
+        extra: dict[str, Any] | None,
+        title: str | None,
+    ) -> Outcome:
         s = self.settings
         if not s.may_start(actor.user_id):
             return Outcome(ok=False, message="You are not on the list of users allowed to start sessions.")
