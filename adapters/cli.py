@@ -21,25 +21,10 @@ import signal
 import sys
 from importlib import metadata
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from adapters.console.app import (
-    EXIT_CODES,
-    EXIT_CONFIG,
-    EXIT_INTERRUPTED,
-    AISettingsError,
-    ConsoleArgs,
-    apply_ai_settings,
-    env_file_note,
-    list_sessions,
-    load_ai_settings,
-    open_core,
-    run_console,
-    stop_session,
-)
-from adapters.console.reports import export_command, profile_lines, usage_command
+from adapters.console.exits import EXIT_CODES, EXIT_CONFIG, EXIT_INTERRUPTED
 from bot import logs
-from bot.adapter import AdapterStartError, ChatAdapter, adapter_classes
-from bot.ops import OpsServer
 from bot.settings import (
     BaseConfig,
     ConfigError,
@@ -50,6 +35,14 @@ from bot.settings import (
     masked,
     unknown_key_warnings,
 )
+
+if TYPE_CHECKING:
+    from adapters.console.app import ConsoleArgs
+    from bot.adapter import ChatAdapter
+    from bot.ops import OpsServer
+
+# The console, the core and the adapters are imported where a command needs them: `--version`,
+# `--help`, a configuration error and `list` do not pay for the LLM client and the chat SDKs.
 
 log = logging.getLogger(__name__)
 
@@ -192,6 +185,8 @@ def parser() -> argparse.ArgumentParser:
 
 
 def console_args(ns: argparse.Namespace) -> ConsoleArgs:
+    from adapters.console.app import ConsoleArgs
+
     return ConsoleArgs(
         goals=[g.strip() for g in ns.goals],
         name=ns.name,
@@ -206,6 +201,8 @@ def console_args(ns: argparse.Namespace) -> ConsoleArgs:
 
 def wanted_adapters(configs: list[BaseConfig]) -> list[tuple[type[ChatAdapter], BaseConfig]]:
     """The installed chat adapters the admin set up, each with its settings (from `configs`)."""
+    from bot.adapter import adapter_classes
+
     found = []
     for cls in adapter_classes().values():
         config = next((c for c in configs if cls.settings_class and isinstance(c, cls.settings_class)), None)
@@ -225,6 +222,10 @@ def stop_signals(stop: asyncio.Event) -> tuple[signal.Signals, ...]:
 async def run_chat(settings: Settings, wanted: list[tuple[type[ChatAdapter], BaseConfig]]) -> int:
     """`run` with chat credentials: every adapter the admin set up, on one core, until
     SIGINT/SIGTERM."""
+    from adapters.console.app import open_core
+    from bot.adapter import AdapterStartError
+    from bot.ops import OpsServer
+
     for cls, config in wanted:
         if problem := cls.problem(config):
             print(problem, file=sys.stderr)
@@ -290,6 +291,8 @@ def not_configured_reason(settings: Settings) -> str:
 
 def not_configured_text(settings: Settings) -> str:
     """The one paragraph `run` says when it has nothing to run."""
+    from adapters.console.app import env_file_note
+
     llm = (
         ""
         if settings.llm_configured()
@@ -309,6 +312,8 @@ def not_configured_text(settings: Settings) -> str:
 async def run_not_configured(settings: Settings) -> int:
     """`run` with nothing to run and nobody to ask: say what to configure, and keep /healthz
     answering "not configured" (a container that restarts in a loop helps nobody) until stopped."""
+    from bot.ops import OpsServer
+
     print(not_configured_text(settings), file=sys.stderr)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -365,6 +370,8 @@ def main(argv: list[str] | None = None) -> int:
         if ns.command == "console":
             args = console_args(ns)
             if ns.ai_settings is not None:
+                from adapters.console.app import AISettingsError, apply_ai_settings, load_ai_settings
+
                 try:
                     apply_ai_settings(args, load_ai_settings(ns.ai_settings))
                 except AISettingsError as exc:
@@ -379,6 +386,9 @@ def main(argv: list[str] | None = None) -> int:
         for warning in unknown_key_warnings(os.environ, env_file_used()):
             print(f"Warning: {warning}", file=sys.stderr)
         if ns.command == "check-config":
+            from adapters.console.app import env_file_note
+            from adapters.console.reports import profile_lines
+
             for key, value in masked(settings, *configs).items():
                 print(f"{key}={value}")
             print(f"# Settings file: {env_file_note()}")
@@ -394,14 +404,20 @@ def main(argv: list[str] | None = None) -> int:
         wanted = wanted_adapters(configs) if ns.command in (None, "run") else []
         chat = bool(wanted)
         logs.setup(settings, quiet=not chat, extra=configs)
-        if ns.command == "list":
-            return asyncio.run(list_sessions(settings))
-        if ns.command == "stop":
+        if ns.command in ("list", "stop"):
+            from adapters.console.app import list_sessions, stop_session
+
+            if ns.command == "list":
+                return asyncio.run(list_sessions(settings))
             return asyncio.run(stop_session(settings, ns.session_id))
-        if ns.command == "usage":
-            return asyncio.run(usage_command(settings, ns.days, ns.user, ns.channel, redact=configs))
-        if ns.command == "export":
+        if ns.command in ("usage", "export"):
+            from adapters.console.reports import export_command, usage_command
+
+            if ns.command == "usage":
+                return asyncio.run(usage_command(settings, ns.days, ns.user, ns.channel, redact=configs))
             return asyncio.run(export_command(settings, ns.since, ns.format, ns.output, redact=configs))
+        from adapters.console.app import ConsoleArgs, run_console
+
         if ns.command == "eval":
             from bot.evals.runner import command as eval_command
 

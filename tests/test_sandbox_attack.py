@@ -218,7 +218,9 @@ async def test_a_fork_bomb_is_contained(settings: Settings) -> None:
         out = await shell(settings, "bomb() { bomb | bomb & }; bomb; sleep 30")
     finally:
         stop.set()
-    assert "Stopped: it ran longer than 2 s" in out.text
+    # stopped at the time limit, or ended at once when the bomb had filled its process allowance
+    # before the shell could start `sleep` (a race the machine's load decides): contained either way
+    assert "Stopped: it ran longer than 2 s" in out.text or "It probably ran into a limit" in out.text
     assert "process" in out.text  # it is told it ran into the process limit
     if watch:
         sampler.join()

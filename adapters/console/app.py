@@ -20,6 +20,16 @@ from typing import TextIO
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_settings import BaseSettings
 
+from adapters.console.exits import (  # noqa: F401 - where the console's callers find them
+    EXIT_CODES,
+    EXIT_CONFIG,
+    EXIT_ERROR,
+    EXIT_FINISHED,
+    EXIT_INTERRUPTED,
+    EXIT_LIMIT,
+    EXIT_STOPPED,
+    EXIT_WAITING,
+)
 from adapters.console.platform import ConsoleAdapter
 from bot.core import Core
 from bot.decisions import Decision
@@ -29,25 +39,6 @@ from bot.presenter.build import step_view, summary_view, tasks_view
 from bot.presenter.wording import STATES
 from bot.settings import Settings, env_file_used
 from bot.store.base import OpenError, SessionStore, StoreError
-
-EXIT_FINISHED = 0
-EXIT_ERROR = 1
-EXIT_CONFIG = 2
-EXIT_STOPPED = 3
-EXIT_LIMIT = 4
-EXIT_WAITING = 5
-EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a program ended by Ctrl-C
-
-#: What each exit code means (`autogpt-bot --help` lists them; README.md too).
-EXIT_CODES: tuple[tuple[int, str], ...] = (
-    (EXIT_FINISHED, "finished (or nothing left to do)"),
-    (EXIT_ERROR, "an error (the LLM or the session store could not be reached, an unknown session, ...)"),
-    (EXIT_CONFIG, "a usage or configuration error"),
-    (EXIT_STOPPED, "stopped by you"),
-    (EXIT_LIMIT, "paused by a limit or budget: continue it with --resume ID"),
-    (EXIT_WAITING, "waiting for a decision when input ended: continue it with --resume ID"),
-    (EXIT_INTERRUPTED, "interrupted (Ctrl-C): the session is saved; continue it with --resume ID"),
-)
 
 COMMAND_WAIT_S = 2.0  # on Ctrl-C, how long a command that is running may take to have its result recorded
 
