@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TextIO
 
-from adapters.console.app import EXIT_CONFIG, EXIT_ERROR, EXIT_FINISHED
+from adapters.console.exits import EXIT_CONFIG, EXIT_ERROR, EXIT_FINISHED
 from bot import audit, profiles, usage
 from bot.presenter import wording
 from bot.redact import Redactor
