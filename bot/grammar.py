@@ -844,16 +844,8 @@ def _parse_template(cur: _Cursor, ctx: _Context) -> TemplateCommand:
     fields: dict[str, object] = {"action": action, "name": name}
     if action == "save" and not cur.at_end():
         fields["session_id"] = _session_id(cur, "template")
-    elif action == "run" and not cur.at_end():
-        match = _FLAG_RE.fullmatch(cur.peek_token().split("=", 1)[0])
-        if match is None or match.group(2).lower() != "continuous":
-            raise _fail("template", f"Unexpected '{_show(cur.rest())}' after template run {name}.")
-        token = cur.take_token()
-        fields["continuous"] = True
-        if "=" in token:
-            fields["continuous_limit"] = _positive_int(token.split("=", 1)[1], "template", "cycle limit")
-        elif _DIGITS_RE.fullmatch(cur.peek_token()):
-            fields["continuous_limit"] = _positive_int(cur.take_token(), "template", "cycle limit")
+    elif action == "run":
+        fields.update(_continuous_flag(cur, "template", f"template run {name}"))
     _expect_end(cur, "template")
     return _build(TemplateCommand, **fields)
 

@@ -225,9 +225,9 @@ def session_settings(settings: Settings, session: Session) -> Settings:
         from bot.mcp_servers import SEPARATOR
 
         off = {
-            f"{c.name}{SEPARATOR}*": "deny"
-            for c in settings.mcp_server_list()
-            if c.name not in profile.mcp_servers
+            f"{name}{SEPARATOR}*": "deny"
+            for name in settings.mcp_server_names
+            if name not in profile.mcp_servers
         }
         if off:
             update["tool_policy"] = {**update.get("tool_policy", settings.tool_policy), **off}

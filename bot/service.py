@@ -416,13 +416,13 @@ class Service(UsesParts):
                 state=SessionState.RUNNING,
                 phase=Phase.THINK,
             )
-        default = Session.model_fields
+        ai_name, ai_role = own_name_and_role(source)
         goal = GoalCommand(
             goals=list(source.goals),
             continuous=command.continuous,
             continuous_limit=command.continuous_limit,
-            ai_name=source.ai_name if source.ai_name != default["ai_name"].default else None,
-            ai_role=source.ai_role if source.ai_role != default["ai_role"].default else None,
+            ai_name=ai_name,
+            ai_role=ai_role,
         )
         title = f"Forked from session {source.id} at step {at}" if at else f"Forked from session {source.id}"
         outcome = await self.start(
@@ -877,14 +877,15 @@ class Service(UsesParts):
                 message=f"Session {session.id} is still {wording.STATES[session.state]}: save its goals "
                 "as a template once it has ended.",
             )
+        ai_name, ai_role = own_name_and_role(session)
         template = Template(
             key=key,
             name=command.name,
             platform=place.platform,
             team=place.team,
             goals=list(session.goals),
-            ai_name=session.ai_name if session.ai_name != Session.model_fields["ai_name"].default else None,
-            ai_role=session.ai_role if session.ai_role != Session.model_fields["ai_role"].default else None,
+            ai_name=ai_name,
+            ai_role=ai_role,
             source=session.id,
             owner=actor.user_id,
             owner_name=actor.name,
@@ -1035,6 +1036,15 @@ class Service(UsesParts):
 
 def _unknown(session_id: str) -> Outcome:
     return Outcome(ok=False, message=f"No session {session_id}.")
+
+
+def own_name_and_role(session: Session) -> tuple[str | None, str | None]:
+    """A session's agent name and role where they are its own (None: the defaults), for what is
+    started from it (a template, a fork) to take."""
+    fields = Session.model_fields
+    name = session.ai_name if session.ai_name != fields["ai_name"].default else None
+    role = session.ai_role if session.ai_role != fields["ai_role"].default else None
+    return name, role
 
 
 def template_key(place: Place, name: str) -> str:

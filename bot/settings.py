@@ -7,6 +7,7 @@ keeps the two in step.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -728,6 +729,12 @@ class Settings(BaseConfig):
         except ValueError as exc:
             raise ConfigError(f"Invalid setting MCP_CONFIG: {exc}") from None
         return [*self.mcp_servers, *from_file]
+
+    @functools.cached_property
+    def mcp_server_names(self) -> tuple[str, ...]:
+        """The names of the MCP servers (read once per settings object: a session's settings ask
+        each cycle which servers its channel leaves out)."""
+        return tuple(server.name for server in self.mcp_server_list())
 
     def more_secrets(self) -> list[tuple[str, str]]:
         """Secrets inside structured settings (bot/redact.py): the MCP servers' env and header

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -139,13 +140,10 @@ async def test_three_processes_one_killed_mid_cycle(
             assert session.steps[0].status == StepStatus.DONE and "U9" in (session.steps[0].decided_by or "")
 
             # every continuous session finishes, those of the dead process too
-            async def all_finished() -> list[Session] | None:
-                got = [await store.get(sid) for sid in sids.values()]
-                done = all(s is not None and s.state == SessionState.FINISHED for s in got)
-                return [s for s in got if s is not None] if done else None
-
             try:
-                sessions = await wait_for("every session to finish", all_finished, 25, poll=0.2)
+                sessions = await wait_for(
+                    "every session to finish", finished(store, sids.values()), 25, poll=0.2
+                )
             except AssertionError:
                 states = {sid: (s.state if (s := await store.get(sid)) else None) for sid in sids.values()}
                 raise AssertionError(f"not all finished: {states}") from None
@@ -179,6 +177,18 @@ async def test_three_processes_one_killed_mid_cycle(
         finally:
             await cluster.stop()
             await store.close()
+
+
+def finished(store: RedisStore, ids: Iterable[str]) -> Callable[[], Awaitable[list[Session] | None]]:
+    """For `wait_for`: the sessions once every one of them has finished, else None."""
+    wanted = list(ids)
+
+    async def check() -> list[Session] | None:
+        got = [await store.get(sid) for sid in wanted]
+        done = all(s is not None and s.state == SessionState.FINISHED for s in got)
+        return [s for s in got if s is not None] if done else None
+
+    return check
 
 
 async def _async(value: Any) -> Any:

@@ -18,13 +18,13 @@ import aiohttp
 import pytest
 
 from adapters.slack import ids
-from bot.models import Session, SessionState, StepStatus
+from bot.models import StepStatus
 from bot.store.redis_store import RedisStore
 from tests.conftest import REDIS_URL
 from tests.fakes.cluster import Cluster, cluster_env
 from tests.fakes.llm_server import ScriptedLLM
 from tests.fakes.slack_api import FakeSlackAPI, Posted
-from tests.test_cluster import LOG, _async, one_line_per_cycle, session_of, step_posts, wait_for
+from tests.test_cluster import LOG, _async, finished, one_line_per_cycle, session_of, step_posts, wait_for
 
 SESSIONS = 3
 
@@ -86,13 +86,10 @@ async def test_ingress_killed_and_restarted_loses_nothing(
             assert (data / "workspaces" / manual / LOG).read_text() == "1\n"
             late = await wait_for("the late session", lambda: _async(session_of(api, "UL")), 10)
 
-            async def all_finished() -> list[Session] | None:
-                got = [await store.get(sid) for sid in [*sids.values(), late]]
-                done = all(s is not None and s.state == SessionState.FINISHED for s in got)
-                return [s for s in got if s is not None] if done else None
-
             try:
-                sessions = await wait_for("every session to finish", all_finished, 20, poll=0.2)
+                sessions = await wait_for(
+                    "every session to finish", finished(store, [*sids.values(), late]), 20, poll=0.2
+                )
             except AssertionError:
                 raise AssertionError(f"not all finished:\n{cluster.procs[1].output()[-3000:]}") from None
             for s in sessions:

@@ -26,14 +26,14 @@ from discord.http import Route
 from adapters.discord.adapter import DiscordAdapter
 from adapters.slack import ids
 from bot.core import Core
-from bot.models import Session, SessionState, StepStatus
+from bot.models import SessionState, StepStatus
 from bot.store.redis_store import RedisStore
 from tests.conftest import REDIS_URL, make_settings
 from tests.fakes.cluster import Cluster, cluster_env
 from tests.fakes.discord_api import OWNER, DiscordBot, FakeDiscord, discord_settings
 from tests.fakes.llm_server import ScriptedLLM, agent_reply
 from tests.fakes.slack_api import FakeSlackAPI, Posted
-from tests.test_cluster import LOG, _async, one_line_per_cycle, session_of, step_posts, wait_for
+from tests.test_cluster import LOG, _async, finished, one_line_per_cycle, session_of, step_posts, wait_for
 
 SESSIONS = 4
 
@@ -92,13 +92,10 @@ async def test_one_ingress_two_workers_one_worker_killed(
             await wait_for("step 2 of the manual session", lambda: _async(step_posts(api, manual, 2)), 10)
             assert (data / "workspaces" / manual / LOG).read_text() == "1\n"
 
-            async def all_finished() -> list[Session] | None:
-                got = [await store.get(sid) for sid in sids.values()]
-                done = all(s is not None and s.state == SessionState.FINISHED for s in got)
-                return [s for s in got if s is not None] if done else None
-
             try:
-                sessions = await wait_for("every session to finish", all_finished, 25, poll=0.2)
+                sessions = await wait_for(
+                    "every session to finish", finished(store, sids.values()), 25, poll=0.2
+                )
             except AssertionError:
                 states = {sid: (s.state if (s := await store.get(sid)) else None) for sid in sids.values()}
                 raise AssertionError(
